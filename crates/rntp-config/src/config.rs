@@ -1,0 +1,152 @@
+//! The typed configuration that phase 2 produces.
+//!
+//! Plain data with defaults and no behaviour: the daemon decides what to do
+//! with it (collapsing duplicate sources, resolving names, ...). Nothing here
+//! validates; construction through the parser is what guarantees the ranges
+//! documented on each field.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::host::Host;
+
+/// Everything rntpd takes from an ntp.conf.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// Every `server` and `pool` line, in file order (includes spliced in).
+    /// Duplicates are kept: the daemon collapses them and warns.
+    pub sources: Vec<SourceConfig>,
+    /// Clock-selection tuning from `tos` lines.
+    pub tos: TosConfig,
+    /// Where to keep the frequency estimate, from `driftfile`.
+    pub driftfile: Option<PathBuf>,
+    /// DNS resolvers from `resolver` lines (rntpd extension); empty means
+    /// "use the system resolver configuration".
+    pub resolvers: Vec<SocketAddr>,
+}
+
+/// Whether a source line names one server or a pool of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    /// `server`: one association with the (first) address of the host.
+    Server,
+    /// `pool`: several associations with the addresses the name resolves to.
+    Pool,
+}
+
+/// One `server` or `pool` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// `server` or `pool`.
+    pub kind: SourceKind,
+    /// The address or name, never resolved by this crate.
+    pub host: Host,
+    /// UDP port, 1..=65535; default [`SourceConfig::DEFAULT_PORT`].
+    pub port: u16,
+    /// The options given on the line.
+    pub options: SourceOptions,
+    /// Where the line was written.
+    pub origin: Origin,
+}
+
+impl SourceConfig {
+    /// The NTP port used when the line has no `port` option.
+    pub const DEFAULT_PORT: u16 = 123;
+}
+
+/// Options of a `server`/`pool` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Send a burst of packets while the source is unreachable.
+    pub iburst: bool,
+    /// Send a burst of packets at each poll while reachable.
+    pub burst: bool,
+    /// Prefer this source when otherwise equal.
+    pub prefer: bool,
+    /// Poll the source but never select it.
+    pub noselect: bool,
+    /// log2 of the minimum poll interval in seconds, in
+    /// [`Self::MIN_POLL`]..=[`Self::MAX_POLL`], never above `maxpoll`.
+    pub minpoll: i8,
+    /// log2 of the maximum poll interval in seconds, same range.
+    pub maxpoll: i8,
+    /// NTP version to send, 1..=4.
+    pub version: u8,
+    /// For pools, how many servers to use at most (1..=64); `None` lets the
+    /// daemon decide. Always `None` for servers.
+    pub maxsources: Option<u8>,
+}
+
+impl SourceOptions {
+    /// Smallest accepted poll exponent (0.25 s; an rntpd extension below 0).
+    pub const MIN_POLL: i8 = -2;
+    /// Largest accepted poll exponent (36.4 h).
+    pub const MAX_POLL: i8 = 17;
+    /// Default `minpoll` (64 s).
+    pub const DEFAULT_MINPOLL: i8 = 6;
+    /// Default `maxpoll` (1024 s).
+    pub const DEFAULT_MAXPOLL: i8 = 10;
+    /// Default NTP version.
+    pub const DEFAULT_VERSION: u8 = 4;
+    /// Largest accepted `maxsources`.
+    pub const MAX_MAXSOURCES: u8 = 64;
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            iburst: false,
+            burst: false,
+            prefer: false,
+            noselect: false,
+            minpoll: Self::DEFAULT_MINPOLL,
+            maxpoll: Self::DEFAULT_MAXPOLL,
+            version: Self::DEFAULT_VERSION,
+            maxsources: None,
+        }
+    }
+}
+
+/// Where a directive was written, for the daemon's own messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The file (the top-level file or a resolved includefile path).
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: u32,
+}
+
+/// Clock-selection settings from `tos` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TosConfig {
+    /// Minimum number of survivors the cluster algorithm keeps (1..=255).
+    pub minclock: u8,
+    /// Maximum number of candidate associations (1..=255), not below
+    /// `minclock` or `minsane`.
+    pub maxclock: u8,
+    /// Minimum number of truechimers needed to discipline the clock
+    /// (1..=255).
+    pub minsane: u8,
+    /// Orphan-mode stratum (1..=15), or `None` for no orphan mode.
+    pub orphan: Option<u8>,
+}
+
+impl TosConfig {
+    /// Default `minclock`.
+    pub const DEFAULT_MINCLOCK: u8 = 3;
+    /// Default `maxclock`.
+    pub const DEFAULT_MAXCLOCK: u8 = 10;
+    /// Default `minsane`.
+    pub const DEFAULT_MINSANE: u8 = 1;
+}
+
+impl Default for TosConfig {
+    fn default() -> Self {
+        Self {
+            minclock: Self::DEFAULT_MINCLOCK,
+            maxclock: Self::DEFAULT_MAXCLOCK,
+            minsane: Self::DEFAULT_MINSANE,
+            orphan: None,
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! Diagnostics: what the parser found, where, and how bad it is.
+//!
+//! Every finding is a [`Diagnostic`] carrying a file, a 1-based line and
+//! column, a [`Severity`] and a typed [`DiagnosticKind`]. Error diagnostics
+//! also remember the offending source line so that their `Display` can show
+//! it with a caret underneath, rustc style. This module only describes
+//! findings; it does not decide what is an error (that is the parser's job)
+//! and it performs no I/O.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::host::HostNameError;
+
+/// How serious a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// The configuration cannot be used; loading fails.
+    Error,
+    /// The configuration loads, but something was ignored or looks wrong.
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warning => "warning",
+        })
+    }
+}
+
+/// What kind of value a directive or option wanted, for "expected X" messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expected {
+    /// A decimal integer within an inclusive range.
+    Integer {
+        /// Smallest accepted value.
+        min: i64,
+        /// Largest accepted value.
+        max: i64,
+    },
+    /// A DNS host name or an IPv4/IPv6 literal.
+    HostOrAddress,
+    /// A file-system path.
+    Path,
+    /// A DNS resolver address with an optional port.
+    ResolverAddress,
+    /// Any single word (the value of an option rntpd ignores).
+    Value,
+    /// One of a fixed set of keywords.
+    OneOf(&'static [&'static str]),
+}
+
+impl fmt::Display for Expected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Integer { min, max } => write!(f, "an integer from {min} to {max}"),
+            Self::HostOrAddress => f.write_str("a host name or an IP address"),
+            Self::Path => f.write_str("a file path"),
+            Self::ResolverAddress => f.write_str(
+                "an IP address with an optional port, such as 192.0.2.53, 192.0.2.53:5353, \
+                 [2001:db8::53]:53 or ::1",
+            ),
+            Self::Value => f.write_str("a value"),
+            Self::OneOf(words) => write!(f, "one of {}", words.join(", ")),
+        }
+    }
+}
+
+/// Formats an optional "did you mean" hint, including its leading separator.
+fn did_you_mean(suggestion: &Option<&'static str>) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}
+
+/// Escapes a word taken from the file so that control characters in a
+/// hostile or corrupted file cannot drive the admin's terminal.
+fn esc(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
+/// One kind of finding. `Display` gives the message shown after
+/// `FILE:LINE:COL: error:`; it names what was found and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiagnosticKind {
+    /// A `"` opened a quoted word that the line never closes.
+    #[error("unterminated quoted string; expected a closing `\"` before the end of the line")]
+    UnterminatedQuote,
+
+    /// The first word of a line is not a directive that ntpd, NTPsec or
+    /// rntpd knows.
+    #[error(
+        "unknown directive `{}`; expected a directive such as server, pool, tos, driftfile, \
+         includefile, resolver{}",
+        esc(found),
+        did_you_mean(suggestion)
+    )]
+    UnknownDirective {
+        /// The word found.
+        found: String,
+        /// A known directive spelled similarly, if any.
+        suggestion: Option<&'static str>,
+    },
+
+    /// A directive that ntpd or NTPsec supports but rntpd does not (yet);
+    /// the whole line is ignored.
+    #[error("`{directive}` is not supported by rntpd yet; line ignored")]
+    UnsupportedDirective {
+        /// The directive.
+        directive: String,
+    },
+
+    /// A directive or option needs a value and the line ended (or the next
+    /// word is another option).
+    #[error("{what} expects {expected}, found end of line")]
+    MissingValue {
+        /// The directive or option that needs the value.
+        what: String,
+        /// What it expects.
+        expected: Expected,
+    },
+
+    /// A value is not of the expected form or is out of range.
+    #[error("{what} expects {expected}, found \"{}\"", esc(found))]
+    BadValue {
+        /// The directive or option the value belongs to.
+        what: String,
+        /// What it expects.
+        expected: Expected,
+        /// The word found.
+        found: String,
+    },
+
+    /// A source host is neither an IP literal nor a valid DNS host name.
+    #[error(
+        "{directive} expects a host name or an IP address, found \"{}\": {reason}",
+        esc(found)
+    )]
+    InvalidHost {
+        /// `server` or `pool`.
+        directive: String,
+        /// The word found.
+        found: String,
+        /// Why it is not a valid host name.
+        reason: HostNameError,
+    },
+
+    /// An IPv6 literal carries a zone index (`fe80::1%eth0`), which rntpd
+    /// cannot represent yet.
+    #[error(
+        "IPv6 zone index in \"{}\" is not supported by rntpd yet; expected an address without \
+         `%interface`",
+        esc(found)
+    )]
+    ScopedAddress {
+        /// The word found.
+        found: String,
+    },
+
+    /// A `server 127.127.t.u` line: ntpd's reference-clock pseudo-address.
+    /// rntpd has no reference clocks, so the line is ignored.
+    #[error(
+        "\"{found}\" is an ntpd reference-clock address; reference clocks are not supported by \
+         rntpd yet; line ignored"
+    )]
+    RefclockAddress {
+        /// The address found.
+        found: String,
+    },
+
+    /// An option word that is not valid for this directive.
+    #[error(
+        "unknown option `{}` for {directive}; expected one of {}{}",
+        esc(found),
+        expected.join(", "),
+        did_you_mean(suggestion)
+    )]
+    UnknownOption {
+        /// The directive the option was given to.
+        directive: String,
+        /// The word found.
+        found: String,
+        /// The options rntpd accepts there.
+        expected: &'static [&'static str],
+        /// An accepted option spelled similarly, if any.
+        suggestion: Option<&'static str>,
+    },
+
+    /// An option that ntpd or NTPsec accepts but rntpd ignores (yet); the
+    /// rest of the line is still used.
+    #[error("option `{option}` of {directive} is not supported by rntpd yet; option ignored")]
+    UnsupportedOption {
+        /// The directive the option was given to.
+        directive: String,
+        /// The option.
+        option: String,
+    },
+
+    /// An option valid on some directives but not this one, e.g.
+    /// `maxsources` on a `server` line.
+    #[error("option `{option}` is only valid on a {allowed_on} line, not on a {directive} line")]
+    OptionNotAllowed {
+        /// The option.
+        option: String,
+        /// The directive it was given to.
+        directive: String,
+        /// The directive it belongs to.
+        allowed_on: &'static str,
+    },
+
+    /// A directive got more arguments than it takes.
+    #[error("{directive} takes {takes}; unexpected extra argument \"{}\"", esc(found))]
+    UnexpectedArgument {
+        /// The directive.
+        directive: String,
+        /// How many arguments it takes, in words.
+        takes: &'static str,
+        /// The first extra word.
+        found: String,
+    },
+
+    /// The same option appears twice on one line; the last one wins.
+    #[error(
+        "option `{option}` is given more than once on this {directive} line; the last one wins"
+    )]
+    DuplicateOption {
+        /// The directive.
+        directive: String,
+        /// The repeated option.
+        option: String,
+    },
+
+    /// A directive that may appear only once appears again; the last one
+    /// wins.
+    #[error(
+        "`{directive}` was already given at {}:{}; the last one wins",
+        previous_file.display(),
+        previous_line
+    )]
+    RepeatedDirective {
+        /// The directive.
+        directive: String,
+        /// File of the earlier occurrence.
+        previous_file: PathBuf,
+        /// Line of the earlier occurrence.
+        previous_line: u32,
+    },
+
+    /// `minpoll` is larger than `maxpoll` on a source line.
+    #[error(
+        "minpoll {minpoll} is greater than maxpoll {maxpoll}; expected minpoll <= maxpoll \
+         (defaults: minpoll 6, maxpoll 10)"
+    )]
+    PollRange {
+        /// The effective minpoll.
+        minpoll: i8,
+        /// The effective maxpoll.
+        maxpoll: i8,
+    },
+
+    /// Two `tos` values violate their ordering, e.g. minclock > maxclock.
+    #[error(
+        "tos {lower} {lower_value} is greater than {upper} {upper_value}; expected {lower} <= \
+         {upper}"
+    )]
+    TosOrder {
+        /// Name of the value that must be the smaller one.
+        lower: &'static str,
+        /// Its effective value.
+        lower_value: u8,
+        /// Name of the value that must be the larger one.
+        upper: &'static str,
+        /// Its effective value.
+        upper_value: u8,
+    },
+
+    /// An `includefile` could not be read.
+    #[error("cannot read includefile \"{}\": {reason}", path.display())]
+    IncludeFailed {
+        /// The resolved path.
+        path: PathBuf,
+        /// The operating system's explanation.
+        reason: String,
+    },
+
+    /// An `includefile` names a file that is already being read further up
+    /// the include chain.
+    #[error(
+        "includefile \"{}\" is already being read (include loop); expected each file at most once \
+         per include chain",
+        path.display()
+    )]
+    IncludeLoop {
+        /// The resolved path.
+        path: PathBuf,
+    },
+
+    /// Includes are nested deeper than the limit.
+    #[error(
+        "includefile \"{}\" is nested more than {limit} levels deep; expected at most {limit}",
+        path.display()
+    )]
+    IncludeTooDeep {
+        /// The resolved path.
+        path: PathBuf,
+        /// The nesting limit.
+        limit: usize,
+    },
+
+    /// The top-level configuration file could not be read.
+    #[error("cannot read configuration file: {reason}")]
+    ReadFailed {
+        /// The operating system's explanation.
+        reason: String,
+    },
+}
+
+impl DiagnosticKind {
+    /// The severity this kind of finding always has.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Self::UnsupportedDirective { .. }
+            | Self::UnsupportedOption { .. }
+            | Self::RefclockAddress { .. }
+            | Self::DuplicateOption { .. }
+            | Self::RepeatedDirective { .. } => Severity::Warning,
+            _ => Severity::Error,
+        }
+    }
+}
+
+/// The source line a diagnostic points into, kept so that errors can be
+/// printed with context without re-reading the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snippet {
+    text: String,
+    width: u32,
+}
+
+/// One finding, located at `file:line:col` (1-based; `line` 0 means the
+/// whole file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file the finding is in (as given or as resolved from includes).
+    pub file: PathBuf,
+    /// 1-based line number; 0 when the finding concerns the whole file.
+    pub line: u32,
+    /// 1-based column, counted in characters; 0 when `line` is 0.
+    pub col: u32,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What was found.
+    pub kind: DiagnosticKind,
+    snippet: Option<Snippet>,
+}
+
+impl Diagnostic {
+    /// Builds a diagnostic pointing at `width` characters from `line:col`
+    /// of `source_line`.
+    pub(crate) fn at(
+        file: PathBuf,
+        line: u32,
+        col: u32,
+        width: u32,
+        source_line: &str,
+        kind: DiagnosticKind,
+    ) -> Self {
+        Self {
+            file,
+            line,
+            col,
+            severity: kind.severity(),
+            kind,
+            snippet: Some(Snippet { text: source_line.to_owned(), width: width.max(1) }),
+        }
+    }
+
+    /// Builds a diagnostic about a whole file (no line to point at).
+    pub(crate) fn whole_file(file: PathBuf, kind: DiagnosticKind) -> Self {
+        Self { file, line: 0, col: 0, severity: kind.severity(), kind, snippet: None }
+    }
+
+    /// The text of the line this diagnostic points into, if it has one.
+    pub fn source_line(&self) -> Option<&str> {
+        self.snippet.as_ref().map(|s| s.text.as_str())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "{}: {}: {}", self.file.display(), self.severity, self.kind);
+        }
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.severity,
+            self.kind
+        )?;
+        // Warnings stay on one line so that a file full of ignored ntpd
+        // directives remains readable; errors get the context an admin needs
+        // to find the exact word.
+        let Some(snippet) = self.snippet.as_ref().filter(|_| self.severity == Severity::Error)
+        else {
+            return Ok(());
+        };
+        let gutter = self.line.to_string();
+        let pad = " ".repeat(gutter.len());
+        let mut shown = String::with_capacity(snippet.text.len());
+        let mut caret_prefix = String::new();
+        for (i, ch) in snippet.text.chars().enumerate() {
+            // Control characters would corrupt the terminal; tabs are kept
+            // (in both lines) so that the caret stays aligned.
+            let safe = if ch == '\t' || !ch.is_control() { ch } else { '\u{FFFD}' };
+            shown.push(safe);
+            if (i as u64) + 1 < u64::from(self.col) {
+                caret_prefix.push(if ch == '\t' { '\t' } else { ' ' });
+            }
+        }
+        // A caret past the end of the text (a missing value) still needs
+        // its column.
+        let shown_len = snippet.text.chars().count() as u64;
+        for _ in shown_len..u64::from(self.col.saturating_sub(1)) {
+            caret_prefix.push(' ');
+        }
+        write!(
+            f,
+            "\n{gutter} | {shown}\n{pad} | {caret_prefix}{}",
+            "^".repeat(snippet.width as usize)
+        )
+    }
+}
+
+/// Loading failed: at least one error. Carries every error and every warning
+/// found, so an admin can fix the whole file in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors {
+    /// All errors, in file order.
+    pub errors: Vec<Diagnostic>,
+    /// All warnings, in file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.errors.iter().chain(&self.warnings).enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A diagnostic waiting to be sorted: `seq` is the reading order of its
+/// line across all files, so that reports come out in the order an admin
+/// reads the configuration even though checks run in two phases.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) seq: u64,
+    pub(crate) diag: Diagnostic,
+}
+
+/// Collects diagnostics while parsing.
+#[derive(Debug, Default)]
+pub(crate) struct Diags {
+    pending: Vec<Pending>,
+    has_errors: bool,
+}
+
+impl Diags {
+    pub(crate) fn push(&mut self, p: Pending) {
+        self.has_errors |= p.diag.severity == Severity::Error;
+        self.pending.push(p);
+    }
+
+    pub(crate) fn has_errors(&self) -> bool {
+        self.has_errors
+    }
+
+    /// Errors and warnings, each in reading order.
+    pub(crate) fn into_sorted(mut self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+        // Stable: findings on one line keep the order they were made in.
+        self.pending.sort_by_key(|p| p.seq);
+        self.pending.into_iter().map(|p| p.diag).partition(|d| d.severity == Severity::Error)
+    }
+}

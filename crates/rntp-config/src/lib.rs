@@ -1,0 +1,198 @@
+//! Pure ntp.conf parser for rntpd: text in, typed [`Config`] out, with
+//! `file:line:col` diagnostics an administrator can act on.
+//!
+//! Parsing runs in two phases. Phase 1 turns text into a syntactic mirror
+//! (directive words and arguments with their positions) and splices in
+//! `includefile`s; phase 2 interprets the directives, applies defaults and
+//! runs cross-field checks. Problems never stop parsing early: every error
+//! and warning in every file is reported in one run.
+//!
+//! This crate does **not** resolve host names, open sockets or start
+//! anything. The only function that touches the file system is
+//! [`load_file`]; [`parse_str`] is pure and reads includes through a
+//! callback.
+//!
+//! # Directive reference (for administrators)
+//!
+//! The file format is ntpd's: one directive per line, words separated by
+//! whitespace, `#` starts a comment that runs to the end of the line, and a
+//! word may be quoted with `"` to contain spaces or `#`. A line cannot be
+//! continued onto the next one.
+//!
+//! ## Supported directives
+//!
+//! * `server HOST [OPTIONS]` — one time server.
+//! * `pool HOST [OPTIONS]` — a DNS name that resolves to several servers.
+//!
+//!   `HOST` is an IPv4 address (`192.0.2.1`), an IPv6 address, bare
+//!   (`2001:db8::1`) or in brackets (`[2001:db8::1]`), or a DNS host name
+//!   (letters, digits and `-` in dot-separated labels of at most 63
+//!   characters, 253 in total; a trailing dot is allowed and case does not
+//!   matter). Names are resolved by the daemon, not when the file is read.
+//!   IPv6 zone indices (`fe80::1%eth0`) are rejected. Every line is kept,
+//!   in file order, even if it repeats an earlier one.
+//!
+//!   `OPTIONS`, in any order:
+//!
+//!   | option | meaning | default |
+//!   |---|---|---|
+//!   | `iburst` | send a quick burst of packets while the server is unreachable | off |
+//!   | `burst` | send a burst at every poll | off |
+//!   | `prefer` | prefer this source when otherwise equal | off |
+//!   | `noselect` | poll, but never use for time | off |
+//!   | `minpoll N` | shortest poll interval, 2^N seconds, N from -2 to 17 | 6 (64 s) |
+//!   | `maxpoll N` | longest poll interval, 2^N seconds, N from -2 to 17 | 10 (1024 s) |
+//!   | `version N` | NTP version to send, 1 to 4 | 4 |
+//!   | `port N` | server UDP port, 1 to 65535 (**rntpd extension**, as in chrony) | 123 |
+//!   | `maxsources N` | `pool` only: use at most N servers, 1 to 64 (**rntpd extension**) | daemon's choice |
+//!
+//!   Negative poll exponents are an **rntpd extension** (as in chrony) for
+//!   LANs and tests. `minpoll` greater than `maxpoll` is an error.
+//!
+//!   ntpd/NTPsec options that rntpd does not support yet are accepted with a
+//!   warning and ignored; the source is still used: `autokey`, `true`,
+//!   `xleave`, `preempt`, `nts`, `noval`, and (each followed by one value)
+//!   `key`, `mode`, `ttl`, `bias`, `ident`, `ask`, `require`, `ca`, `aead`,
+//!   `cert`, and the reference-clock options `subtype`, `baud`, `holdover`,
+//!   `time1`, `time2`, `stratum`, `refid`, `path`, `ppspath`,
+//!   `flag1`..`flag4`. An address-family qualifier (`-4`, `-6`, `--ipv4`,
+//!   `--ipv6`) before the host is likewise ignored with a warning.
+//!
+//!   `server 127.127.T.U` (ntpd's reference-clock pseudo-address, e.g. the
+//!   old `server 127.127.1.0` local clock) produces a warning and the line is
+//!   ignored: rntpd has no reference clocks.
+//!
+//! * `tos KEYWORD N [KEYWORD N ...]` — clock-selection tuning; several `tos`
+//!   lines combine.
+//!
+//!   | keyword | meaning | range | default |
+//!   |---|---|---|---|
+//!   | `minclock` | fewest survivors the cluster algorithm keeps | 1-255 | 3 |
+//!   | `maxclock` | most candidate associations | 1-255 | 10 |
+//!   | `minsane` | fewest truechimers needed to set the clock | 1-255 | 1 |
+//!   | `orphan` | orphan-mode stratum | 1-15 | off |
+//!
+//!   `minclock` and `minsane` may not exceed `maxclock`. The ntpd/NTPsec
+//!   keywords `ceiling`, `cohort`, `floor`, `mindist`, `maxdist`, `maxdisp`,
+//!   `orphanwait`, `beacon`, `basedate` and `bcpollbstep` are accepted with a
+//!   warning ("not supported yet") and their value is ignored.
+//!
+//! * `driftfile PATH` — where the frequency estimate is kept. Given twice,
+//!   the last one wins (with a warning).
+//!
+//! * `includefile PATH` — reads another file at this point. A relative
+//!   `PATH` is relative to the directory of the file that includes it.
+//!   Includes nest at most 10 deep; a file that (directly or indirectly)
+//!   includes itself, and an include that cannot be read, are errors.
+//!   Including a directory (an NTPsec feature) is not supported yet.
+//!
+//! * `resolver ADDR[:PORT] ...` — **rntpd extension**: DNS servers to use
+//!   for `server`/`pool` names instead of the system's resolver
+//!   configuration. At least one address; IPv6 as `[::1]:53`, `[::1]` or bare
+//!   `::1`; the port defaults to 53. Several lines accumulate.
+//!
+//! ## Directives accepted with a warning
+//!
+//! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
+//! "`restrict` is not supported by rntpd yet; line ignored" and the file
+//! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
+//! `broadcastdelay`, `calldelay`, `controlkey`, `crypto`, `delrestrict`,
+//! `device`, `disable`, `discard`, `dscp`, `enable`, `end`, `extra`,
+//! `filegen`, `fudge`, `ident`, `interface`, `keys`, `keysdir`, `leapfile`,
+//! `leapsmearinterval`, `logconfig`, `logfile`, `manycastclient`,
+//! `manycastserver`, `mdnstries`, `mru`, `multicastclient`, `nic`,
+//! `nonvolatile`, `nts`, `ntsport`, `ntpsigndsocket`, `peer`, `phone`,
+//! `pidfile`, `pollskewlist`, `qos`, `refclock`, `requestkey`, `reset`,
+//! `restrict`, `revoke`, `rlimit`, `saveconfigdir`, `serverresponse`,
+//! `setvar`, `simulate`, `statistics`, `statsdir`, `tick`, `tinker`, `trap`,
+//! `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
+//!
+//! ## Errors
+//!
+//! A directive nobody knows, a bad or missing value, an unknown option, an
+//! include failure and a failed cross-field check are errors: loading fails
+//! and every error is listed as `FILE:LINE:COL: error: MESSAGE` followed by
+//! the line and a caret under the offending word.
+
+mod config;
+mod error;
+mod host;
+mod known;
+mod lex;
+mod raw;
+mod resolve;
+
+use std::io::{self, Read};
+use std::path::Path;
+
+pub use config::{Config, Origin, SourceConfig, SourceKind, SourceOptions, TosConfig};
+pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
+pub use host::{Host, HostName, HostNameError};
+
+/// A configuration that loaded, with the warnings found on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// The typed configuration.
+    pub config: Config,
+    /// Everything that was ignored or looked odd, in file order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Largest configuration file read, so that `includefile /dev/zero` or a
+/// runaway file cannot exhaust memory.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `path` and its includefiles from the file system and parses them.
+pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let text = match read_text(path) {
+        Ok(text) => text,
+        Err(e) => {
+            return Err(ConfigErrors {
+                errors: vec![Diagnostic::whole_file(
+                    path.to_path_buf(),
+                    DiagnosticKind::ReadFailed { reason: e.to_string() },
+                )],
+                warnings: Vec::new(),
+            });
+        }
+    };
+    parse_str(path, &text, &mut |p| read_text(p))
+}
+
+fn read_text(path: &Path) -> io::Result<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("file is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not valid UTF-8 (bad byte at offset {})", e.utf8_error().valid_up_to()),
+        )
+    })
+}
+
+/// Parses `text` as the contents of `file`. Pure: an `includefile` is read
+/// by calling `include` with the resolved path (relative paths are joined to
+/// `file`'s directory); `file` itself is only used in messages and for that
+/// join.
+pub fn parse_str(
+    file: &Path,
+    text: &str,
+    include: &mut dyn FnMut(&Path) -> io::Result<String>,
+) -> Result<Loaded, ConfigErrors> {
+    let mut diags = error::Diags::default();
+    let raw = raw::read(file, text, include, &mut diags);
+    let config = resolve::resolve(&raw, &mut diags);
+    let failed = diags.has_errors();
+    let (errors, warnings) = diags.into_sorted();
+    if failed {
+        Err(ConfigErrors { errors, warnings })
+    } else {
+        Ok(Loaded { config, warnings })
+    }
+}

@@ -1,0 +1,526 @@
+//! Phase 2: [`RawConfig`] to the typed [`Config`].
+//!
+//! Interprets each directive, fills in defaults, checks values and ranges,
+//! and finally runs cross-field checks (`minpoll <= maxpoll` per source,
+//! `minclock <= maxclock` and `minsane <= maxclock` for `tos`). Every problem
+//! becomes a diagnostic and parsing goes on, so one run reports everything.
+//! Nothing here resolves names or opens sockets.
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use crate::config::{Config, Origin, SourceConfig, SourceKind, SourceOptions};
+use crate::error::{DiagnosticKind, Diags, Expected, Severity};
+use crate::host::{Host, HostName};
+use crate::known::{
+    suggest, ADDRESS_FAMILY_FLAGS, POOL_OPTIONS, SERVER_OPTIONS, SUPPORTED_DIRECTIVES, TOS_OPTIONS,
+    UNSUPPORTED_DIRECTIVES, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TOS,
+};
+use crate::lex::Token;
+use crate::raw::{RawConfig, RawDirective, SourceLine};
+
+/// The default port of a `resolver` address given without one.
+const DNS_PORT: u16 = 53;
+
+/// Turns the raw directives into a [`Config`], reporting into `diags`.
+pub(crate) fn resolve(raw: &RawConfig, diags: &mut Diags) -> Config {
+    let mut r = Resolver::default();
+    for directive in &raw.directives {
+        r.directive(directive, diags);
+    }
+    r.finish(diags)
+}
+
+/// Where a `tos` value was set, to point cross-field errors at it.
+#[derive(Debug)]
+struct TosLoc {
+    line: Rc<SourceLine>,
+    token: Token,
+    /// Order of setting, so the most recent (likeliest culprit) is blamed.
+    seq: usize,
+}
+
+#[derive(Debug, Default)]
+struct Resolver {
+    config: Config,
+    driftfile_at: Option<(PathBuf, u32)>,
+    minclock_at: Option<TosLoc>,
+    maxclock_at: Option<TosLoc>,
+    minsane_at: Option<TosLoc>,
+    tos_seq: usize,
+}
+
+/// Walks the argument words of one directive and reports problems.
+struct Line<'a, 'd> {
+    d: &'a RawDirective,
+    pos: usize,
+    errors: usize,
+    diags: &'d mut Diags,
+}
+
+impl<'a> Line<'a, '_> {
+    fn peek(&self) -> Option<&'a Token> {
+        self.d.args.get(self.pos)
+    }
+
+    fn next(&mut self) -> Option<&'a Token> {
+        let t = self.d.args.get(self.pos);
+        if t.is_some() {
+            self.pos += 1;
+        }
+        t
+    }
+
+    /// The last word consumed (or the keyword), after which a missing value
+    /// is reported.
+    fn last(&self) -> &'a Token {
+        self.pos.checked_sub(1).and_then(|i| self.d.args.get(i)).unwrap_or(&self.d.keyword)
+    }
+
+    fn report_at(&mut self, token: &Token, kind: DiagnosticKind) {
+        if kind.severity() == Severity::Error {
+            self.errors += 1;
+        }
+        let diag = self.d.line.at(token, kind);
+        self.diags.push(diag);
+    }
+
+    fn missing(&mut self, what: &str, expected: Expected) {
+        self.errors += 1;
+        let diag = self
+            .d
+            .line
+            .after(self.last(), DiagnosticKind::MissingValue { what: what.into(), expected });
+        self.diags.push(diag);
+    }
+
+    /// Takes the value of option `what`. A following word that is itself a
+    /// keyword is reported as the bad value but not swallowed, so it is
+    /// still processed: one precise error instead of two confusing ones.
+    fn value(&mut self, what: &str, expected: Expected, keywords: &[&[&str]]) -> Option<&'a Token> {
+        match self.peek() {
+            None => {
+                self.missing(what, expected);
+                None
+            }
+            Some(t) if keywords.iter().any(|k| k.contains(&t.text.as_str())) => {
+                let kind =
+                    DiagnosticKind::BadValue { what: what.into(), expected, found: t.text.clone() };
+                self.report_at(t, kind);
+                None
+            }
+            Some(_) => self.next(),
+        }
+    }
+
+    /// Takes an integer value of option `what` within `min..=max`.
+    fn int<T>(&mut self, what: &str, min: T, max: T, keywords: &[&[&str]]) -> Option<T>
+    where
+        T: Into<i64> + TryFrom<i64> + Copy,
+    {
+        let expected = Expected::Integer { min: min.into(), max: max.into() };
+        let token = self.value(what, expected.clone(), keywords)?;
+        match i64::from_str(&token.text) {
+            Ok(v) if (min.into()..=max.into()).contains(&v) => T::try_from(v).ok(),
+            _ => {
+                self.report_at(
+                    token,
+                    DiagnosticKind::BadValue {
+                        what: what.into(),
+                        expected,
+                        found: token.text.clone(),
+                    },
+                );
+                None
+            }
+        }
+    }
+}
+
+impl Resolver {
+    fn directive(&mut self, d: &RawDirective, diags: &mut Diags) {
+        let mut line = Line { d, pos: 0, errors: 0, diags };
+        match d.keyword.text.as_str() {
+            "server" => self.source(&mut line, SourceKind::Server),
+            "pool" => self.source(&mut line, SourceKind::Pool),
+            "tos" => self.tos(&mut line),
+            "driftfile" => self.driftfile(&mut line),
+            "resolver" => self.resolver(&mut line),
+            word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
+                &d.keyword,
+                DiagnosticKind::UnsupportedDirective { directive: word.into() },
+            ),
+            word => line.report_at(
+                &d.keyword,
+                DiagnosticKind::UnknownDirective {
+                    found: word.into(),
+                    suggestion: suggest(word, &[SUPPORTED_DIRECTIVES, UNSUPPORTED_DIRECTIVES]),
+                },
+            ),
+        }
+    }
+
+    fn source(&mut self, line: &mut Line<'_, '_>, kind: SourceKind) {
+        let (name, accepted) = match kind {
+            SourceKind::Server => ("server", SERVER_OPTIONS),
+            SourceKind::Pool => ("pool", POOL_OPTIONS),
+        };
+        // Every word that can follow the host, for value() to not swallow.
+        let keywords: &[&[&str]] =
+            &[POOL_OPTIONS, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED];
+
+        while let Some(flag) =
+            line.peek().filter(|t| ADDRESS_FAMILY_FLAGS.contains(&t.text.as_str()))
+        {
+            line.next();
+            line.report_at(
+                flag,
+                DiagnosticKind::UnsupportedOption {
+                    directive: name.into(),
+                    option: flag.text.clone(),
+                },
+            );
+        }
+        let Some(host_token) = line.next() else {
+            line.missing(name, Expected::HostOrAddress);
+            return;
+        };
+        let host = match parse_host(name, &host_token.text) {
+            Ok(HostParse::Host(host)) => Some(host),
+            Ok(HostParse::Refclock) => {
+                line.report_at(
+                    host_token,
+                    DiagnosticKind::RefclockAddress { found: host_token.text.clone() },
+                );
+                return;
+            }
+            Err(kind) => {
+                line.report_at(host_token, kind);
+                None
+            }
+        };
+
+        let mut options = SourceOptions::default();
+        let mut port = SourceConfig::DEFAULT_PORT;
+        let mut seen: Vec<&str> = Vec::new();
+        let mut minpoll_at: Option<&Token> = None;
+        let mut maxpoll_at: Option<&Token> = None;
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            if accepted.contains(&word) || word == "maxsources" {
+                if seen.contains(&word) {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::DuplicateOption {
+                            directive: name.into(),
+                            option: word.into(),
+                        },
+                    );
+                }
+                seen.push(word);
+            }
+            let (min_poll, max_poll) = (SourceOptions::MIN_POLL, SourceOptions::MAX_POLL);
+            match word {
+                "iburst" => options.iburst = true,
+                "burst" => options.burst = true,
+                "prefer" => options.prefer = true,
+                "noselect" => options.noselect = true,
+                "minpoll" => {
+                    if let Some(v) = line.int("minpoll", min_poll, max_poll, keywords) {
+                        options.minpoll = v;
+                        minpoll_at = Some(token);
+                    }
+                }
+                "maxpoll" => {
+                    if let Some(v) = line.int("maxpoll", min_poll, max_poll, keywords) {
+                        options.maxpoll = v;
+                        maxpoll_at = Some(token);
+                    }
+                }
+                "version" => {
+                    if let Some(v) = line.int("version", 1u8, 4, keywords) {
+                        options.version = v;
+                    }
+                }
+                "port" => {
+                    if let Some(v) = line.int("port", 1u16, u16::MAX, keywords) {
+                        port = v;
+                    }
+                }
+                "maxsources" => {
+                    let v = line.int("maxsources", 1u8, SourceOptions::MAX_MAXSOURCES, keywords);
+                    if kind == SourceKind::Server {
+                        line.report_at(
+                            token,
+                            DiagnosticKind::OptionNotAllowed {
+                                option: word.into(),
+                                directive: name.into(),
+                                allowed_on: "pool",
+                            },
+                        );
+                    } else if v.is_some() {
+                        options.maxsources = v;
+                    }
+                }
+                w if UNSUPPORTED_SOURCE_FLAGS.contains(&w) => line.report_at(
+                    token,
+                    DiagnosticKind::UnsupportedOption { directive: name.into(), option: w.into() },
+                ),
+                w if UNSUPPORTED_SOURCE_VALUED.contains(&w) => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnsupportedOption {
+                            directive: name.into(),
+                            option: w.into(),
+                        },
+                    );
+                    line.value(w, Expected::Value, keywords);
+                }
+                w => line.report_at(
+                    token,
+                    DiagnosticKind::UnknownOption {
+                        directive: name.into(),
+                        found: w.into(),
+                        expected: accepted,
+                        suggestion: suggest(
+                            w,
+                            &[accepted, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED],
+                        ),
+                    },
+                ),
+            }
+        }
+        if options.minpoll > options.maxpoll {
+            // Blame whichever of the two was written; minpoll first, as
+            // raising minpoll is the more common mistake.
+            if let Some(at) = minpoll_at.or(maxpoll_at) {
+                line.report_at(
+                    at,
+                    DiagnosticKind::PollRange {
+                        minpoll: options.minpoll,
+                        maxpoll: options.maxpoll,
+                    },
+                );
+            }
+        }
+        if let (Some(host), 0) = (host, line.errors) {
+            self.config.sources.push(SourceConfig {
+                kind,
+                host,
+                port,
+                options,
+                origin: Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number },
+            });
+        }
+    }
+
+    fn tos(&mut self, line: &mut Line<'_, '_>) {
+        let keywords: &[&[&str]] = &[TOS_OPTIONS, UNSUPPORTED_TOS];
+        if line.peek().is_none() {
+            line.missing("tos", Expected::OneOf(TOS_OPTIONS));
+            return;
+        }
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            match word {
+                "minclock" | "maxclock" | "minsane" => {
+                    let Some(v) = line.int(word, 1u8, u8::MAX, keywords) else { continue };
+                    self.tos_seq += 1;
+                    let value_token = line.last().clone();
+                    let loc = Some(TosLoc {
+                        line: Rc::clone(&line.d.line),
+                        token: value_token,
+                        seq: self.tos_seq,
+                    });
+                    let tos = &mut self.config.tos;
+                    match word {
+                        "minclock" => (tos.minclock, self.minclock_at) = (v, loc),
+                        "maxclock" => (tos.maxclock, self.maxclock_at) = (v, loc),
+                        _ => (tos.minsane, self.minsane_at) = (v, loc),
+                    }
+                }
+                "orphan" => {
+                    // Orphan stratum must stay below 16 (unsynchronised).
+                    if let Some(v) = line.int("orphan", 1u8, 15, keywords) {
+                        self.config.tos.orphan = Some(v);
+                    }
+                }
+                w if UNSUPPORTED_TOS.contains(&w) => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnsupportedOption {
+                            directive: "tos".into(),
+                            option: w.into(),
+                        },
+                    );
+                    line.value(w, Expected::Value, keywords);
+                }
+                w => line.report_at(
+                    token,
+                    DiagnosticKind::UnknownOption {
+                        directive: "tos".into(),
+                        found: w.into(),
+                        expected: TOS_OPTIONS,
+                        suggestion: suggest(w, &[TOS_OPTIONS, UNSUPPORTED_TOS]),
+                    },
+                ),
+            }
+        }
+    }
+
+    fn driftfile(&mut self, line: &mut Line<'_, '_>) {
+        let Some(path) = line.next() else {
+            line.missing("driftfile", Expected::Path);
+            return;
+        };
+        if let Some(extra) = line.next() {
+            line.report_at(
+                extra,
+                DiagnosticKind::UnexpectedArgument {
+                    directive: "driftfile".into(),
+                    takes: "exactly one path",
+                    found: extra.text.clone(),
+                },
+            );
+            return;
+        }
+        if path.text.is_empty() {
+            line.report_at(
+                path,
+                DiagnosticKind::BadValue {
+                    what: "driftfile".into(),
+                    expected: Expected::Path,
+                    found: String::new(),
+                },
+            );
+            return;
+        }
+        let here = (line.d.line.file.to_path_buf(), line.d.line.number);
+        if let Some((previous_file, previous_line)) = self.driftfile_at.replace(here) {
+            line.report_at(
+                &line.d.keyword,
+                DiagnosticKind::RepeatedDirective {
+                    directive: "driftfile".into(),
+                    previous_file,
+                    previous_line,
+                },
+            );
+        }
+        self.config.driftfile = Some(PathBuf::from(&path.text));
+    }
+
+    fn resolver(&mut self, line: &mut Line<'_, '_>) {
+        if line.peek().is_none() {
+            line.missing("resolver", Expected::ResolverAddress);
+            return;
+        }
+        while let Some(token) = line.next() {
+            match parse_resolver(&token.text) {
+                Some(addr) => self.config.resolvers.push(addr),
+                None => line.report_at(
+                    token,
+                    DiagnosticKind::BadValue {
+                        what: "resolver".into(),
+                        expected: Expected::ResolverAddress,
+                        found: token.text.clone(),
+                    },
+                ),
+            }
+        }
+    }
+
+    fn finish(self, diags: &mut Diags) -> Config {
+        let tos = &self.config.tos;
+        let checks = [
+            ("minclock", tos.minclock, &self.minclock_at),
+            ("minsane", tos.minsane, &self.minsane_at),
+        ];
+        for (lower, lower_value, lower_at) in checks {
+            if lower_value <= tos.maxclock {
+                continue;
+            }
+            let blame =
+                [lower_at, &self.maxclock_at].into_iter().flatten().max_by_key(|loc| loc.seq);
+            if let Some(loc) = blame {
+                diags.push(loc.line.at(
+                    &loc.token,
+                    DiagnosticKind::TosOrder {
+                        lower,
+                        lower_value,
+                        upper: "maxclock",
+                        upper_value: tos.maxclock,
+                    },
+                ));
+            }
+        }
+        self.config
+    }
+}
+
+enum HostParse {
+    Host(Host),
+    /// ntpd's 127.127.t.u reference-clock pseudo-address.
+    Refclock,
+}
+
+fn parse_host(directive: &str, word: &str) -> Result<HostParse, DiagnosticKind> {
+    if word.contains('%') && word.contains(':') {
+        return Err(DiagnosticKind::ScopedAddress { found: word.into() });
+    }
+    // NTPsec documents IPv6 literals in brackets; ntpd takes them bare.
+    if let Some(inner) = word.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
+        return Ipv6Addr::from_str(inner)
+            .map(|ip| HostParse::Host(Host::Ip(IpAddr::V6(ip))))
+            .map_err(|_| DiagnosticKind::BadValue {
+                what: directive.into(),
+                expected: Expected::HostOrAddress,
+                found: word.into(),
+            });
+    }
+    if let Ok(ip) = IpAddr::from_str(word) {
+        if let IpAddr::V4(v4) = ip {
+            if v4.octets()[..2] == [127, 127] {
+                return Ok(HostParse::Refclock);
+            }
+        }
+        return Ok(HostParse::Host(Host::Ip(ip)));
+    }
+    HostName::new(word).map(|n| HostParse::Host(Host::Name(n))).map_err(|reason| {
+        DiagnosticKind::InvalidHost { directive: directive.into(), found: word.into(), reason }
+    })
+}
+
+/// Parses `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT` or bare `V6`.
+fn parse_resolver(word: &str) -> Option<SocketAddr> {
+    let addr = if let Ok(sa) = SocketAddr::from_str(word) {
+        sa
+    } else if let Ok(ip) = IpAddr::from_str(word) {
+        SocketAddr::new(ip, DNS_PORT)
+    } else {
+        let inner = word.strip_prefix('[')?.strip_suffix(']')?;
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::from_str(inner).ok()?), DNS_PORT)
+    };
+    // Port 0 means "any" to the socket layer, never a real resolver.
+    (addr.port() != 0).then_some(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolver_forms() {
+        let p = |s: &str| parse_resolver(s).map(|a| a.to_string());
+        assert_eq!(p("192.0.2.53").as_deref(), Some("192.0.2.53:53"));
+        assert_eq!(p("192.0.2.53:5353").as_deref(), Some("192.0.2.53:5353"));
+        assert_eq!(p("::1").as_deref(), Some("[::1]:53"));
+        assert_eq!(p("[::1]").as_deref(), Some("[::1]:53"));
+        assert_eq!(p("[2001:db8::53]:5353").as_deref(), Some("[2001:db8::53]:5353"));
+        assert_eq!(p("192.0.2.53:0"), None);
+        assert_eq!(p("dns.example.com"), None);
+        assert_eq!(p("192.0.2.53:99999"), None);
+        assert_eq!(p("[::1"), None);
+    }
+}

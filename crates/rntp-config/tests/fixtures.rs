@@ -1,0 +1,313 @@
+//! Real-world and broken ntp.conf files loaded from disk through
+//! `load_file`, checked down to the sources, tos values and diagnostics.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rntp_config::{
+    load_file, Diagnostic, DiagnosticKind, Expected, Host, HostName, Severity, SourceConfig,
+    SourceKind, SourceOptions,
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn name(s: &str) -> Host {
+    Host::Name(HostName::new(s).unwrap())
+}
+
+/// (line, message) of every warning, for compact assertions.
+fn warning_lines(warnings: &[Diagnostic]) -> Vec<(u32, String)> {
+    warnings
+        .iter()
+        .inspect(|w| assert_eq!(w.severity, Severity::Warning))
+        .map(|w| (w.line, w.kind.to_string()))
+        .collect()
+}
+
+#[test]
+fn debian_ntpsec_default_loads_with_warnings_only() {
+    let path = fixture("ntpsec-debian.conf");
+    let loaded = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let c = &loaded.config;
+
+    assert_eq!(c.driftfile.as_deref(), Some(Path::new("/var/lib/ntpsec/ntp.drift")));
+    // `tos maxclock 11` then `tos minclock 4 minsane 3` on separate lines.
+    assert_eq!((c.tos.minclock, c.tos.maxclock, c.tos.minsane, c.tos.orphan), (4, 11, 3, None));
+    assert!(c.resolvers.is_empty());
+
+    let hosts: Vec<_> = c.sources.iter().map(|s| (s.kind, s.host.to_string())).collect();
+    assert_eq!(
+        hosts,
+        (0..4).map(|i| (SourceKind::Pool, format!("{i}.debian.pool.ntp.org"))).collect::<Vec<_>>()
+    );
+    for (i, s) in c.sources.iter().enumerate() {
+        let expected = SourceOptions { iburst: true, ..SourceOptions::default() };
+        assert_eq!(s.options, expected);
+        assert_eq!(s.port, 123);
+        assert_eq!(s.origin.file, path);
+        assert_eq!(s.origin.line, 35 + i as u32);
+    }
+
+    assert_eq!(
+        warning_lines(&loaded.warnings),
+        vec![
+            (5, "`leapfile` is not supported by rntpd yet; line ignored".to_string()),
+            (48, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
+            (51, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
+            (52, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
+        ]
+    );
+    // Warnings are one line each and carry the file and position.
+    assert_eq!(
+        loaded.warnings[0].to_string(),
+        format!(
+            "{}:5:1: warning: `leapfile` is not supported by rntpd yet; line ignored",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn typical_ntpd_428_config_loads_with_warnings_only() {
+    let path = fixture("ntpd-4.2.8.conf");
+    let loaded = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let c = &loaded.config;
+
+    assert_eq!(c.driftfile.as_deref(), Some(Path::new("/var/lib/ntp/ntp.drift")));
+    assert_eq!((c.tos.minclock, c.tos.maxclock, c.tos.minsane, c.tos.orphan), (3, 10, 2, Some(10)));
+
+    let origin = |line| rntp_config::Origin { file: path.clone(), line };
+    let server = |host, options, line| SourceConfig {
+        kind: SourceKind::Server,
+        host,
+        port: 123,
+        options,
+        origin: origin(line),
+    };
+    let d = SourceOptions::default();
+    let mut expected = vec![
+        server(
+            name("ntp1.example.net"),
+            SourceOptions { iburst: true, prefer: true, ..d.clone() },
+            25,
+        ),
+        // `key 42` is ignored with a warning, the source is kept.
+        server(name("ntp2.example.net"), SourceOptions { iburst: true, ..d.clone() }, 26),
+        server(
+            Host::Ip("192.0.2.10".parse().unwrap()),
+            SourceOptions { minpoll: 4, maxpoll: 8, ..d.clone() },
+            27,
+        ),
+        server(
+            Host::Ip("2001:db8::123".parse::<IpAddr>().unwrap()),
+            SourceOptions { iburst: true, ..d.clone() },
+            28,
+        ),
+        server(
+            name("ntp3.example.net"),
+            SourceOptions { burst: true, version: 3, ..d.clone() },
+            29,
+        ),
+        // `server 127.127.1.0` (line 32) is a refclock: warned about, not a source.
+    ];
+    for i in 0..4 {
+        expected.push(SourceConfig {
+            kind: SourceKind::Pool,
+            host: name(&format!("{i}.debian.pool.ntp.org")),
+            port: 123,
+            options: SourceOptions { iburst: true, ..d.clone() },
+            origin: origin(38 + i),
+        });
+    }
+    assert_eq!(c.sources, expected);
+
+    let w = warning_lines(&loaded.warnings);
+    let unsupported = |line, directive: &str| {
+        (line, format!("`{directive}` is not supported by rntpd yet; line ignored"))
+    };
+    assert_eq!(
+        w,
+        vec![
+            unsupported(8, "leapfile"),
+            unsupported(13, "statistics"),
+            unsupported(14, "filegen"),
+            unsupported(15, "filegen"),
+            unsupported(16, "filegen"),
+            unsupported(19, "keys"),
+            unsupported(20, "trustedkey"),
+            unsupported(21, "requestkey"),
+            unsupported(22, "controlkey"),
+            (26, "option `key` of server is not supported by rntpd yet; option ignored".into()),
+            (29, "option `-4` of server is not supported by rntpd yet; option ignored".into()),
+            (
+                32,
+                "\"127.127.1.0\" is an ntpd reference-clock address; reference clocks are not \
+                 supported by rntpd yet; line ignored"
+                    .into()
+            ),
+            unsupported(33, "fudge"),
+            unsupported(54, "restrict"),
+            unsupported(55, "restrict"),
+            unsupported(58, "restrict"),
+            unsupported(59, "restrict"),
+            unsupported(62, "restrict"),
+        ]
+    );
+}
+
+#[test]
+fn broken_file_reports_every_error_with_position_and_expectation() {
+    let path = fixture("broken.conf");
+    let err = load_file(&path).unwrap_err();
+    let got: Vec<_> = err.errors.iter().map(|e| (e.line, e.col, e.kind.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                2,
+                1,
+                DiagnosticKind::UnknownDirective {
+                    found: "serverr".into(),
+                    suggestion: Some("server")
+                }
+            ),
+            (
+                3,
+                32,
+                DiagnosticKind::BadValue {
+                    what: "minpoll".into(),
+                    expected: Expected::Integer { min: -2, max: 17 },
+                    found: "abc".into()
+                }
+            ),
+            (4, 24, DiagnosticKind::PollRange { minpoll: 10, maxpoll: 6 }),
+            (
+                5,
+                34,
+                DiagnosticKind::BadValue {
+                    what: "maxsources".into(),
+                    expected: Expected::Integer { min: 1, max: 64 },
+                    found: "0".into()
+                }
+            ),
+            (
+                6,
+                8,
+                DiagnosticKind::InvalidHost {
+                    directive: "server".into(),
+                    found: "exa_mple.com".into(),
+                    reason: rntp_config::HostNameError::InvalidCharacter { ch: '_' }
+                }
+            ),
+            (
+                7,
+                14,
+                DiagnosticKind::TosOrder {
+                    lower: "minclock",
+                    lower_value: 20,
+                    upper: "maxclock",
+                    upper_value: 10
+                }
+            ),
+            (
+                9,
+                18,
+                DiagnosticKind::UnknownOption {
+                    directive: "server".into(),
+                    found: "ibrust".into(),
+                    expected: &[
+                        "iburst", "burst", "prefer", "noselect", "minpoll", "maxpoll", "version",
+                        "port"
+                    ],
+                    suggestion: Some("iburst")
+                }
+            ),
+            (
+                10,
+                10,
+                DiagnosticKind::MissingValue { what: "driftfile".into(), expected: Expected::Path }
+            ),
+        ]
+    );
+    assert!(err.errors.iter().all(|e| e.file == path && e.severity == Severity::Error));
+    assert_eq!(warning_lines(&err.warnings).len(), 1, "the restrict line still only warns");
+
+    // The rendered report: message, source line, caret under the bad word.
+    let p = path.display();
+    assert_eq!(
+        err.errors[1].to_string(),
+        format!(
+            "{p}:3:32: error: minpoll expects an integer from -2 to 17, found \"abc\"\n\
+             3 | server ntp.example.com minpoll abc\n  \
+               |                                ^^^"
+        )
+    );
+    assert_eq!(
+        err.errors[0].to_string(),
+        format!(
+            "{p}:2:1: error: unknown directive `serverr`; expected a directive such as server, \
+             pool, tos, driftfile, includefile, resolver (did you mean `server`?)\n\
+             2 | serverr ntp.example.com iburst\n  \
+               | ^^^^^^^"
+        )
+    );
+    // A missing value points just past the end of the line.
+    assert!(err.errors[7].to_string().ends_with("10 | driftfile\n   |          ^"));
+    // The whole report lists errors then warnings, one diagnostic after another.
+    let report = err.to_string();
+    assert_eq!(report.matches(": error: ").count(), 8);
+    assert_eq!(report.matches(": warning: ").count(), 1);
+}
+
+#[test]
+fn includefile_relative_to_including_file_on_disk() {
+    let main = fixture("include-main.conf");
+    let loaded = load_file(&main).unwrap_or_else(|e| panic!("{e}"));
+    let got: Vec<_> = loaded
+        .config
+        .sources
+        .iter()
+        .map(|s| (s.host.to_string(), s.origin.file.clone(), s.origin.line))
+        .collect();
+    let included = fixture("include.d/servers.conf");
+    assert_eq!(
+        got,
+        vec![
+            ("a.example.net".to_string(), included.clone(), 2),
+            ("b.example.net".to_string(), included, 3),
+            ("pool.example.org".to_string(), main, 4),
+        ]
+    );
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn unreadable_top_level_file_is_one_whole_file_error() {
+    let path = fixture("does-not-exist.conf");
+    let err = load_file(&path).unwrap_err();
+    assert_eq!(err.errors.len(), 1);
+    assert_eq!((err.errors[0].line, err.errors[0].col), (0, 0));
+    assert!(matches!(err.errors[0].kind, DiagnosticKind::ReadFailed { .. }));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: error: cannot read configuration file: ", path.display()))
+    );
+}
+
+#[test]
+fn including_a_directory_explains_itself() {
+    let dir = fixture("include.d");
+    let err = rntp_config::parse_str(&fixture("x.conf"), "includefile include.d\n", &mut |p| {
+        std::fs::read_to_string(p)
+    })
+    .unwrap_err();
+    match &err.errors[0].kind {
+        DiagnosticKind::IncludeFailed { path, reason } => {
+            assert_eq!(path, &dir);
+            assert!(reason.contains("directory"), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -1,0 +1,282 @@
+//! The rntpd control protocol: what `rntpctl` (or any other client) and the daemon say to each
+//! other over the control socket.
+//!
+//! # Wire format
+//! Each message is one frame: a 4-byte big-endian length followed by that many bytes of UTF-8
+//! JSON. A frame longer than [`MAX_FRAME_LEN`] is refused before any of it is buffered, so a
+//! misbehaving client cannot make the daemon allocate without bound. A connection carries one
+//! request and one response; the client then closes it.
+//!
+//! Every request and response carries `"version": 1` ([`PROTOCOL_VERSION`]). The daemon answers a
+//! request with another version with [`ErrorCode::UnsupportedVersion`], so an old `rntpctl` gets a
+//! clear message instead of a misread reply.
+//!
+//! ```text
+//! → {"version":1,"command":"peers"}
+//! ← {"version":1,"reply":"peers","peers":[{"id":1,"source":"127.0.1.1",...}]}
+//! ```
+//!
+//! This crate is pure: it encodes and decodes buffers and does no I/O, so it can be fuzzed and
+//! shared by the daemon and the CLI.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame payload either side accepts (1 MiB): far above any real reply (a peers
+/// table of a few hundred associations is ~100 KiB) and small enough to bound memory.
+pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Length of the frame header.
+pub const FRAME_HEADER_LEN: usize = 4;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The announced payload length exceeds [`MAX_FRAME_LEN`].
+    #[error("control message of {0} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")]
+    TooLong(usize),
+    /// The payload is not valid JSON for the expected message type.
+    #[error("malformed control message: {0}")]
+    Malformed(String),
+}
+
+/// A request from a control client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Protocol version; must be [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// What the client asks for.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+impl Request {
+    /// A request of the current protocol version.
+    pub fn new(command: Command) -> Self {
+        Request { version: PROTOCOL_VERSION, command }
+    }
+}
+
+/// The commands the daemon understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// List every association (read-only).
+    Peers,
+    /// Daemon status and counters (read-only).
+    Status,
+}
+
+impl Command {
+    /// Whether the command changes daemon state (and so needs the mutating permission).
+    pub fn is_mutating(&self) -> bool {
+        match self {
+            Command::Peers | Command::Status => false,
+        }
+    }
+}
+
+/// A response from the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Protocol version of the daemon.
+    pub version: u32,
+    /// The reply.
+    #[serde(flatten)]
+    pub reply: Reply,
+}
+
+impl Response {
+    /// A response of the current protocol version.
+    pub fn new(reply: Reply) -> Self {
+        Response { version: PROTOCOL_VERSION, reply }
+    }
+}
+
+/// The reply to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reply {
+    /// Answer to [`Command::Peers`].
+    Peers {
+        /// One entry per association, ordered by id.
+        peers: Vec<PeerInfo>,
+    },
+    /// Answer to [`Command::Status`].
+    Status(StatusInfo),
+    /// The request failed.
+    Error {
+        /// Machine-readable cause.
+        code: ErrorCode,
+        /// What went wrong, for a human.
+        message: String,
+    },
+}
+
+/// Machine-readable error causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request's `version` is not [`PROTOCOL_VERSION`].
+    UnsupportedVersion,
+    /// The request could not be parsed.
+    BadRequest,
+    /// The caller may not run this command.
+    PermissionDenied,
+}
+
+/// One association as `rntpctl peers` shows it.
+///
+/// Times are in seconds. `offset` is RFC 5905 θ: positive when the server is ahead of us.
+/// Measurement fields are `null` until the first valid sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Association id, stable for the life of the association.
+    pub id: u32,
+    /// The source as configured: a hostname or an address literal.
+    pub source: String,
+    /// Remote address as `ip:port` (IPv6 in brackets).
+    pub address: String,
+    /// Association state: `"init"`, `"reachable"`, `"unreachable"` or `"demobilized"`.
+    pub state: String,
+    /// Server stratum from its last valid reply.
+    pub stratum: Option<u8>,
+    /// Server reference id from its last valid reply, displayed as ntpq does.
+    pub refid: Option<String>,
+    /// The 8-bit reachability register (bit 0 = last poll).
+    pub reach: u8,
+    /// Current poll interval in seconds.
+    pub poll: f64,
+    /// Seconds since the last valid reply.
+    pub when: Option<f64>,
+    /// Offset of the best filter sample.
+    pub offset: Option<f64>,
+    /// Round-trip delay of the best filter sample.
+    pub delay: Option<f64>,
+    /// Peer dispersion.
+    pub dispersion: Option<f64>,
+    /// Filter jitter (RMS of offset differences).
+    pub jitter: Option<f64>,
+    /// The last Kiss-o'-Death code received (e.g. `"RATE"`).
+    pub last_kod: Option<String>,
+    /// Why the association stopped, if it did (e.g. `"kod-deny"`).
+    pub demobilized: Option<String>,
+}
+
+/// Daemon status as `rntpctl status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// rntpd version.
+    pub daemon_version: String,
+    /// Seconds since the daemon started.
+    pub uptime: f64,
+    /// `"observe"` (measure only) or `"control"` (disciplines the clock).
+    pub mode: String,
+    /// The configuration file in use, or `"(built-in default)"`.
+    pub config_file: String,
+    /// Number of associations.
+    pub associations: usize,
+    /// Associations with reach != 0.
+    pub reachable: usize,
+    /// Packet counters.
+    pub counters: Counters,
+}
+
+/// Packet counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Requests sent to servers.
+    pub sent: u64,
+    /// Packets received on client sockets.
+    pub received: u64,
+    /// Replies accepted as samples.
+    pub accepted: u64,
+    /// Packets dropped, by reason (e.g. `"too_short"`, `"bogus_origin"`), sorted by reason.
+    pub dropped: Vec<(String, u64)>,
+    /// Kiss-o'-Death packets received.
+    pub kod_received: u64,
+    /// Send errors.
+    pub send_errors: u64,
+}
+
+/// Encodes a message as one frame (header + JSON).
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    let json = serde_json::to_vec(message).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if json.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong(json.len()));
+    }
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + json.len());
+    // Cannot truncate: checked against MAX_FRAME_LEN (< u32::MAX) above.
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// Reads the payload length from a frame header, refusing oversized frames up front.
+pub fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLong(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame payload (without its header).
+pub fn decode_payload<'de, T: Deserialize<'de>>(payload: &'de [u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(payload).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_shape() {
+        let frame = encode_frame(&Request::new(Command::Peers)).unwrap();
+        let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+        assert_eq!(&frame[4..4 + len], br#"{"version":1,"command":"peers"}"#);
+        let back: Request = decode_payload(&frame[4..]).unwrap();
+        assert_eq!(back, Request::new(Command::Peers));
+    }
+
+    #[test]
+    fn reply_roundtrip() {
+        let r = Response::new(Reply::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message: "speak version 1".into(),
+        });
+        let frame = encode_frame(&r).unwrap();
+        let back: Response = decode_payload(&frame[4..]).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn oversized_frame_refused_before_reading() {
+        let header = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes();
+        assert_eq!(frame_len(header), Err(FrameError::TooLong(MAX_FRAME_LEN + 1)));
+    }
+
+    #[test]
+    fn unknown_command_is_an_error_not_a_panic() {
+        let r: Result<Request, _> = decode_payload(br#"{"version":1,"command":"reboot"}"#);
+        assert!(matches!(r, Err(FrameError::Malformed(_))));
+        let r: Result<Request, _> = decode_payload(b"\xff\x00garbage");
+        assert!(r.is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_payload_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_payload::<Request>(&bytes);
+            let _ = decode_payload::<Response>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,624 @@
+//! A client association with one NTP server (RFC 5905 §8–10, client mode).
+//!
+//! # Call protocol
+//! ```text
+//!            ┌──────────── driver (daemon or simulator) ────────────┐
+//!  timer ───►│ handle_timeout(now)                                  │
+//!  packet ──►│ handle_packet(now, t4, bytes) -> Result<(), Drop>    │
+//!            │ poll_transmit(now, t1) -> Option<Transmit>  ── send ─┼──► network
+//!            │ poll_event() -> Option<AssocEvent>          ── act ──┼──► pool, selection, logs
+//!            │ poll_timeout() -> Option<Instant>           ── arm ──┼──► one timer
+//!            └──────────────────────────────────────────────────────┘
+//! ```
+//! After any `handle_*` call, drain `poll_transmit` and `poll_event`, then re-arm the timer from
+//! `poll_timeout`. A spurious `handle_timeout` (before the deadline) is a harmless no-op.
+//!
+//! `t1` passed to `poll_transmit` is the wall clock sampled by the driver immediately before it
+//! sends; `t4` is the kernel (or, failing that, user-space) receive timestamp.
+//!
+//! # Anti-spoofing
+//! The transmit timestamp field of each request is a fresh random 64-bit nonce, not our clock
+//! (as chrony and NTPsec do). A reply is accepted only if its origin timestamp equals the nonce of
+//! our latest request, and at most once: an off-path attacker must guess 64 bits, a replay or a
+//! duplicate is dropped, and nothing about our clock leaks on the wire. The real T1 stays here.
+//!
+//! # What this module does not do
+//! It does not choose among servers or steer the clock, and it does not know hostnames: the
+//! source that owns the association (a configured server or a pool) does.
+
+pub mod filter;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+pub use filter::{ClockFilter, FilterEstimate, Sample};
+
+use crate::rng::RngSource;
+use crate::time::{Instant, NtpShort, NtpTimestamp, PollInterval};
+use crate::wire::{KissCode, LeapIndicator, Mode, NtpHeader, PacketRepr, ReferenceId};
+
+/// Identifies an association for its whole life, across address changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AssocId(pub u32);
+
+/// Number of requests sent in a burst (`burst`, `iburst`), as ntpd.
+pub const BURST_COUNT: u8 = 8;
+/// Spacing of burst requests, as ntpd's and chrony's 2 s.
+pub const BURST_SPACING_SECS: f64 = 2.0;
+/// Root distance above which a server is not usable (RFC 5905 MAXDIST is 1.5 s; the test here
+/// is the header test `rootdelay/2 + rootdisp >= MAXDISP`, as in RFC 5905 `packet()`).
+pub const MAX_ROOT_DISPERSION: f64 = filter::MAXDISP;
+
+/// Per-association settings (from `server`/`pool` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssocConfig {
+    /// Shortest poll interval.
+    pub minpoll: PollInterval,
+    /// Longest poll interval.
+    pub maxpoll: PollInterval,
+    /// Burst of [`BURST_COUNT`] requests while the server is unreachable (fast start).
+    pub iburst: bool,
+    /// Burst of [`BURST_COUNT`] requests at every poll while reachable.
+    pub burst: bool,
+    /// NTP version to send (1–4).
+    pub version: u8,
+}
+
+impl Default for AssocConfig {
+    fn default() -> Self {
+        AssocConfig {
+            minpoll: PollInterval::DEFAULT_MIN,
+            maxpoll: PollInterval::DEFAULT_MAX,
+            iburst: false,
+            burst: false,
+            version: 4,
+        }
+    }
+}
+
+/// Where an association is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssocState {
+    /// No valid reply yet.
+    Init,
+    /// At least one of the last 8 polls got a valid reply.
+    Reachable,
+    /// The last 8 polls got no valid reply, after having been reachable or from the start.
+    Unreachable,
+    /// Stopped; it sends nothing more. The reason is kept.
+    Demobilized(DemobilizeReason),
+}
+
+impl AssocState {
+    /// A stable lower-case name for displays and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            AssocState::Init => "init",
+            AssocState::Reachable => "reachable",
+            AssocState::Unreachable => "unreachable",
+            AssocState::Demobilized(_) => "demobilized",
+        }
+    }
+}
+
+/// Why an association stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DemobilizeReason {
+    /// The server answered Kiss-o'-Death DENY: access denied.
+    KodDeny,
+    /// The server answered Kiss-o'-Death RSTR: access restricted.
+    KodRstr,
+    /// The owner removed it (configuration or control command).
+    Removed,
+}
+
+impl DemobilizeReason {
+    /// A stable kebab-case name for displays, JSON and history.
+    pub fn name(self) -> &'static str {
+        match self {
+            DemobilizeReason::KodDeny => "kod-deny",
+            DemobilizeReason::KodRstr => "kod-rstr",
+            DemobilizeReason::Removed => "removed",
+        }
+    }
+}
+
+/// Something the owner of the association should know about.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AssocEvent {
+    /// A reply passed every test and was added to the filter.
+    Sample(Sample),
+    /// The first valid reply after being unreachable or new.
+    Reachable,
+    /// No valid reply to the last 8 requests. Emitted once per transition; pools and name
+    /// re-resolution act on it.
+    Unreachable,
+    /// A valid reply from a server that says it is not synchronized (leap 3 or stratum ≥ 16).
+    Unsynchronized,
+    /// A Kiss-o'-Death that matched our request.
+    Kod(KissCode),
+    /// The association stopped (after a DENY or RSTR KoD, or on request).
+    Demobilized(DemobilizeReason),
+}
+
+/// Why a received packet was not used. Each is counted by the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The bytes are not a valid NTP packet.
+    Malformed(crate::wire::WireError),
+    /// Not a server-mode (4) reply.
+    WrongMode,
+    /// The origin timestamp is not our latest request's nonce (spoofed, stale or crossed).
+    BogusOrigin,
+    /// A reply to a request that was already answered (RFC 5905 "duplicate").
+    Duplicate,
+    /// The transmit timestamp is zero.
+    ZeroTransmit,
+    /// The server is not synchronized (leap 3, stratum 0 or ≥ 16).
+    Unsynchronized,
+    /// Root delay/dispersion beyond [`MAX_ROOT_DISPERSION`].
+    RootDistance,
+    /// The timestamps give a negative round trip beyond clock precision.
+    NegativeDelay,
+    /// The association is demobilized.
+    Demobilized,
+}
+
+impl DropReason {
+    /// A stable snake_case label for drop counters.
+    pub fn counter_name(&self) -> &'static str {
+        match self {
+            DropReason::Malformed(e) => e.counter_name(),
+            DropReason::WrongMode => "wrong_mode",
+            DropReason::BogusOrigin => "bogus_origin",
+            DropReason::Duplicate => "duplicate",
+            DropReason::ZeroTransmit => "zero_transmit",
+            DropReason::Unsynchronized => "unsynchronized",
+            DropReason::RootDistance => "root_distance",
+            DropReason::NegativeDelay => "negative_delay",
+            DropReason::Demobilized => "demobilized",
+        }
+    }
+}
+
+/// A request to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub remote: SocketAddr,
+    /// The 48-byte request.
+    pub payload: [u8; NtpHeader::LEN],
+}
+
+/// What the server last told us about itself (from a valid reply).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerInfo {
+    /// Leap indicator.
+    pub leap: LeapIndicator,
+    /// Stratum.
+    pub stratum: u8,
+    /// Reference id.
+    pub reference_id: ReferenceId,
+    /// Root delay (s).
+    pub root_delay: f64,
+    /// Root dispersion (s).
+    pub root_dispersion: f64,
+    /// Server precision (log2 s).
+    pub precision: i8,
+    /// Server's poll field.
+    pub poll: i8,
+}
+
+/// A read-only view for control and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssocSnapshot {
+    /// Id.
+    pub id: AssocId,
+    /// Current remote address.
+    pub remote: SocketAddr,
+    /// State.
+    pub state: AssocState,
+    /// Reach register.
+    pub reach: u8,
+    /// Current poll interval.
+    pub poll: PollInterval,
+    /// Server's self-description from its last valid reply.
+    pub server: Option<ServerInfo>,
+    /// Filter estimate.
+    pub estimate: Option<FilterEstimate>,
+    /// Seconds since the last valid reply.
+    pub since_last_reply: Option<f64>,
+    /// Last Kiss-o'-Death code received.
+    pub last_kod: Option<KissCode>,
+    /// Valid replies from a server that said it was unsynchronized, since the last good one.
+    pub unsync_replies: u32,
+}
+
+/// The request we are waiting on.
+#[derive(Debug, Clone, Copy)]
+struct Outstanding {
+    /// The random value we put in the transmit field; the reply's origin must equal it.
+    nonce: NtpTimestamp,
+    /// Our clock when we sent it (T1).
+    t1: NtpTimestamp,
+}
+
+/// A client association. See the module docs for the call protocol.
+#[derive(Debug)]
+pub struct Association {
+    id: AssocId,
+    remote: SocketAddr,
+    config: AssocConfig,
+    /// Our clock's precision (s), for dispersion and jitter floors.
+    local_precision: f64,
+    state: AssocState,
+    reach: u8,
+    /// Polls since the last valid reply, saturating; drives the unreachable transition.
+    unanswered: u8,
+    poll: PollInterval,
+    /// Consecutive polls with a full reach register, for the simple poll adaptation.
+    good_polls: u8,
+    /// When the next request is due.
+    next_transmit: Option<Instant>,
+    /// Requests still to send in the current burst, including the next one.
+    burst_left: u8,
+    /// Whether the next transmit opens a new poll (shifts the reach register).
+    next_is_poll: bool,
+    outstanding: Option<Outstanding>,
+    /// The transmit timestamp of the last accepted reply, for duplicate detection.
+    last_server_xmt: NtpTimestamp,
+    filter: ClockFilter,
+    server: Option<ServerInfo>,
+    last_reply: Option<Instant>,
+    last_kod: Option<KissCode>,
+    unsync_replies: u32,
+    events: VecDeque<AssocEvent>,
+    want_transmit: bool,
+}
+
+impl Association {
+    /// A new association; its first request goes out within `first_delay_max` seconds of `now`
+    /// (a random fraction of it, so that many associations started together spread out).
+    pub fn new(
+        id: AssocId,
+        remote: SocketAddr,
+        config: AssocConfig,
+        local_precision: f64,
+        now: Instant,
+        first_delay_max: f64,
+        rng: &mut dyn RngSource,
+    ) -> Self {
+        let minpoll = config.minpoll.min(config.maxpoll);
+        let first = now.add_secs_f64(first_delay_max.max(0.0) * rng.next_f64());
+        Association {
+            id,
+            remote,
+            config: AssocConfig { minpoll, ..config },
+            local_precision,
+            state: AssocState::Init,
+            reach: 0,
+            unanswered: 0,
+            poll: minpoll,
+            good_polls: 0,
+            next_transmit: Some(first),
+            burst_left: 0,
+            next_is_poll: true,
+            outstanding: None,
+            last_server_xmt: NtpTimestamp::ZERO,
+            filter: ClockFilter::new(),
+            server: None,
+            last_reply: None,
+            last_kod: None,
+            unsync_replies: 0,
+            events: VecDeque::new(),
+            want_transmit: false,
+        }
+    }
+
+    /// The association id.
+    pub fn id(&self) -> AssocId {
+        self.id
+    }
+
+    /// The remote address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The current state.
+    pub fn state(&self) -> AssocState {
+        self.state
+    }
+
+    /// The reach register.
+    pub fn reach(&self) -> u8 {
+        self.reach
+    }
+
+    /// The current poll interval.
+    pub fn poll(&self) -> PollInterval {
+        self.poll
+    }
+
+    /// When `handle_timeout` should next be called; `None` once demobilized.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.want_transmit {
+            // A request is ready to be drained; the driver should not sleep.
+            return None;
+        }
+        self.next_transmit
+    }
+
+    /// Advances timers. Call when the deadline from [`Self::poll_timeout`] has passed; calling
+    /// early is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngSource) {
+        let Some(due) = self.next_transmit else { return };
+        if now < due || matches!(self.state, AssocState::Demobilized(_)) {
+            return;
+        }
+        if self.next_is_poll {
+            self.start_poll(now);
+        }
+        self.want_transmit = true;
+        self.schedule_next(now, rng);
+    }
+
+    /// Opens a poll: shifts the reach register, notes an unanswered previous poll, and decides
+    /// whether this poll is a burst.
+    fn start_poll(&mut self, now: Instant) {
+        // The previous request is abandoned: a late reply to it must not count.
+        let answered = self.outstanding.is_none() && self.unanswered == 0;
+        if self.last_reply.is_some() && !answered {
+            self.filter.add_gap(now);
+        }
+        self.reach <<= 1;
+        self.unanswered = self.unanswered.saturating_add(1);
+        if self.reach == 0 && self.unanswered >= 8 && self.state != AssocState::Unreachable {
+            self.state = AssocState::Unreachable;
+            self.events.push_back(AssocEvent::Unreachable);
+        }
+        // Unreachable for long: back off towards maxpoll so a dead server costs little.
+        if self.reach == 0 && self.unanswered > 8 {
+            self.poll = self.poll.inc(self.config.maxpoll);
+        }
+        let burst = (self.config.iburst && self.reach == 0 && self.unanswered <= 1)
+            || (self.config.burst && self.reach != 0);
+        self.burst_left = if burst { BURST_COUNT } else { 1 };
+    }
+
+    /// Sets the next transmit time: the next burst packet, or the next poll (with a little
+    /// randomness so that associations started together drift apart, as ntpd does).
+    fn schedule_next(&mut self, now: Instant, rng: &mut dyn RngSource) {
+        self.burst_left = self.burst_left.saturating_sub(1);
+        let poll_secs = self.poll.as_secs_f64();
+        if self.burst_left > 0 {
+            self.next_is_poll = false;
+            let spacing = BURST_SPACING_SECS.min(poll_secs);
+            self.next_transmit = Some(now.add_secs_f64(spacing));
+        } else {
+            self.next_is_poll = true;
+            // Up to 1/16 earlier than the nominal interval: never later, so `maxpoll` holds.
+            let jitter = poll_secs / 16.0 * rng.next_f64();
+            self.next_transmit = Some(now.add_secs_f64(poll_secs - jitter));
+        }
+    }
+
+    /// The request to send, if one is due. `t1` is the wall clock sampled immediately before the
+    /// driver sends it.
+    pub fn poll_transmit(&mut self, t1: NtpTimestamp, rng: &mut dyn RngSource) -> Option<Transmit> {
+        if !self.want_transmit {
+            return None;
+        }
+        self.want_transmit = false;
+        // A zero nonce would collide with "unset"; a random 64-bit value is zero with
+        // negligible probability, but avoid it anyway.
+        let nonce = NtpTimestamp::from_bits(rng.next_u64().max(1));
+        self.outstanding = Some(Outstanding { nonce, t1 });
+        let header = NtpHeader {
+            leap: LeapIndicator::Unsynchronized,
+            version: self.config.version,
+            mode: Mode::Client,
+            stratum: 0,
+            poll: self.poll.as_log2(),
+            precision: 0,
+            root_delay: NtpShort::ZERO,
+            root_dispersion: NtpShort::ZERO,
+            reference_id: ReferenceId::from_bytes([0; 4]),
+            reference_ts: NtpTimestamp::ZERO,
+            origin_ts: NtpTimestamp::ZERO,
+            receive_ts: NtpTimestamp::ZERO,
+            transmit_ts: nonce,
+        };
+        Some(Transmit { remote: self.remote, payload: header.to_bytes() })
+    }
+
+    /// The next event for the owner, if any.
+    pub fn poll_event(&mut self) -> Option<AssocEvent> {
+        self.events.pop_front()
+    }
+
+    /// Processes a datagram from the remote. `t4` is when it arrived (wall clock).
+    ///
+    /// Returns why it was dropped, for the driver's counters. Nothing here panics on any input.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+    ) -> Result<(), DropReason> {
+        if matches!(self.state, AssocState::Demobilized(_)) {
+            return Err(DropReason::Demobilized);
+        }
+        let repr = PacketRepr::parse(bytes).map_err(DropReason::Malformed)?;
+        let h = repr.header;
+        if h.mode != Mode::Server {
+            return Err(DropReason::WrongMode);
+        }
+        let Some(out) = self.outstanding else {
+            // Either nothing was asked, or the request was already answered.
+            return Err(if !h.transmit_ts.is_zero() && h.transmit_ts == self.last_server_xmt {
+                DropReason::Duplicate
+            } else {
+                DropReason::BogusOrigin
+            });
+        };
+        if h.origin_ts != out.nonce {
+            return Err(DropReason::BogusOrigin);
+        }
+        // The reply matches our latest request: whatever it says, it answers it. Consuming the
+        // nonce here makes any copy of it a duplicate.
+        self.outstanding = None;
+
+        if let Some(code) = h.kiss_code() {
+            self.handle_kod(now, code);
+            return Ok(());
+        }
+        if h.transmit_ts.is_zero() {
+            return Err(DropReason::ZeroTransmit);
+        }
+        self.last_server_xmt = h.transmit_ts;
+        if h.leap == LeapIndicator::Unsynchronized || h.stratum == 0 || h.stratum >= 16 {
+            self.unsync_replies = self.unsync_replies.saturating_add(1);
+            self.events.push_back(AssocEvent::Unsynchronized);
+            return Err(DropReason::Unsynchronized);
+        }
+        let root_delay = h.root_delay.to_secs_f64();
+        let root_dispersion = h.root_dispersion.to_secs_f64();
+        if root_delay / 2.0 + root_dispersion >= MAX_ROOT_DISPERSION {
+            return Err(DropReason::RootDistance);
+        }
+
+        // RFC 5905 §8: θ = ((T2 − T1) + (T3 − T4)) / 2, δ = (T4 − T1) − (T3 − T2). Differences
+        // first, in 32.32 fixed point, so nothing is lost to float rounding of 2^32-size values.
+        let t1 = out.t1;
+        let (t2, t3) = (h.receive_ts, h.transmit_ts);
+        let offset = ((t2 - t1) + (t3 - t4)).to_secs_f64() / 2.0;
+        let raw_delay = ((t4 - t1) - (t3 - t2)).to_secs_f64();
+        let server_precision = 2f64.powi(i32::from(h.precision));
+        let precision = self.local_precision + server_precision;
+        if raw_delay < -precision {
+            return Err(DropReason::NegativeDelay);
+        }
+        let delay = raw_delay.max(self.local_precision);
+        let elapsed = (t4 - t1).to_secs_f64().max(0.0);
+        let sample =
+            Sample { offset, delay, dispersion: precision + filter::PHI * elapsed, time: now };
+
+        self.server = Some(ServerInfo {
+            leap: h.leap,
+            stratum: h.stratum,
+            reference_id: h.reference_id,
+            root_delay,
+            root_dispersion,
+            precision: h.precision,
+            poll: h.poll,
+        });
+        self.unsync_replies = 0;
+        self.reach |= 1;
+        self.unanswered = 0;
+        self.last_reply = Some(now);
+        self.filter.add(sample);
+        if self.state != AssocState::Reachable {
+            self.state = AssocState::Reachable;
+            self.events.push_back(AssocEvent::Reachable);
+            // An iburst in progress has done its job once the server answers consistently;
+            // ntpd keeps going, but the remaining requests add load and little information.
+        }
+        self.adapt_poll();
+        self.events.push_back(AssocEvent::Sample(sample));
+        Ok(())
+    }
+
+    /// Simple poll adaptation until the discipline drives it: lengthen the interval after a
+    /// full register of good polls, up to `maxpoll`.
+    fn adapt_poll(&mut self) {
+        if self.reach == 0xFF {
+            self.good_polls = self.good_polls.saturating_add(1);
+            if self.good_polls >= 8 {
+                self.good_polls = 0;
+                self.poll = self.poll.inc(self.config.maxpoll);
+            }
+        } else {
+            self.good_polls = 0;
+        }
+    }
+
+    fn handle_kod(&mut self, now: Instant, code: KissCode) {
+        self.last_kod = Some(code);
+        self.events.push_back(AssocEvent::Kod(code));
+        match code {
+            KissCode::Deny => self.demobilize(DemobilizeReason::KodDeny),
+            KissCode::Rstr => self.demobilize(DemobilizeReason::KodRstr),
+            KissCode::Rate => {
+                // RFC 5905 §7.4: reduce the rate. Back off one step beyond the current interval
+                // (at least minpoll+1) and cancel any burst in progress.
+                self.poll = self.poll.inc(self.config.maxpoll).max(self.config.minpoll);
+                self.burst_left = 0;
+                self.next_is_poll = true;
+                self.good_polls = 0;
+                self.next_transmit = Some(now.add_secs_f64(self.poll.as_secs_f64()));
+            }
+            // Unknown codes carry no defined meaning: note them and keep going (RFC 5905 says
+            // the client should treat the packet as a KoD, i.e. not as a sample).
+            _ => {}
+        }
+    }
+
+    /// Stops the association for good; it sends nothing more.
+    pub fn demobilize(&mut self, reason: DemobilizeReason) {
+        if matches!(self.state, AssocState::Demobilized(_)) {
+            return;
+        }
+        self.state = AssocState::Demobilized(reason);
+        self.next_transmit = None;
+        self.want_transmit = false;
+        self.outstanding = None;
+        self.events.push_back(AssocEvent::Demobilized(reason));
+    }
+
+    /// Moves the association to a new address, keeping its id (used when a name re-resolves
+    /// to another address). Filter, reach and server info are reset; polling restarts at
+    /// `minpoll`, with an iburst if configured.
+    pub fn change_remote(&mut self, now: Instant, remote: SocketAddr) {
+        self.remote = remote;
+        self.filter.reset();
+        self.reach = 0;
+        self.unanswered = 0;
+        self.good_polls = 0;
+        self.poll = self.config.minpoll;
+        self.outstanding = None;
+        self.server = None;
+        self.last_reply = None;
+        self.last_server_xmt = NtpTimestamp::ZERO;
+        self.state = AssocState::Init;
+        self.burst_left = 0;
+        self.next_is_poll = true;
+        self.next_transmit = Some(now);
+    }
+
+    /// The filter's current estimate.
+    pub fn estimate(&self, now: Instant) -> Option<FilterEstimate> {
+        self.filter.estimate(now, self.local_precision)
+    }
+
+    /// A read-only view for control and metrics.
+    pub fn snapshot(&self, now: Instant) -> AssocSnapshot {
+        AssocSnapshot {
+            id: self.id,
+            remote: self.remote,
+            state: self.state,
+            reach: self.reach,
+            poll: self.poll,
+            server: self.server,
+            estimate: self.estimate(now),
+            since_last_reply: self.last_reply.map(|t| now.secs_since(t)),
+            last_kod: self.last_kod,
+            unsync_replies: self.unsync_replies,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! The sans-IO NTPv4 core of rntpd.
+//!
+//! This crate holds the protocol logic: the wire format ([`wire`]), time types ([`time`]),
+//! client associations with their poll process, on-wire tests and clock filter ([`assoc`]).
+//!
+//! It deliberately does **not** touch sockets, read clocks or use a global random number
+//! generator. Every input carries the current monotonic [`time::Instant`] (and, for packets, the
+//! wall-clock receive timestamp the driver sampled); randomness comes from an injected
+//! [`rng::RngSource`]. Outputs are drained with `poll_*` methods. The daemon (`rntpd`) and the
+//! simulator drive the same code, so behaviour tested here in virtual time is what runs.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod assoc;
+pub mod rng;
+pub mod time;
+pub mod wire;

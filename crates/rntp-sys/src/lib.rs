@@ -1,0 +1,52 @@
+//! `rntp-sys`: the operating-system boundary of rntpd, and the only crate of the
+//! workspace that contains `unsafe` code.
+//!
+//! # What it does
+//!
+//! It wraps a small set of libc calls behind a safe API:
+//!
+//! * **Clock reads** ([`realtime`], [`monotonic_nanos`], [`clock_precision_log2`]) via
+//!   `clock_gettime`/`clock_getres`.
+//! * **Read-only kernel clock discipline state** ([`kernel_clock_state`]) via `adjtimex` with
+//!   `modes = 0`, for `rntpctl status` and for tests that prove the clock was left alone.
+//! * **Privilege queries** ([`has_cap_sys_time`], [`geteuid`], [`peer_credentials`]).
+//! * **UDP receive timestamps** ([`enable_rx_timestamps`], [`recv_from_with_timestamp`]):
+//!   kernel `SO_TIMESTAMPNS` (or `SO_TIMESTAMP`) timestamps read with `recvmsg`.
+//!
+//! Every call goes through libc (never a raw `syscall()`), so the daemon also runs under
+//! clock and network simulators that interpose libc symbols.
+//!
+//! # What it deliberately does not do
+//!
+//! * It **never changes any clock**: there is no wrapper for `clock_settime`,
+//!   `settimeofday`, `adjtime`, or `adjtimex`/`clock_adjtime` with non-zero `modes`.
+//!   Disciplining the clock is a separate, later piece of work with its own review.
+//! * It does no policy, no NTP protocol logic and no async I/O: the daemon (`rntpd`) drives the
+//!   socket functions from tokio (`UdpSocket::try_io`), and maps [`monotonic_nanos`] onto
+//!   `rntp_proto::time::Instant` itself.
+//! * It does not set file modes (use `std::fs::set_permissions`) or open sockets (use std or
+//!   tokio); it only works on file descriptors it is lent.
+//!
+//! # Platforms
+//!
+//! Linux is the supported target. On other Unix systems the clock reads and [`geteuid`] work,
+//! while [`kernel_clock_state`], [`enable_rx_timestamps`], [`recv_from_with_timestamp`] and
+//! [`peer_credentials`] return an [`std::io::ErrorKind::Unsupported`] error and
+//! [`has_cap_sys_time`] returns `false`.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+#[cfg(not(unix))]
+compile_error!("rntp-sys supports Unix targets only (Linux is the primary target)");
+
+mod caps;
+mod clock;
+mod net;
+
+pub use caps::{geteuid, has_cap_sys_time, peer_credentials, PeerCred};
+pub use clock::{
+    clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime, KernelClockState,
+    KernelTimeState, WallTime,
+};
+pub use net::{enable_rx_timestamps, recv_from_with_timestamp, RecvMeta};

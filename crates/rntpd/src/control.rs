@@ -1,0 +1,179 @@
+//! The Unix control socket.
+//!
+//! # Permission model
+//! The socket file is created with mode 0660 (owner and group may connect; other users may
+//! not), inside a directory that rntpd creates with mode 0750 when it does not exist. Connecting
+//! is the permission: in this version every command is read-only. Mutating commands (a later
+//! version) will additionally require the peer's uid (SO_PEERCRED) to be root or the daemon's.
+//!
+//! # Bounds
+//! At most [`MAX_CLIENTS`] connections are served at once (more wait in the accept queue), each
+//! must send its request within [`REQUEST_TIMEOUT`], and frames are limited to
+//! [`rntp_control::MAX_FRAME_LEN`]. A misbehaving client therefore costs a bounded amount of
+//! memory and never delays the protocol tasks.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rntp_control::{
+    decode_payload, encode_frame, frame_len, Command, ErrorCode, Reply, Request, Response,
+    StatusInfo, FRAME_HEADER_LEN, PROTOCOL_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::clock::Clock;
+use crate::observe::Registry;
+
+/// Concurrent control connections served.
+pub const MAX_CLIENTS: usize = 16;
+/// Time a client has to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Facts about the daemon that `status` reports.
+#[derive(Debug, Clone)]
+pub struct DaemonFacts {
+    /// `observe` or `control`.
+    pub mode: &'static str,
+    /// The configuration file, or a note that the built-in one is used.
+    pub config_file: String,
+    /// When the daemon started (monotonic).
+    pub started: rntp_proto::time::Instant,
+}
+
+/// A bound control socket; removes its file when dropped.
+#[derive(Debug)]
+pub struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path`. A stale socket file from a previous run is replaced; a live one (another
+    /// rntpd answers on it) is an error.
+    pub async fn bind(path: &Path) -> io::Result<ControlSocket> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+            }
+        }
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("another rntpd is already serving {}", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+        Ok(ControlSocket { listener, path: path.to_path_buf() })
+    }
+
+    /// Serves clients until shutdown.
+    pub async fn serve(
+        self,
+        registry: Arc<Registry>,
+        clock: Clock,
+        facts: DaemonFacts,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
+        let facts = Arc::new(facts);
+        loop {
+            let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = shutdown.changed() => return,
+            };
+            match accepted {
+                Ok((stream, _)) => {
+                    let (registry, facts) = (Arc::clone(&registry), Arc::clone(&facts));
+                    tokio::spawn(async move {
+                        if let Err(e) = handle(stream, &registry, clock, &facts).await {
+                            tracing::debug!(error = %e, "control client error");
+                        }
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    // Avoid a hot loop on persistent errors such as EMFILE.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn handle(
+    mut stream: UnixStream,
+    registry: &Registry,
+    clock: Clock,
+    facts: &DaemonFacts,
+) -> io::Result<()> {
+    let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request timed out"))?;
+    let reply = match request {
+        Ok(req) if req.version != PROTOCOL_VERSION => Reply::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message: format!(
+                "this rntpd speaks control protocol version {PROTOCOL_VERSION}, the client sent {}; use the rntpctl that came with this rntpd",
+                req.version
+            ),
+        },
+        Ok(req) => dispatch(req.command, registry, clock, facts),
+        Err(e) => Reply::Error { code: ErrorCode::BadRequest, message: e },
+    };
+    let frame = encode_frame(&Response::new(reply))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    stream.write_all(&frame).await?;
+    stream.shutdown().await
+}
+
+/// Reads one request frame; the error string goes back to the client.
+async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    stream.read_exact(&mut header).await.map_err(|e| format!("reading request: {e}"))?;
+    let len = frame_len(header).map_err(|e| e.to_string())?;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await.map_err(|e| format!("reading request: {e}"))?;
+    decode_payload(&payload).map_err(|e| e.to_string())
+}
+
+fn dispatch(command: Command, registry: &Registry, clock: Clock, facts: &DaemonFacts) -> Reply {
+    let now = clock.now();
+    match command {
+        Command::Peers => Reply::Peers { peers: registry.peers(now) },
+        Command::Status => {
+            let (associations, reachable) = registry.counts();
+            Reply::Status(StatusInfo {
+                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime: now.secs_since(facts.started),
+                mode: facts.mode.to_string(),
+                config_file: facts.config_file.clone(),
+                associations,
+                reachable,
+                counters: registry.counters.to_control(),
+            })
+        }
+        // Commands added to the protocol before this daemon knows them.
+        _ => Reply::Error {
+            code: ErrorCode::BadRequest,
+            message: "this rntpd does not support that command".to_string(),
+        },
+    }
+}

@@ -1,0 +1,113 @@
+//! rntpd: an NTP daemon that keeps hostnames first-class.
+//!
+//! This binary is a thin shell: parse arguments, load the configuration, set up logging, and
+//! run the tokio current-thread runtime. Protocol logic lives in `rntp-proto`.
+#![forbid(unsafe_code)]
+
+mod assoc_driver;
+mod clock;
+mod control;
+mod net;
+mod observe;
+mod runtime;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// sysexits.h: configuration error.
+const EX_CONFIG: u8 = 78;
+/// sysexits.h: operating-system error (socket, signal setup).
+const EX_OSERR: u8 = 71;
+
+/// The built-in configuration used without `-c`: the public NTP pool.
+const DEFAULT_CONFIG: &str = "\
+# rntpd built-in configuration (used when no -c FILE is given)
+pool pool.ntp.org iburst
+";
+
+/// The default control socket.
+const DEFAULT_CONTROL_SOCKET: &str = "/run/rntpd/rntpd.sock";
+
+/// rntpd: NTP daemon (RFC 5905) with first-class hostnames and pools.
+#[derive(Debug, Parser)]
+#[command(name = "rntpd", version, about)]
+struct Args {
+    /// Configuration file in ntp.conf syntax. Without it, a built-in configuration that uses
+    /// the public NTP pool is used.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Measure and report only; never change the system clock. (This version never changes
+    /// the clock in any case; the flag stays for monitoring setups and tests.)
+    #[arg(long)]
+    observe: bool,
+    /// Path of the control socket used by rntpctl.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    control_socket: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+
+    let (loaded, config_file) = match &args.config {
+        Some(path) => (rntp_config::load_file(path), path.display().to_string()),
+        None => (
+            rntp_config::parse_str(
+                std::path::Path::new("(built-in)"),
+                DEFAULT_CONFIG,
+                &mut |p: &std::path::Path| std::fs::read_to_string(p),
+            ),
+            "(built-in default)".to_string(),
+        ),
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "rntpd: configuration has errors; not starting (check with: rntpctl validate FILE)"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    if !args.observe {
+        tracing::info!("clock control is not implemented in this version; running observe-only");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rntpd: cannot start the event loop: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    };
+    let settings = runtime::Settings {
+        config: loaded.config,
+        config_file,
+        control_socket: args.control_socket,
+    };
+    match runtime.block_on(runtime::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(EX_OSERR)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: journald and log files get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
+}
