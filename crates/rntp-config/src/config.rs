@@ -23,6 +23,33 @@ pub struct Config {
     /// DNS resolvers from `resolver` lines (rntpd extension); empty means
     /// "use the system resolver configuration".
     pub resolvers: Vec<SocketAddr>,
+    /// Re-resolution bounds from `resolve` lines (rntpd extension).
+    pub resolve: ResolveConfig,
+}
+
+/// When names are re-resolved: the DNS TTL, clamped to `[floor, ceiling]` seconds
+/// (`resolve floor N ceiling N`, an rntpd extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolveConfig {
+    /// Shortest interval between re-resolutions of a working name (1..=604800 s).
+    pub floor: u32,
+    /// Longest interval (not below `floor`, at most 604800 s).
+    pub ceiling: u32,
+}
+
+impl ResolveConfig {
+    /// Default floor: one hour, so a name costs at most 24 queries a day.
+    pub const DEFAULT_FLOOR: u32 = 3_600;
+    /// Default ceiling: one day, as the ntpd maintainers proposed in 2010.
+    pub const DEFAULT_CEILING: u32 = 86_400;
+    /// Largest accepted value: one week.
+    pub const MAX: u32 = 604_800;
+}
+
+impl Default for ResolveConfig {
+    fn default() -> Self {
+        Self { floor: Self::DEFAULT_FLOOR, ceiling: Self::DEFAULT_CEILING }
+    }
 }
 
 /// Whether a source line names one server or a pool of them.
@@ -75,6 +102,20 @@ pub struct SourceOptions {
     /// For pools, how many servers to use at most (1..=64); `None` lets the
     /// daemon decide. Always `None` for servers.
     pub maxsources: Option<u8>,
+    /// Address families the name may resolve to (`-4`/`-6` before the host).
+    pub family: AddressFamily,
+}
+
+/// Which address families a source may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AddressFamily {
+    /// IPv4 and IPv6 (no flag).
+    #[default]
+    Any,
+    /// IPv4 only (`-4`, `--ipv4`).
+    V4,
+    /// IPv6 only (`-6`, `--ipv6`).
+    V6,
 }
 
 impl SourceOptions {
@@ -103,6 +144,7 @@ impl Default for SourceOptions {
             maxpoll: Self::DEFAULT_MAXPOLL,
             version: Self::DEFAULT_VERSION,
             maxsources: None,
+            family: AddressFamily::Any,
         }
     }
 }

@@ -279,6 +279,18 @@ pub enum DiagnosticKind {
         upper_value: u8,
     },
 
+    /// `resolve floor` is above `resolve ceiling`.
+    #[error(
+        "resolve floor {floor} s is above resolve ceiling {ceiling} s; the floor must not \
+         exceed the ceiling"
+    )]
+    ResolveOrder {
+        /// Effective floor.
+        floor: u32,
+        /// Effective ceiling.
+        ceiling: u32,
+    },
+
     /// An `includefile` could not be read.
     #[error("cannot read includefile \"{}\": {reason}", path.display())]
     IncludeFailed {

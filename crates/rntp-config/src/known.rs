@@ -7,7 +7,7 @@
 
 /// Directives rntpd implements.
 pub(crate) const SUPPORTED_DIRECTIVES: &[&str] =
-    &["server", "pool", "tos", "driftfile", "includefile", "resolver"];
+    &["server", "pool", "tos", "driftfile", "includefile", "resolver", "resolve"];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
 pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
@@ -90,6 +90,9 @@ pub(crate) const POOL_OPTIONS: &[&str] = &[
     "port",
     "maxsources",
 ];
+
+/// Source options rntpd implements that take no value.
+pub(crate) const SOURCE_FLAGS: &[&str] = &["iburst", "burst", "prefer", "noselect"];
 
 /// ntpd/NTPsec source options without a value that rntpd ignores.
 pub(crate) const UNSUPPORTED_SOURCE_FLAGS: &[&str] =

@@ -12,6 +12,29 @@
 //! [`load_file`]; [`parse_str`] is pure and reads includes through a
 //! callback.
 //!
+//! ```
+//! use std::path::Path;
+//!
+//! let text = "pool pool.example.org iburst\nrestrict default nomodify\n";
+//! let no_includes = &mut |_: &Path| Err(std::io::ErrorKind::NotFound.into());
+//! let loaded = rntp_config::parse_str(Path::new("/etc/ntp.conf"), text, no_includes)?;
+//! assert_eq!(loaded.config.sources[0].host.to_string(), "pool.example.org");
+//! assert_eq!(
+//!     loaded.warnings[0].to_string(),
+//!     "/etc/ntp.conf:2:1: warning: `restrict` is not supported by rntpd yet; line ignored"
+//! );
+//!
+//! let err = rntp_config::parse_str(Path::new("/etc/ntp.conf"), "server a.example minpoll abc", no_includes)
+//!     .unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "/etc/ntp.conf:1:26: error: minpoll expects an integer from -2 to 17, found \"abc\"\n\
+//!      1 | server a.example minpoll abc\n  \
+//!        |                          ^^^"
+//! );
+//! # Ok::<(), rntp_config::ConfigErrors>(())
+//! ```
+//!
 //! # Directive reference (for administrators)
 //!
 //! The file format is ntpd's: one directive per line, words separated by
@@ -44,7 +67,7 @@
 //!   | `maxpoll N` | longest poll interval, 2^N seconds, N from -2 to 17 | 10 (1024 s) |
 //!   | `version N` | NTP version to send, 1 to 4 | 4 |
 //!   | `port N` | server UDP port, 1 to 65535 (**rntpd extension**, as in chrony) | 123 |
-//!   | `maxsources N` | `pool` only: use at most N servers, 1 to 64 (**rntpd extension**) | daemon's choice |
+//!   | `maxsources N` | `pool` only: use at most N servers, 1 to 64 (**rntpd extension**) | 4 |
 //!
 //!   Negative poll exponents are an **rntpd extension** (as in chrony) for
 //!   LANs and tests. `minpoll` greater than `maxpoll` is an error.
@@ -55,8 +78,11 @@
 //!   `key`, `mode`, `ttl`, `bias`, `ident`, `ask`, `require`, `ca`, `aead`,
 //!   `cert`, and the reference-clock options `subtype`, `baud`, `holdover`,
 //!   `time1`, `time2`, `stratum`, `refid`, `path`, `ppspath`,
-//!   `flag1`..`flag4`. An address-family qualifier (`-4`, `-6`, `--ipv4`,
-//!   `--ipv6`) before the host is likewise ignored with a warning.
+//!   `flag1`..`flag4`.
+//!
+//!   An address-family qualifier before the host (`-4`/`--ipv4` or
+//!   `-6`/`--ipv6`, as in ntpd: `pool -4 pool.ntp.org`) restricts a name to
+//!   IPv4 or IPv6 addresses.
 //!
 //!   `server 127.127.T.U` (ntpd's reference-clock pseudo-address, e.g. the
 //!   old `server 127.127.1.0` local clock) produces a warning and the line is
@@ -90,6 +116,11 @@
 //!   for `server`/`pool` names instead of the system's resolver
 //!   configuration. At least one address; IPv6 as `[::1]:53`, `[::1]` or bare
 //!   `::1`; the port defaults to 53. Several lines accumulate.
+//!
+//! * `resolve [floor SECONDS] [ceiling SECONDS]` — **rntpd extension**: names
+//!   are re-resolved when their DNS TTL expires, but never more often than
+//!   `floor` (default 3600) nor less often than `ceiling` (default 86400).
+//!   1-604800; the floor may not exceed the ceiling.
 //!
 //! ## Directives accepted with a warning
 //!
@@ -125,7 +156,10 @@ mod resolve;
 use std::io::{self, Read};
 use std::path::Path;
 
-pub use config::{Config, Origin, SourceConfig, SourceKind, SourceOptions, TosConfig};
+pub use config::{
+    AddressFamily, Config, Origin, ResolveConfig, SourceConfig, SourceKind, SourceOptions,
+    TosConfig,
+};
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
 pub use host::{Host, HostName, HostNameError};
 

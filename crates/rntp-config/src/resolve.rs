@@ -11,12 +11,15 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::str::FromStr;
 
-use crate::config::{Config, Origin, SourceConfig, SourceKind, SourceOptions};
+use crate::config::{
+    AddressFamily, Config, Origin, ResolveConfig, SourceConfig, SourceKind, SourceOptions,
+};
 use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
 use crate::known::{
-    suggest, ADDRESS_FAMILY_FLAGS, POOL_OPTIONS, SERVER_OPTIONS, SUPPORTED_DIRECTIVES, TOS_OPTIONS,
-    UNSUPPORTED_DIRECTIVES, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TOS,
+    suggest, ADDRESS_FAMILY_FLAGS, POOL_OPTIONS, SERVER_OPTIONS, SOURCE_FLAGS,
+    SUPPORTED_DIRECTIVES, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES, UNSUPPORTED_SOURCE_FLAGS,
+    UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TOS,
 };
 use crate::lex::Token;
 use crate::raw::{RawConfig, RawDirective, SourceLine};
@@ -50,6 +53,8 @@ struct Resolver {
     maxclock_at: Option<TosLoc>,
     minsane_at: Option<TosLoc>,
     tos_seq: usize,
+    /// The last `resolve floor/ceiling` value written, blamed if floor > ceiling.
+    resolve_at: Option<TosLoc>,
 }
 
 /// Walks the argument words of one directive and reports problems.
@@ -115,6 +120,19 @@ impl<'a> Line<'a, '_> {
         }
     }
 
+    /// After an unknown option, skips the word after it if that is most
+    /// likely its value (a number, or any non-keyword when the option looks
+    /// like a misspelt valued option), so that `maxsource 3` is one error
+    /// rather than two.
+    fn skip_value_of_unknown(&mut self, valued: bool, keywords: &[&[&str]]) {
+        if let Some(t) = self.peek() {
+            let is_keyword = keywords.iter().any(|k| k.contains(&t.text.as_str()));
+            if !is_keyword && (valued || f64::from_str(&t.text).is_ok()) {
+                self.pos += 1;
+            }
+        }
+    }
+
     /// Takes an integer value of option `what` within `min..=max`.
     fn int<T>(&mut self, what: &str, min: T, max: T, keywords: &[&[&str]]) -> Option<T>
     where
@@ -148,6 +166,7 @@ impl Resolver {
             "tos" => self.tos(&mut line),
             "driftfile" => self.driftfile(&mut line),
             "resolver" => self.resolver(&mut line),
+            "resolve" => self.resolve(&mut line),
             word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
                 &d.keyword,
                 DiagnosticKind::UnsupportedDirective { directive: word.into() },
@@ -171,17 +190,15 @@ impl Resolver {
         let keywords: &[&[&str]] =
             &[POOL_OPTIONS, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED];
 
+        let mut family = AddressFamily::Any;
         while let Some(flag) =
             line.peek().filter(|t| ADDRESS_FAMILY_FLAGS.contains(&t.text.as_str()))
         {
             line.next();
-            line.report_at(
-                flag,
-                DiagnosticKind::UnsupportedOption {
-                    directive: name.into(),
-                    option: flag.text.clone(),
-                },
-            );
+            family = match flag.text.as_str() {
+                "-4" | "--ipv4" => AddressFamily::V4,
+                _ => AddressFamily::V6,
+            };
         }
         let Some(host_token) = line.next() else {
             line.missing(name, Expected::HostOrAddress);
@@ -202,7 +219,7 @@ impl Resolver {
             }
         };
 
-        let mut options = SourceOptions::default();
+        let mut options = SourceOptions { family, ..SourceOptions::default() };
         let mut port = SourceConfig::DEFAULT_PORT;
         let mut seen: Vec<&str> = Vec::new();
         let mut minpoll_at: Option<&Token> = None;
@@ -278,18 +295,25 @@ impl Resolver {
                     );
                     line.value(w, Expected::Value, keywords);
                 }
-                w => line.report_at(
-                    token,
-                    DiagnosticKind::UnknownOption {
-                        directive: name.into(),
-                        found: w.into(),
-                        expected: accepted,
-                        suggestion: suggest(
-                            w,
-                            &[accepted, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED],
-                        ),
-                    },
-                ),
+                w => {
+                    let suggestion = suggest(
+                        w,
+                        &[accepted, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED],
+                    );
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: name.into(),
+                            found: w.into(),
+                            expected: accepted,
+                            suggestion,
+                        },
+                    );
+                    let valued = suggestion.is_some_and(|s| {
+                        !UNSUPPORTED_SOURCE_FLAGS.contains(&s) && !SOURCE_FLAGS.contains(&s)
+                    });
+                    line.skip_value_of_unknown(valued, keywords);
+                }
             }
         }
         if options.minpoll > options.maxpoll {
@@ -357,15 +381,19 @@ impl Resolver {
                     );
                     line.value(w, Expected::Value, keywords);
                 }
-                w => line.report_at(
-                    token,
-                    DiagnosticKind::UnknownOption {
-                        directive: "tos".into(),
-                        found: w.into(),
-                        expected: TOS_OPTIONS,
-                        suggestion: suggest(w, &[TOS_OPTIONS, UNSUPPORTED_TOS]),
-                    },
-                ),
+                w => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "tos".into(),
+                            found: w.into(),
+                            expected: TOS_OPTIONS,
+                            suggestion: suggest(w, &[TOS_OPTIONS, UNSUPPORTED_TOS]),
+                        },
+                    );
+                    // Every tos keyword takes a value.
+                    line.skip_value_of_unknown(true, keywords);
+                }
             }
         }
     }
@@ -431,6 +459,47 @@ impl Resolver {
         }
     }
 
+    fn resolve(&mut self, line: &mut Line<'_, '_>) {
+        const RESOLVE_OPTIONS: &[&str] = &["floor", "ceiling"];
+        let keywords: &[&[&str]] = &[RESOLVE_OPTIONS];
+        if line.peek().is_none() {
+            line.missing("resolve", Expected::OneOf(RESOLVE_OPTIONS));
+            return;
+        }
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            match word {
+                "floor" | "ceiling" => {
+                    let Some(v) = line.int(word, 1u32, ResolveConfig::MAX, keywords) else {
+                        continue;
+                    };
+                    if word == "floor" {
+                        self.config.resolve.floor = v;
+                    } else {
+                        self.config.resolve.ceiling = v;
+                    }
+                    self.resolve_at = Some(TosLoc {
+                        line: Rc::clone(&line.d.line),
+                        token: line.last().clone(),
+                        seq: 0,
+                    });
+                }
+                w => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "resolve".into(),
+                            found: w.into(),
+                            expected: RESOLVE_OPTIONS,
+                            suggestion: suggest(w, &[RESOLVE_OPTIONS]),
+                        },
+                    );
+                    line.skip_value_of_unknown(true, keywords);
+                }
+            }
+        }
+    }
+
     fn finish(self, diags: &mut Diags) -> Config {
         let tos = &self.config.tos;
         let checks = [
@@ -452,6 +521,15 @@ impl Resolver {
                         upper: "maxclock",
                         upper_value: tos.maxclock,
                     },
+                ));
+            }
+        }
+        let resolve = self.config.resolve;
+        if resolve.floor > resolve.ceiling {
+            if let Some(loc) = &self.resolve_at {
+                diags.push(loc.line.at(
+                    &loc.token,
+                    DiagnosticKind::ResolveOrder { floor: resolve.floor, ceiling: resolve.ceiling },
                 ));
             }
         }

@@ -107,7 +107,12 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
         ),
         server(
             name("ntp3.example.net"),
-            SourceOptions { burst: true, version: 3, ..d.clone() },
+            SourceOptions {
+                burst: true,
+                version: 3,
+                family: rntp_config::AddressFamily::V4,
+                ..d.clone()
+            },
             29,
         ),
         // `server 127.127.1.0` (line 32) is a refclock: warned about, not a source.
@@ -140,7 +145,6 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
             unsupported(21, "requestkey"),
             unsupported(22, "controlkey"),
             (26, "option `key` of server is not supported by rntpd yet; option ignored".into()),
-            (29, "option `-4` of server is not supported by rntpd yet; option ignored".into()),
             (
                 32,
                 "\"127.127.1.0\" is an ntpd reference-clock address; reference clocks are not \

@@ -71,13 +71,15 @@ pub enum Command {
     Peers,
     /// Daemon status and counters (read-only).
     Status,
+    /// Every configured source with its name-resolution state (read-only).
+    Sources,
 }
 
 impl Command {
     /// Whether the command changes daemon state (and so needs the mutating permission).
     pub fn is_mutating(&self) -> bool {
         match self {
-            Command::Peers | Command::Status => false,
+            Command::Peers | Command::Status | Command::Sources => false,
         }
     }
 }
@@ -111,6 +113,11 @@ pub enum Reply {
     },
     /// Answer to [`Command::Status`].
     Status(StatusInfo),
+    /// Answer to [`Command::Sources`].
+    Sources {
+        /// One entry per source, ordered by id.
+        sources: Vec<SourceInfo>,
+    },
     /// The request failed.
     Error {
         /// Machine-readable cause.
@@ -133,20 +140,30 @@ pub enum ErrorCode {
     PermissionDenied,
 }
 
-/// One association as `rntpctl peers` shows it.
+/// One row of `rntpctl peers`: an association, or a source that has none yet (a name that
+/// has not resolved) or a pool (which owns member associations, like ntpd's `.POOL.` row).
 ///
 /// Times are in seconds. `offset` is RFC 5905 θ: positive when the server is ahead of us.
 /// Measurement fields are `null` until the first valid sample.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
-    /// Association id, stable for the life of the association.
-    pub id: u32,
+    /// Association id, stable for the life of the association (also across address changes
+    /// of a server name); `null` on a source row.
+    pub id: Option<u32>,
+    /// The owning source's id (see `rntpctl sources`).
+    pub source_id: u32,
+    /// `"server"` (association of a server line), `"pool-member"`, or for source rows
+    /// `"pool"` / `"unresolved"`.
+    pub kind: String,
     /// The source as configured: a hostname or an address literal.
     pub source: String,
-    /// Remote address as `ip:port` (IPv6 in brackets).
+    /// Remote address as `ip:port` (IPv6 in brackets); empty on source rows.
     pub address: String,
-    /// Association state: `"init"`, `"reachable"`, `"unreachable"` or `"demobilized"`.
+    /// Association state: `"init"`, `"reachable"`, `"unreachable"` or `"demobilized"`; on
+    /// source rows `"resolving"`, `"unresolved"` or, for pools, `"pool"`.
     pub state: String,
+    /// On source rows: the last resolution error, if the last attempt failed.
+    pub last_error: Option<String>,
     /// Server stratum from its last valid reply.
     pub stratum: Option<u8>,
     /// Server reference id from its last valid reply, displayed as ntpq does.
@@ -171,6 +188,52 @@ pub struct PeerInfo {
     pub demobilized: Option<String>,
 }
 
+/// A source as `rntpctl sources` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// Source id.
+    pub id: u32,
+    /// `"server"` or `"pool"`.
+    pub kind: String,
+    /// The configured name or address literal.
+    pub name: String,
+    /// Remote port.
+    pub port: u16,
+    /// Where it was configured (`file:line`, or `rntpctl`).
+    pub origin: String,
+    /// Known usable addresses from the last good answer (address literals: the literal).
+    pub addresses: Vec<String>,
+    /// Seconds until the last good answer's TTL runs out (negative: expired); `null` for
+    /// literals and names never resolved.
+    pub expires_in: Option<f64>,
+    /// The last resolution attempt.
+    pub last_resolution: Option<ResolutionInfo>,
+    /// Seconds until the next planned resolution; `null` when none is planned (literals,
+    /// full pools, a lookup in progress).
+    pub next_resolution_in: Option<f64>,
+    /// A lookup is running now.
+    pub resolving: bool,
+    /// Lookups started since the source was added.
+    pub queries: u64,
+    /// Ids of the source's associations.
+    pub associations: Vec<u32>,
+    /// Pools: how many members the pool aims for under `maxsources` and `tos maxclock`.
+    pub target: Option<usize>,
+}
+
+/// The outcome of one resolution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolutionInfo {
+    /// Seconds ago.
+    pub ago: f64,
+    /// `"ok"` or the error, e.g. `"name does not exist (NXDOMAIN)"`.
+    pub result: String,
+    /// TTL of a successful answer (s).
+    pub ttl: Option<f64>,
+    /// Usable addresses in a successful answer.
+    pub addresses: Option<usize>,
+}
+
 /// Daemon status as `rntpctl status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusInfo {
@@ -182,6 +245,8 @@ pub struct StatusInfo {
     pub mode: String,
     /// The configuration file in use, or `"(built-in default)"`.
     pub config_file: String,
+    /// Number of configured sources (servers and pools).
+    pub sources: usize,
     /// Number of associations.
     pub associations: usize,
     /// Associations with reach != 0.

@@ -13,5 +13,7 @@
 
 pub mod assoc;
 pub mod rng;
+pub mod server;
+pub mod source;
 pub mod time;
 pub mod wire;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use rntp_control::{
     decode_payload, encode_frame, frame_len, Command, PeerInfo, Reply, Request, Response,
-    StatusInfo, FRAME_HEADER_LEN,
+    SourceInfo, StatusInfo, FRAME_HEADER_LEN,
 };
 
 /// How long to wait for the daemon's answer. The daemon answers from memory, so a slow reply
@@ -46,6 +46,12 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Configured sources with their DNS state: addresses, TTL, last and next lookup.
+    Sources {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Daemon status and counters.
     Status {
         /// Print JSON.
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Cmd::Validate { file } => return validate(&file),
         Cmd::Peers { json } => request(&args.socket, Command::Peers).map(|r| show(r, json)),
         Cmd::Status { json } => request(&args.socket, Command::Status).map(|r| show(r, json)),
+        Cmd::Sources { json } => request(&args.socket, Command::Sources).map(|r| show(r, json)),
     };
     match result {
         Ok(code) => code,
@@ -138,6 +145,8 @@ fn show(reply: Reply, json: bool) -> ExitCode {
         Reply::Peers { peers } => peers_table(&peers),
         Reply::Status(status) if json => to_json(&status),
         Reply::Status(status) => status_text(&status),
+        Reply::Sources { sources } if json => to_json(&sources),
+        Reply::Sources { sources } => sources_table(&sources),
         other => to_json(&other),
     };
     println!("{out}");
@@ -180,19 +189,22 @@ fn peers_table(peers: &[PeerInfo]) -> String {
         };
         out.push_str(&format!(
             "\n{:>3} {:<24} {:<22} {:<11} {:>2} {:<15} {:>5} {:>5} {:>5o} {:>9} {:>10} {:>9}",
-            p.id,
+            p.id.map_or_else(|| "-".to_string(), |id| id.to_string()),
             truncate(&p.source, 24),
             truncate(&p.address, 22),
             state,
             p.stratum.map_or_else(|| "-".to_string(), |s| s.to_string()),
             truncate(p.refid.as_deref().unwrap_or("-"), 15),
             when,
-            secs(p.poll),
+            if p.id.is_some() { secs(p.poll) } else { "-".to_string() },
             p.reach,
             ms(p.delay),
             ms(p.offset),
             ms(p.jitter),
         ));
+        if let Some(err) = &p.last_error {
+            out.push_str(&format!("\n    last lookup failed: {err}"));
+        }
     }
     if peers.is_empty() {
         out.push_str("\n(no associations)");
@@ -221,12 +233,97 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// Seconds as a short human duration.
+fn dur(v: f64) -> String {
+    let a = v.abs();
+    let text = if a < 120.0 {
+        format!("{a:.0}s")
+    } else if a < 7_200.0 {
+        format!("{:.0}m", a / 60.0)
+    } else {
+        format!("{:.1}h", a / 3_600.0)
+    };
+    if v < 0.0 {
+        format!("-{text}")
+    } else {
+        text
+    }
+}
+
+fn sources_table(sources: &[SourceInfo]) -> String {
+    let mut out = format!(
+        "{:>3} {:<6} {:<28} {:>5} {:>6} {:>9} {:<34} {:>8} {:>7} {}\n",
+        "id",
+        "kind",
+        "name",
+        "port",
+        "addrs",
+        "ttl left",
+        "last lookup",
+        "next in",
+        "queries",
+        "associations"
+    );
+    out.push_str(&"=".repeat(130));
+    for s in sources {
+        let last = match &s.last_resolution {
+            None if s.resolving => "in progress".to_string(),
+            None => "-".to_string(),
+            Some(r) if r.result == "ok" => format!(
+                "ok, {} addr, TTL {}, {} ago",
+                r.addresses.unwrap_or(0),
+                dur(r.ttl.unwrap_or(0.0)),
+                dur(r.ago)
+            ),
+            Some(r) => format!("FAILED {} ago", dur(r.ago)),
+        };
+        let next = match (s.resolving, s.next_resolution_in) {
+            (true, _) => "now".to_string(),
+            (false, Some(n)) => dur(n),
+            (false, None) => "-".to_string(),
+        };
+        let assocs = if s.associations.is_empty() {
+            "none".to_string()
+        } else {
+            s.associations.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        };
+        let assocs = match s.target {
+            Some(t) => format!("{assocs} ({}/{t})", s.associations.len()),
+            None => assocs,
+        };
+        out.push_str(&format!(
+            "\n{:>3} {:<6} {:<28} {:>5} {:>6} {:>9} {:<34} {:>8} {:>7} {}",
+            s.id,
+            s.kind,
+            truncate(&s.name, 28),
+            s.port,
+            s.addresses.len(),
+            s.expires_in.map_or_else(|| "-".to_string(), dur),
+            truncate(&last, 34),
+            next,
+            s.queries,
+            assocs,
+        ));
+        if let Some(r) = s.last_resolution.as_ref().filter(|r| r.result != "ok") {
+            out.push_str(&format!("\n    last lookup: {}", r.result));
+        }
+        if !s.addresses.is_empty() && s.name != s.addresses[0] {
+            out.push_str(&format!("\n    addresses: {}", s.addresses.join(" ")));
+        }
+        out.push_str(&format!("\n    configured at {}", s.origin));
+    }
+    if sources.is_empty() {
+        out.push_str("\n(no sources)");
+    }
+    out
+}
+
 fn status_text(s: &StatusInfo) -> String {
     let c = &s.counters;
     let dropped: u64 = c.dropped.iter().map(|(_, n)| n).sum();
     let mut out = format!(
-        "rntpd {}\nuptime:        {:.0} s\nmode:          {}\nconfig:        {}\nassociations:  {} ({} reachable)\npackets:       {} sent, {} received, {} accepted, {} dropped, {} KoD, {} send errors",
-        s.daemon_version, s.uptime, s.mode, s.config_file, s.associations, s.reachable,
+        "rntpd {}\nuptime:        {:.0} s\nmode:          {}\nconfig:        {}\nsources:       {}\nassociations:  {} ({} reachable)\npackets:       {} sent, {} received, {} accepted, {} dropped, {} KoD, {} send errors",
+        s.daemon_version, s.uptime, s.mode, s.config_file, s.sources, s.associations, s.reachable,
         c.sent, c.received, c.accepted, dropped, c.kod_received, c.send_errors
     );
     for (reason, n) in &c.dropped {

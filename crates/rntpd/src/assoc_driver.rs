@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
-use rntp_proto::assoc::{AssocEvent, Association};
+use std::net::SocketAddr;
+
+use rntp_proto::assoc::{AssocEvent, AssocId, Association, DemobilizeReason};
 use rntp_proto::wire::KissCode;
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::clock::{wall_to_ntp, Clock, DaemonRng};
 use crate::net;
@@ -18,6 +20,15 @@ use crate::observe::{Published, Registry};
 /// Largest datagram we read: an NTP packet with extension fields and a MAC fits easily; a
 /// bigger one is flagged truncated and dropped.
 const RECV_BUF: usize = 2048;
+
+/// What the orchestrator may tell a running association.
+#[derive(Debug, Clone, Copy)]
+pub enum AssocCommand {
+    /// Poll another address from now on (the source's name moved); the id stays.
+    Move(SocketAddr),
+    /// Stop for good; the task ends.
+    Demobilize(DemobilizeReason),
+}
 
 /// Everything one association task owns.
 pub struct AssocTask {
@@ -37,6 +48,10 @@ pub struct AssocTask {
     pub registry: Arc<Registry>,
     /// Flips to true at shutdown.
     pub shutdown: watch::Receiver<bool>,
+    /// Commands from the orchestrator.
+    pub commands: mpsc::UnboundedReceiver<AssocCommand>,
+    /// Events for the source manager (reachability, KoD, demobilization).
+    pub events: mpsc::UnboundedSender<(AssocId, AssocEvent)>,
 }
 
 impl AssocTask {
@@ -60,8 +75,32 @@ impl AssocTask {
                         self.receive_all(&mut buf);
                     }
                 }
+                command = self.commands.recv() => match command {
+                    Some(AssocCommand::Move(remote)) => self.move_to(remote).await,
+                    Some(AssocCommand::Demobilize(reason)) => {
+                        self.assoc.demobilize(reason);
+                        self.drain().await;
+                        return;
+                    }
+                    // The orchestrator is gone: shutting down.
+                    None => return,
+                },
                 _ = self.shutdown.changed() => return,
             }
+        }
+    }
+
+    /// Re-points the association, with a fresh socket connected to the new address.
+    async fn move_to(&mut self, remote: SocketAddr) {
+        match net::client_socket(remote).await {
+            Ok(socket) => {
+                self.socket = socket;
+                self.assoc.change_remote(self.clock.now(), remote);
+            }
+            Err(e) => tracing::error!(
+                id = self.assoc.id().0, %remote, error = %e,
+                "cannot open a socket for the new address; still polling the old one"
+            ),
         }
     }
 
@@ -124,6 +163,9 @@ impl AssocTask {
         }
         while let Some(event) = self.assoc.poll_event() {
             self.log_event(event);
+            // The orchestrator outlives every association task; a failed send means it is
+            // shutting down, and then nobody needs the event.
+            let _ = self.events.send((self.assoc.id(), event));
         }
         let now = self.clock.now();
         self.snapshots.send_replace((now, self.assoc.snapshot(now)));
@@ -155,10 +197,17 @@ impl AssocTask {
                     }
                 }
             }
-            AssocEvent::Demobilized(reason) => tracing::warn!(
-                id, %source, %remote, reason = reason.name(),
-                "association stopped; this server will not be polled again until restart"
-            ),
+            AssocEvent::Demobilized(
+                reason @ (DemobilizeReason::KodDeny | DemobilizeReason::KodRstr),
+            ) => {
+                tracing::warn!(
+                    id, %source, %remote, reason = reason.name(),
+                    "server refuses us service (Kiss-o'-Death); association stopped, address not used again for 24 h"
+                );
+            }
+            AssocEvent::Demobilized(reason) => {
+                tracing::debug!(id, %remote, reason = reason.name(), "association stopped");
+            }
         }
     }
 }

@@ -20,30 +20,20 @@ use std::time::Duration;
 
 use rntp_control::{
     decode_payload, encode_frame, frame_len, Command, ErrorCode, Reply, Request, Response,
-    StatusInfo, FRAME_HEADER_LEN, PROTOCOL_VERSION,
+    FRAME_HEADER_LEN, PROTOCOL_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
-
-use crate::clock::Clock;
-use crate::observe::Registry;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// Concurrent control connections served.
 pub const MAX_CLIENTS: usize = 16;
 /// Time a client has to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Facts about the daemon that `status` reports.
-#[derive(Debug, Clone)]
-pub struct DaemonFacts {
-    /// `observe` or `control`.
-    pub mode: &'static str,
-    /// The configuration file, or a note that the built-in one is used.
-    pub config_file: String,
-    /// When the daemon started (monotonic).
-    pub started: rntp_proto::time::Instant,
-}
+/// A decoded request on its way to the orchestrator, which owns all state and answers from
+/// memory without blocking.
+pub type ControlRequest = (Command, oneshot::Sender<Reply>);
 
 /// A bound control socket; removes its file when dropped.
 #[derive(Debug)]
@@ -79,13 +69,10 @@ impl ControlSocket {
     /// Serves clients until shutdown.
     pub async fn serve(
         self,
-        registry: Arc<Registry>,
-        clock: Clock,
-        facts: DaemonFacts,
+        requests: mpsc::Sender<ControlRequest>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
-        let facts = Arc::new(facts);
         loop {
             let Ok(permit) = Arc::clone(&limit).acquire_owned().await else { return };
             let accepted = tokio::select! {
@@ -94,9 +81,9 @@ impl ControlSocket {
             };
             match accepted {
                 Ok((stream, _)) => {
-                    let (registry, facts) = (Arc::clone(&registry), Arc::clone(&facts));
+                    let requests = requests.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = handle(stream, &registry, clock, &facts).await {
+                        if let Err(e) = handle(stream, &requests).await {
                             tracing::debug!(error = %e, "control client error");
                         }
                         drop(permit);
@@ -118,12 +105,7 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn handle(
-    mut stream: UnixStream,
-    registry: &Registry,
-    clock: Clock,
-    facts: &DaemonFacts,
-) -> io::Result<()> {
+async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<ControlRequest>) -> io::Result<()> {
     let request = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request timed out"))?;
@@ -135,7 +117,16 @@ async fn handle(
                 req.version
             ),
         },
-        Ok(req) => dispatch(req.command, registry, clock, facts),
+        Ok(req) => {
+            let (tx, rx) = oneshot::channel();
+            if requests.send((req.command, tx)).await.is_err() {
+                return Ok(()); // shutting down
+            }
+            match rx.await {
+                Ok(reply) => reply,
+                Err(_) => return Ok(()),
+            }
+        }
         Err(e) => Reply::Error { code: ErrorCode::BadRequest, message: e },
     };
     let frame = encode_frame(&Response::new(reply))
@@ -152,28 +143,4 @@ async fn read_request(stream: &mut UnixStream) -> Result<Request, String> {
     let mut payload = vec![0u8; len];
     stream.read_exact(&mut payload).await.map_err(|e| format!("reading request: {e}"))?;
     decode_payload(&payload).map_err(|e| e.to_string())
-}
-
-fn dispatch(command: Command, registry: &Registry, clock: Clock, facts: &DaemonFacts) -> Reply {
-    let now = clock.now();
-    match command {
-        Command::Peers => Reply::Peers { peers: registry.peers(now) },
-        Command::Status => {
-            let (associations, reachable) = registry.counts();
-            Reply::Status(StatusInfo {
-                daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-                uptime: now.secs_since(facts.started),
-                mode: facts.mode.to_string(),
-                config_file: facts.config_file.clone(),
-                associations,
-                reachable,
-                counters: registry.counters.to_control(),
-            })
-        }
-        // Commands added to the protocol before this daemon knows them.
-        _ => Reply::Error {
-            code: ErrorCode::BadRequest,
-            message: "this rntpd does not support that command".to_string(),
-        },
-    }
 }

@@ -7,6 +7,7 @@
 mod assoc_driver;
 mod clock;
 mod control;
+mod dns;
 mod net;
 mod observe;
 mod runtime;

@@ -21,6 +21,10 @@ pub type Published = (Instant, AssocSnapshot);
 pub struct AssocEntry {
     /// The configured source (hostname or literal) that owns the association.
     pub source: String,
+    /// The owning source's id.
+    pub source_id: u32,
+    /// `"server"` or `"pool-member"`.
+    pub kind: &'static str,
     /// Latest snapshot.
     pub snapshot: watch::Receiver<Published>,
 }
@@ -39,13 +43,18 @@ impl Registry {
         lock(&self.assocs).insert(id, entry);
     }
 
+    /// Forgets an association (retired).
+    pub fn remove(&self, id: AssocId) {
+        lock(&self.assocs).remove(&id);
+    }
+
     /// The peers table at `now`.
     pub fn peers(&self, now: Instant) -> Vec<PeerInfo> {
         lock(&self.assocs)
             .values()
             .map(|e| {
                 let (taken, snap) = e.snapshot.borrow().clone();
-                peer_info(&e.source, &snap, now.secs_since(taken).max(0.0))
+                peer_info(e, &snap, now.secs_since(taken).max(0.0))
             })
             .collect()
     }
@@ -74,13 +83,16 @@ fn kod_name(code: KissCode) -> String {
     }
 }
 
-fn peer_info(source: &str, s: &AssocSnapshot, age: f64) -> PeerInfo {
+fn peer_info(entry: &AssocEntry, s: &AssocSnapshot, age: f64) -> PeerInfo {
     let est = s.estimate;
     PeerInfo {
-        id: s.id.0,
-        source: source.to_string(),
+        id: Some(s.id.0),
+        source_id: entry.source_id,
+        kind: entry.kind.to_string(),
+        source: entry.source.clone(),
         address: s.remote.to_string(),
         state: s.state.name().to_string(),
+        last_error: None,
         stratum: s.server.map(|v| v.stratum),
         refid: s.server.map(|v| v.reference_id.display_for_stratum(v.stratum)),
         reach: s.reach,

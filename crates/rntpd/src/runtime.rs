@@ -1,8 +1,10 @@
-//! Builds the daemon from a configuration and runs it until shutdown.
+//! The orchestrator: builds the daemon from a configuration and runs it until shutdown.
 //!
-//! The orchestrator: it turns configured sources into associations, starts one task per
-//! association and the control server, and waits for SIGTERM/SIGINT. Everything runs on one
-//! tokio current-thread runtime (as chronyd runs one event loop).
+//! It owns the sans-IO [`SourceManager`] and executes its actions: DNS lookups (spawned, so
+//! none ever blocks this loop), association tasks (one per association, each with its own
+//! socket), moves and retirements. It forwards association events back to the manager and
+//! answers control requests from memory. Everything runs on one tokio current-thread runtime,
+//! as chronyd runs one event loop.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,14 +12,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rntp_config::{Config, Host, SourceConfig};
-use rntp_proto::assoc::{AssocConfig, AssocId, Association};
-use rntp_proto::time::PollInterval;
-use tokio::sync::watch;
+use rntp_config::{AddressFamily, Config, Host, SourceConfig};
+use rntp_control::{Command, ErrorCode, PeerInfo, Reply, ResolutionInfo, SourceInfo, StatusInfo};
+use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::source::{
+    self, AddError, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent, SourceId,
+    SourceKind, SourceManager, SourceSpec, Target,
+};
+use rntp_proto::time::{Instant, PollInterval};
+use tokio::sync::{mpsc, watch};
 
-use crate::assoc_driver::AssocTask;
+use crate::assoc_driver::{AssocCommand, AssocTask};
 use crate::clock::{Clock, DaemonRng};
-use crate::control::{ControlSocket, DaemonFacts};
+use crate::control::{ControlRequest, ControlSocket};
+use crate::dns::Dns;
 use crate::observe::{AssocEntry, Registry};
 
 /// What `main` hands to the runtime.
@@ -33,19 +41,22 @@ pub struct Settings {
 
 /// Spread of the first requests of associations started together (s).
 const FIRST_POLL_SPREAD: f64 = 0.5;
+/// Members a pool aims for without `maxsources` (as chrony's default).
+const DEFAULT_MAXSOURCES: u8 = 4;
 
-/// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures (socket binds).
+/// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(settings: Settings) -> io::Result<()> {
     let clock = Clock::new();
-    let started = clock.now();
-    let registry = Arc::new(Registry::default());
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-
     tracing::info!(
         "observe-only mode: rntpd measures and reports, and never changes the system clock"
     );
     tracing::info!(precision = clock.precision_secs(), "clock precision measured");
 
+    let dns = Dns::new(&settings.config.resolvers).map_err(|e| {
+        io::Error::other(format!(
+            "cannot set up DNS resolution: {e} (check /etc/resolv.conf or the `resolver` lines)"
+        ))
+    })?;
     let control = ControlSocket::bind(&settings.control_socket).await.map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -54,113 +65,412 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     })?;
     tracing::info!(path = %settings.control_socket.display(), "control socket ready");
 
-    let mut tasks = Vec::new();
-    let mut rng = DaemonRng::from_os();
-    let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
-    let mut next_id = 1u32;
-    for source in &settings.config.sources {
-        let Some(remote) = literal_addr(source) else {
-            tracing::warn!(
-                source = %display_host(&source.host),
-                at = %format!("{}:{}", source.origin.file.display(), source.origin.line),
-                "hostname sources are not resolved by this version yet; source skipped"
-            );
-            continue;
-        };
-        if let Some(first) = seen.get(&remote) {
-            // No two associations may share an address: they would poll the same server
-            // twice and count it twice in selection.
-            tracing::warn!(
-                %remote, first = %first,
-                at = %format!("{}:{}", source.origin.file.display(), source.origin.line),
-                "duplicate source ignored: this address is already configured"
-            );
-            continue;
-        }
-        seen.insert(remote, display_host(&source.host));
-        let id = AssocId(next_id);
-        next_id += 1;
-        let assoc = Association::new(
-            id,
-            remote,
-            assoc_config(source),
-            clock.precision_secs(),
-            clock.now(),
-            FIRST_POLL_SPREAD,
-            &mut rng,
-        );
-        let socket = crate::net::client_socket(remote)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("socket for server {remote}: {e}")))?;
-        let now = clock.now();
-        let (snap_tx, snap_rx) = watch::channel((now, assoc.snapshot(now)));
-        registry.insert(id, AssocEntry { source: display_host(&source.host), snapshot: snap_rx });
-        tracing::info!(id = id.0, %remote, "association mobilized");
-        let task = AssocTask {
-            assoc,
-            source: display_host(&source.host),
-            socket,
-            clock,
-            rng: DaemonRng::from_os(),
-            snapshots: snap_tx,
-            registry: Arc::clone(&registry),
-            shutdown: shutdown_rx.clone(),
-        };
-        tasks.push(tokio::spawn(task.run()));
-    }
-    if tasks.is_empty() {
-        tracing::warn!(
-            "no usable time sources configured: rntpd will only answer control requests"
-        );
-    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ctl_tx, ctl_rx) = mpsc::channel(16);
+    let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx.clone()));
 
-    let facts = DaemonFacts { mode: "observe", config_file: settings.config_file, started };
-    let control_task =
-        tokio::spawn(control.serve(Arc::clone(&registry), clock, facts, shutdown_rx.clone()));
+    let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx);
+    daemon.load(&settings.config);
+    let result = daemon.run(ctl_rx).await;
 
-    wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
+    for (_, handle) in std::mem::take(&mut daemon.assocs) {
+        let _ = handle.task.await;
     }
     // Dropping the control socket (inside the task) removes its file.
     let _ = control_task.await;
-    Ok(())
+    result
 }
 
-async fn wait_for_signal() -> io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+/// A running association task.
+struct AssocHandle {
+    commands: mpsc::UnboundedSender<AssocCommand>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Daemon {
+    clock: Clock,
+    rng: DaemonRng,
+    started: Instant,
+    config_file: String,
+    registry: Arc<Registry>,
+    manager: SourceManager,
+    /// Where each source came from, for messages.
+    origins: BTreeMap<SourceId, String>,
+    assocs: BTreeMap<AssocId, AssocHandle>,
+    dns: Dns,
+    dns_tx: mpsc::UnboundedSender<(SourceId, Result<Resolved, ResolveError>)>,
+    dns_rx: mpsc::UnboundedReceiver<(SourceId, Result<Resolved, ResolveError>)>,
+    events_tx: mpsc::UnboundedSender<(AssocId, AssocEvent)>,
+    events_rx: mpsc::UnboundedReceiver<(AssocId, AssocEvent)>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Daemon {
+    fn new(clock: Clock, dns: Dns, settings: &Settings, shutdown: watch::Receiver<bool>) -> Self {
+        let resolve = settings.config.resolve;
+        let policy = ResolvePolicy {
+            floor: f64::from(resolve.floor),
+            ceiling: f64::from(resolve.ceiling),
+            ..ResolvePolicy::default()
+        };
+        let maxclock = usize::from(settings.config.tos.maxclock);
+        let (dns_tx, dns_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        Daemon {
+            clock,
+            rng: DaemonRng::from_os(),
+            started: clock.now(),
+            config_file: settings.config_file.clone(),
+            registry: Arc::new(Registry::default()),
+            manager: SourceManager::new(policy, maxclock),
+            origins: BTreeMap::new(),
+            assocs: BTreeMap::new(),
+            dns,
+            dns_tx,
+            dns_rx,
+            events_tx,
+            events_rx,
+            shutdown,
+        }
     }
-    Ok(())
-}
 
-fn literal_addr(source: &SourceConfig) -> Option<SocketAddr> {
-    match &source.host {
-        Host::Ip(ip) => Some(SocketAddr::new(*ip, source.port)),
-        Host::Name(_) => None,
+    /// Adds every configured source; duplicates are reported and collapse into one.
+    fn load(&mut self, config: &Config) {
+        for source in &config.sources {
+            let origin = format!("{}:{}", source.origin.file.display(), source.origin.line);
+            let spec = spec_from_config(source);
+            let now = self.clock.now();
+            match self.manager.add(now, spec, &mut self.rng) {
+                Ok(id) => {
+                    self.origins.insert(id, origin);
+                }
+                Err(AddError::Duplicate { target, existing, .. }) => {
+                    let first = self.origins.get(&SourceId(existing)).cloned().unwrap_or_default();
+                    let hint = match (&target, source.kind) {
+                        (Target::Name(_), rntp_config::SourceKind::Server) => {
+                            "; to poll several servers behind one name, write `pool NAME` once"
+                        }
+                        _ => "",
+                    };
+                    tracing::warn!(
+                        "{origin}: duplicate source `{target}` ignored: already configured at {first}{hint}"
+                    );
+                }
+                Err(e @ AddError::AddressInUse(_)) => {
+                    tracing::warn!("{origin}: source ignored: {e}")
+                }
+                Err(e) => tracing::warn!("{origin}: source ignored: {e}"),
+            }
+        }
+        if config.sources.is_empty() {
+            tracing::warn!("no time sources configured: rntpd will only answer control requests");
+        }
+    }
+
+    async fn run(&mut self, mut ctl_rx: mpsc::Receiver<ControlRequest>) -> io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            self.execute().await;
+            let sleep = match self.manager.poll_timeout() {
+                Some(deadline) => tokio::time::sleep(self.clock.until(deadline)),
+                None => tokio::time::sleep(std::time::Duration::from_secs(3_600)),
+            };
+            tokio::select! {
+                () = sleep => {
+                    let now = self.clock.now();
+                    self.manager.handle_timeout(now, &mut self.rng);
+                }
+                Some((source, result)) = self.dns_rx.recv() => {
+                    let now = self.clock.now();
+                    self.manager.handle_resolved(now, source, result, &mut self.rng);
+                }
+                Some((assoc, event)) = self.events_rx.recv() => {
+                    let now = self.clock.now();
+                    self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
+                }
+                Some((command, reply)) = ctl_rx.recv() => {
+                    let _ = reply.send(self.control(command));
+                }
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM received");
+                    return Ok(());
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT received");
+                    return Ok(());
+                }
+                _ = self.shutdown.changed() => return Ok(()),
+            }
+        }
+    }
+
+    /// Carries out what the source manager decided, and logs what happened.
+    async fn execute(&mut self) {
+        while let Some(action) = self.manager.poll_action() {
+            match action {
+                SourceAction::Resolve { source, name } => {
+                    let (dns, tx, clock) = (self.dns.clone(), self.dns_tx.clone(), self.clock);
+                    tracing::debug!(source = source.0, %name, "resolving");
+                    // A task per lookup: a slow or silent DNS server never holds up this loop.
+                    tokio::spawn(async move {
+                        let result = dns.lookup(&name, clock).await;
+                        let _ = tx.send((source, result));
+                    });
+                }
+                SourceAction::Mobilize { assoc, source, remote, config } => {
+                    self.mobilize(assoc, source, remote, config).await;
+                }
+                SourceAction::Move { assoc, remote } => {
+                    if let Some(h) = self.assocs.get(&assoc) {
+                        let _ = h.commands.send(AssocCommand::Move(remote));
+                    }
+                }
+                SourceAction::Demobilize { assoc, reason } => {
+                    if let Some(h) = self.assocs.remove(&assoc) {
+                        let _ = h.commands.send(AssocCommand::Demobilize(reason));
+                    }
+                    self.registry.remove(assoc);
+                }
+            }
+        }
+        while let Some(event) = self.manager.poll_event() {
+            self.log(event);
+        }
+    }
+
+    async fn mobilize(
+        &mut self,
+        id: AssocId,
+        source: SourceId,
+        remote: SocketAddr,
+        config: AssocConfig,
+    ) {
+        let socket = match crate::net::client_socket(remote).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%remote, error = %e, "cannot open a socket for this server; treating it as unreachable");
+                let now = self.clock.now();
+                self.manager.handle_assoc_event(now, id, &AssocEvent::Unreachable, &mut self.rng);
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let assoc = Association::new(
+            id,
+            remote,
+            config,
+            self.clock.precision_secs(),
+            now,
+            FIRST_POLL_SPREAD,
+            &mut self.rng,
+        );
+        let (snap_tx, snap_rx) = watch::channel((now, assoc.snapshot(now)));
+        let (name, kind) = match self.manager.spec(source) {
+            Some(spec) => (
+                spec.target.to_string(),
+                if matches!(spec.kind, SourceKind::Pool { .. }) { "pool-member" } else { "server" },
+            ),
+            None => (remote.ip().to_string(), "server"),
+        };
+        self.registry.insert(
+            id,
+            AssocEntry { source: name.clone(), source_id: source.0, kind, snapshot: snap_rx },
+        );
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let task = AssocTask {
+            assoc,
+            source: name,
+            socket,
+            clock: self.clock,
+            rng: DaemonRng::from_os(),
+            snapshots: snap_tx,
+            registry: Arc::clone(&self.registry),
+            shutdown: self.shutdown.clone(),
+            commands: cmd_rx,
+            events: self.events_tx.clone(),
+        };
+        let task = tokio::spawn(task.run());
+        self.assocs.insert(id, AssocHandle { commands: cmd_tx, task });
+    }
+
+    fn log(&self, event: SourceEvent) {
+        let name = |id: SourceId| {
+            self.manager.spec(id).map_or_else(|| format!("#{}", id.0), |s| s.target.to_string())
+        };
+        match event {
+            SourceEvent::Resolved { name, addrs, ttl, next_in, .. } => {
+                let next = if next_in.is_finite() {
+                    format!("{next_in:.0} s")
+                } else {
+                    "when the pool needs addresses".to_string()
+                };
+                tracing::info!("{name}: resolved to {addrs} usable address(es), TTL {ttl:.0} s; next lookup in {next}");
+            }
+            SourceEvent::ResolveFailed { name, error, retry_in, repeated, have_addresses, .. } => {
+                let keep = if have_addresses {
+                    "the last good addresses stay in use"
+                } else {
+                    "no address known yet"
+                };
+                if repeated {
+                    tracing::debug!("{name}: lookup failed again: {error}; retry in {retry_in:.0} s");
+                } else {
+                    tracing::warn!("{name}: lookup failed: {error}; {keep}; retry in {retry_in:.0} s");
+                }
+            }
+            SourceEvent::Mobilized { source, assoc, remote, reason } => tracing::info!(
+                id = assoc.0, %remote, reason = reason.name(),
+                "{}: association mobilized", name(source)
+            ),
+            SourceEvent::Moved { source, assoc, from, to } => tracing::warn!(
+                id = assoc.0, %from, %to,
+                "{}: name no longer lists the address in use; association moved (filter and reach restart)",
+                name(source)
+            ),
+            SourceEvent::Retired { source, assoc, remote, reason } => tracing::info!(
+                id = assoc.0, %remote, reason = reason.name(),
+                "{}: association retired", name(source)
+            ),
+            SourceEvent::NoFreeAddress { name, .. } => tracing::warn!(
+                "{name}: every address in the answer is already polled or blocked; will ask again later"
+            ),
+        }
+    }
+
+    fn control(&mut self, command: Command) -> Reply {
+        let now = self.clock.now();
+        match command {
+            Command::Peers => Reply::Peers { peers: self.peers(now) },
+            Command::Sources => Reply::Sources { sources: self.sources(now) },
+            Command::Status => {
+                let (associations, reachable) = self.registry.counts();
+                Reply::Status(StatusInfo {
+                    daemon_version: env!("CARGO_PKG_VERSION").to_string(),
+                    uptime: now.secs_since(self.started),
+                    mode: "observe".to_string(),
+                    config_file: self.config_file.clone(),
+                    sources: self.manager.snapshot().len(),
+                    associations,
+                    reachable,
+                    counters: self.registry.counters.to_control(),
+                })
+            }
+            _ => Reply::Error {
+                code: ErrorCode::BadRequest,
+                message: "this rntpd does not support that command".to_string(),
+            },
+        }
+    }
+
+    /// Association rows, plus a row for each pool and each source without an association.
+    fn peers(&self, now: Instant) -> Vec<PeerInfo> {
+        let mut rows = self.registry.peers(now);
+        for s in self.manager.snapshot() {
+            let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
+            if !is_pool && !s.assocs.is_empty() {
+                continue;
+            }
+            let last_error = match &s.last_resolution {
+                Some(source::ResolutionRecord { outcome: Err(e), .. }) => Some(e.to_string()),
+                _ => None,
+            };
+            let state = if is_pool {
+                "pool"
+            } else if s.resolving || s.last_resolution.is_none() {
+                "resolving"
+            } else {
+                "unresolved"
+            };
+            rows.push(PeerInfo {
+                id: None,
+                source_id: s.id.0,
+                kind: if is_pool { "pool" } else { "unresolved" }.to_string(),
+                source: s.spec.target.to_string(),
+                address: String::new(),
+                state: state.to_string(),
+                last_error,
+                stratum: None,
+                refid: Some(if is_pool { ".POOL." } else { ".DNS." }.to_string()),
+                reach: 0,
+                poll: 0.0,
+                when: None,
+                offset: None,
+                delay: None,
+                dispersion: None,
+                jitter: None,
+                last_kod: None,
+                demobilized: None,
+            });
+        }
+        rows.sort_by_key(|r| (r.source_id, r.id.is_some(), r.id));
+        rows
+    }
+
+    fn sources(&self, now: Instant) -> Vec<SourceInfo> {
+        self.manager
+            .snapshot()
+            .into_iter()
+            .map(|s| SourceInfo {
+                id: s.id.0,
+                kind: match s.spec.kind {
+                    SourceKind::Server => "server",
+                    SourceKind::Pool { .. } => "pool",
+                }
+                .to_string(),
+                name: s.spec.target.to_string(),
+                port: s.spec.port,
+                origin: self.origins.get(&s.id).cloned().unwrap_or_else(|| "rntpctl".into()),
+                addresses: match &s.spec.target {
+                    Target::Addr(ip) => vec![ip.to_string()],
+                    Target::Name(_) => s.addrs.iter().map(ToString::to_string).collect(),
+                },
+                expires_in: s.valid_until.map(|t| t.secs_since(now)),
+                last_resolution: s.last_resolution.map(|r| {
+                    let (result, ttl, addresses) = match r.outcome {
+                        Ok((n, ttl)) => ("ok".to_string(), Some(ttl), Some(n)),
+                        Err(e) => (e.to_string(), None, None),
+                    };
+                    ResolutionInfo { ago: now.secs_since(r.at), result, ttl, addresses }
+                }),
+                next_resolution_in: s.next_resolution.map(|t| t.secs_since(now).max(0.0)),
+                resolving: s.resolving,
+                queries: s.queries,
+                associations: s.assocs.iter().map(|(a, _)| a.0).collect(),
+                target: s.target,
+            })
+            .collect()
     }
 }
 
-fn display_host(host: &Host) -> String {
-    match host {
-        Host::Ip(ip) => ip.to_string(),
-        Host::Name(name) => name.to_string(),
-    }
-}
-
-fn assoc_config(source: &SourceConfig) -> AssocConfig {
+fn spec_from_config(source: &SourceConfig) -> SourceSpec {
     let o = &source.options;
-    AssocConfig {
-        minpoll: PollInterval::from_log2(o.minpoll),
-        maxpoll: PollInterval::from_log2(o.maxpoll),
-        iburst: o.iburst,
-        burst: o.burst,
-        version: o.version,
+    SourceSpec {
+        kind: match source.kind {
+            rntp_config::SourceKind::Server => SourceKind::Server,
+            rntp_config::SourceKind::Pool => {
+                SourceKind::Pool { maxsources: o.maxsources.unwrap_or(DEFAULT_MAXSOURCES) }
+            }
+        },
+        target: match &source.host {
+            Host::Ip(ip) => Target::Addr(*ip),
+            Host::Name(name) => Target::Name(name.to_string()),
+        },
+        port: source.port,
+        assoc: AssocConfig {
+            minpoll: PollInterval::from_log2(o.minpoll),
+            maxpoll: PollInterval::from_log2(o.maxpoll),
+            iburst: o.iburst,
+            burst: o.burst,
+            version: o.version,
+        },
+        family: match o.family {
+            AddressFamily::Any => source::AddrFamily::Any,
+            AddressFamily::V4 => source::AddrFamily::V4,
+            AddressFamily::V6 => source::AddrFamily::V6,
+        },
     }
 }

@@ -111,6 +111,14 @@ pub enum DemobilizeReason {
     KodRstr,
     /// The owner removed it (configuration or control command).
     Removed,
+    /// A pool retired it: no valid reply to 8 polls.
+    Unreachable,
+    /// A pool retired it: the server kept saying it is unsynchronized.
+    Unsynchronized,
+    /// A pool retired it: selection kept rejecting it as a falseticker.
+    Falseticker,
+    /// A pool retired it after the first fill: more members answered than the pool needs.
+    PrunedExtra,
 }
 
 impl DemobilizeReason {
@@ -120,6 +128,10 @@ impl DemobilizeReason {
             DemobilizeReason::KodDeny => "kod-deny",
             DemobilizeReason::KodRstr => "kod-rstr",
             DemobilizeReason::Removed => "removed",
+            DemobilizeReason::Unreachable => "unreachable",
+            DemobilizeReason::Unsynchronized => "unsynchronized",
+            DemobilizeReason::Falseticker => "falseticker",
+            DemobilizeReason::PrunedExtra => "pruned-extra",
         }
     }
 }

@@ -1032,7 +1032,10 @@ mod tests {
         assert_eq!(ReferenceId::from_bytes(*b"INIT").display_for_stratum(16), ".INIT.");
         assert_eq!(ReferenceId::ZERO.to_string(), "0.0.0.0");
         assert_eq!(ReferenceId::ZERO.display_for_stratum(0), "0.0.0.0");
-        assert_eq!(ReferenceId::from_bytes([b'A', 0x01, b'B', 0]).display_for_stratum(1), "65.1.66.0");
+        assert_eq!(
+            ReferenceId::from_bytes([b'A', 0x01, b'B', 0]).display_for_stratum(1),
+            "65.1.66.0"
+        );
         // chronyd's `local stratum 1` refid.
         assert_eq!(ReferenceId::from_bytes([127, 127, 1, 1]).display_for_stratum(1), "127.127.1.1");
         assert_eq!(ReferenceId::from_bits(0x4C4F_434C), locl);

@@ -36,10 +36,12 @@ impl Dnsmasq {
         let log = d.join("dnsmasq.log");
         let mut cmd = nocap(DNSMASQ);
         cmd.args([
-            // Foreground, so the harness owns the process; stay root, so the 0700 temp dir
-            // stays readable for it.
+            // Foreground, so the harness owns the process. Stay root:root: the temp dir stays
+            // readable for it, and a credential change (its default group is `dip`) would
+            // clear the parent-death signal set by nocap().
             "--keep-in-foreground",
             "--user=root",
+            "--group=root",
             "--conf-file=/dev/null",
             "--no-resolv",
             "--no-hosts",

@@ -15,6 +15,22 @@
 //! ([`nocap`]). It never resolves names through the system resolver and only uses 127.0.0.0/8.
 //! It does not install anything: `scripts/install-deps` does (panics here say so).
 //!
+//! ```ignore
+//! mod support;
+//! use support::{ChronyServer, Net, Rntpd, Shift, TestDir};
+//! static NET: Net = Net::new(12); // one X per test file
+//!
+//! #[test]
+//! fn example() {
+//!     let dir = TestDir::new();
+//!     let net = NET.allocate();
+//!     let server = ChronyServer::start(&dir, net.addr(1), 12301, Shift::Secs(0.5));
+//!     server.wait_ready();
+//!     let rntpd = Rntpd::start(&dir, &format!("server {} port 12301 iburst\n", net.addr(1)));
+//!     rntpd.wait_for_peers(Duration::from_secs(20), |p| p[0]["reach"] != 0);
+//! } // rntpd must exit 0 on SIGTERM; every process is stopped by pid
+//! ```
+//!
 //! Usage rule: declare the `TestDir` first in a test, so it is dropped (and deleted) after the
 //! daemons writing into it, and start daemons from the test's own thread (they get SIGTERM when
 //! the thread that spawned them dies, see [`nocap`]).

@@ -174,6 +174,34 @@ impl Rntpd {
         })
     }
 
+    /// Polls `rntpctl peers --json` for `duration` and panics (reason, JSON, log) at the first
+    /// sample that does not satisfy `check`; returns the last sample. For "stays right", after
+    /// [`wait_for_peers`](Self::wait_for_peers) has seen it become right.
+    pub fn assert_peers_hold<V: Verdict>(
+        &self,
+        duration: Duration,
+        mut check: impl FnMut(&[Value]) -> V,
+    ) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            self.daemon.assert_running();
+            let peers = self.try_peers_json().unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+            if let Err(why) = check(&peers).verdict() {
+                let json = serde_json::to_string_pretty(&peers).unwrap_or_default();
+                panic!(
+                    "peers went wrong {:.1?} into a {duration:?} stability check: {why}\n\
+                     rntpctl peers --json:\n{json}\n{}",
+                    start.elapsed(),
+                    self.logs()
+                );
+            }
+            if start.elapsed() >= duration {
+                return peers;
+            }
+            thread::sleep(super::POLL_INTERVAL);
+        }
+    }
+
     /// Tail of rntpd.log.
     pub fn logs(&self) -> String {
         format!(

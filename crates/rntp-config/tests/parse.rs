@@ -1,0 +1,634 @@
+//! Behaviour of `parse_str`: defaults, every option, hosts, includes,
+//! duplicates, warnings versus errors, and how diagnostics are rendered.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use rntp_config::{
+    parse_str, Config, ConfigErrors, DiagnosticKind, Expected, Host, HostName, HostNameError,
+    Loaded, Severity, SourceKind, SourceOptions, TosConfig,
+};
+
+const MAIN: &str = "/etc/ntp.conf";
+
+/// Parses `text` as /etc/ntp.conf with no include files available.
+fn parse(text: &str) -> Result<Loaded, ConfigErrors> {
+    parse_with(text, &HashMap::new())
+}
+
+/// Parses `text` as /etc/ntp.conf with an in-memory file system for includes.
+fn parse_with(text: &str, files: &HashMap<PathBuf, String>) -> Result<Loaded, ConfigErrors> {
+    parse_str(Path::new(MAIN), text, &mut |p| {
+        files
+            .get(p)
+            .cloned()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "No such file or directory"))
+    })
+}
+
+fn ok(text: &str) -> Loaded {
+    parse(text).unwrap_or_else(|e| panic!("expected success, got:\n{e}"))
+}
+
+fn errors(text: &str) -> Vec<(u32, u32, DiagnosticKind)> {
+    let e = parse(text).expect_err("expected errors");
+    e.errors.into_iter().map(|d| (d.line, d.col, d.kind)).collect()
+}
+
+fn only_error(text: &str) -> (u32, u32, DiagnosticKind) {
+    let mut e = errors(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    e.remove(0)
+}
+
+fn name(s: &str) -> Host {
+    Host::Name(HostName::new(s).unwrap())
+}
+
+fn bad(what: &str, min: i64, max: i64, found: &str) -> DiagnosticKind {
+    DiagnosticKind::BadValue {
+        what: what.into(),
+        expected: Expected::Integer { min, max },
+        found: found.into(),
+    }
+}
+
+#[test]
+fn defaults() {
+    let c = Config::default();
+    assert!(c.sources.is_empty() && c.driftfile.is_none() && c.resolvers.is_empty());
+    assert_eq!(c.tos, TosConfig { minclock: 3, maxclock: 10, minsane: 1, orphan: None });
+    assert_eq!(
+        SourceOptions::default(),
+        SourceOptions {
+            iburst: false,
+            burst: false,
+            prefer: false,
+            noselect: false,
+            minpoll: 6,
+            maxpoll: 10,
+            version: 4,
+            maxsources: None,
+            family: rntp_config::AddressFamily::Any,
+        }
+    );
+    // An empty or comment-only file is a valid, empty configuration.
+    assert_eq!(ok("").config, Config::default());
+    assert_eq!(ok("# nothing\n\n   \n").config, Config::default());
+
+    let s = &ok("server ntp.example.com\n").config.sources[0];
+    assert_eq!(s.kind, SourceKind::Server);
+    assert_eq!(s.port, 123);
+    assert_eq!(s.options, SourceOptions::default());
+    assert_eq!((s.origin.file.as_path(), s.origin.line), (Path::new(MAIN), 1));
+}
+
+#[test]
+fn every_source_option() {
+    let c = ok(
+        "server 192.0.2.1 iburst burst prefer noselect minpoll 3 maxpoll 12 version 3 port 1123\n\
+                pool pool.example.org maxsources 8 version 2 minpoll -2 maxpoll -2 port 65535\n",
+    )
+    .config;
+    assert_eq!(c.sources[0].host, Host::Ip("192.0.2.1".parse().unwrap()));
+    assert_eq!(c.sources[0].port, 1123);
+    assert_eq!(
+        c.sources[0].options,
+        SourceOptions {
+            iburst: true,
+            burst: true,
+            prefer: true,
+            noselect: true,
+            minpoll: 3,
+            maxpoll: 12,
+            version: 3,
+            maxsources: None,
+            family: rntp_config::AddressFamily::Any,
+        }
+    );
+    assert_eq!(c.sources[1].kind, SourceKind::Pool);
+    assert_eq!(c.sources[1].port, 65535);
+    assert_eq!(
+        c.sources[1].options,
+        SourceOptions {
+            maxsources: Some(8),
+            version: 2,
+            minpoll: -2,
+            maxpoll: -2,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn option_ranges() {
+    assert_eq!(only_error("server a.example minpoll -3\n"), (1, 26, bad("minpoll", -2, 17, "-3")));
+    assert_eq!(only_error("server a.example maxpoll 18\n"), (1, 26, bad("maxpoll", -2, 17, "18")));
+    assert_eq!(only_error("server a.example version 0\n"), (1, 26, bad("version", 1, 4, "0")));
+    assert_eq!(only_error("server a.example version 5\n"), (1, 26, bad("version", 1, 4, "5")));
+    assert_eq!(only_error("server a.example port 0\n"), (1, 23, bad("port", 1, 65535, "0")));
+    assert_eq!(
+        only_error("server a.example port 65536\n"),
+        (1, 23, bad("port", 1, 65535, "65536"))
+    );
+    assert_eq!(
+        only_error("pool a.example maxsources 65\n"),
+        (1, 27, bad("maxsources", 1, 64, "65"))
+    );
+    // Huge numbers are out of range, not a crash.
+    assert_eq!(
+        only_error("server a.example minpoll 99999999999999999999999\n"),
+        (1, 26, bad("minpoll", -2, 17, "99999999999999999999999"))
+    );
+    // A missing value at the end of the line points just past the option.
+    assert_eq!(
+        only_error("server a.example minpoll\n"),
+        (
+            1,
+            25,
+            DiagnosticKind::MissingValue {
+                what: "minpoll".into(),
+                expected: Expected::Integer { min: -2, max: 17 }
+            }
+        )
+    );
+    // An option word where a value belongs is named, and is still applied
+    // (no cascade of "unknown option" errors).
+    assert_eq!(
+        only_error("server a.example minpoll iburst\n"),
+        (1, 26, bad("minpoll", -2, 17, "iburst"))
+    );
+}
+
+#[test]
+fn minpoll_above_maxpoll_is_an_error_including_against_defaults() {
+    assert_eq!(
+        only_error("server a.example maxpoll 4 minpoll 5\n"),
+        (1, 28, DiagnosticKind::PollRange { minpoll: 5, maxpoll: 4 })
+    );
+    // Only maxpoll written: it is below the default minpoll of 6.
+    assert_eq!(
+        only_error("server a.example maxpoll 4\n"),
+        (1, 18, DiagnosticKind::PollRange { minpoll: 6, maxpoll: 4 })
+    );
+    assert!(parse("server a.example minpoll 8 maxpoll 8\n").is_ok());
+}
+
+#[test]
+fn maxsources_only_on_pool_lines() {
+    assert_eq!(
+        only_error("server a.example maxsources 4\n"),
+        (
+            1,
+            18,
+            DiagnosticKind::OptionNotAllowed {
+                option: "maxsources".into(),
+                directive: "server".into(),
+                allowed_on: "pool",
+            }
+        )
+    );
+}
+
+#[test]
+fn unsupported_ntpd_options_warn_and_keep_the_source() {
+    let l =
+        ok("server a.example key 42 autokey iburst mode 3 xleave ttl 8 true preempt bias 0.5\n\
+                server -6 b.example nts noval ca /etc/ssl/ca.pem aead AES_SIV_CMAC_256\n");
+    assert_eq!(l.config.sources.len(), 2);
+    assert!(l.config.sources[0].options.iburst, "options after ignored ones still apply");
+    assert_eq!(l.config.sources[1].options.family, rntp_config::AddressFamily::V6);
+    let options: Vec<_> = l
+        .warnings
+        .iter()
+        .map(|w| match &w.kind {
+            DiagnosticKind::UnsupportedOption { option, .. } => (w.line, w.col, option.as_str()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        options,
+        vec![
+            (1, 18, "key"),
+            (1, 25, "autokey"),
+            (1, 40, "mode"),
+            (1, 47, "xleave"),
+            (1, 54, "ttl"),
+            (1, 60, "true"),
+            (1, 65, "preempt"),
+            (1, 73, "bias"),
+            (2, 21, "nts"),
+            (2, 25, "noval"),
+            (2, 31, "ca"),
+            (2, 50, "aead"),
+        ]
+    );
+    // An ignored option that takes a value still needs one.
+    assert_eq!(
+        only_error("server a.example key\n"),
+        (1, 21, DiagnosticKind::MissingValue { what: "key".into(), expected: Expected::Value })
+    );
+}
+
+#[test]
+fn unknown_option_is_an_error_with_suggestion() {
+    let (line, col, kind) = only_error("pool a.example maxsource 3\n");
+    assert_eq!((line, col), (1, 16));
+    match kind {
+        DiagnosticKind::UnknownOption { directive, found, suggestion, .. } => {
+            assert_eq!((directive.as_str(), found.as_str()), ("pool", "maxsource"));
+            assert_eq!(suggestion, Some("maxsources"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_option_warns_and_last_wins() {
+    let l = ok("server a.example minpoll 4 minpoll 5\n");
+    assert_eq!(l.config.sources[0].options.minpoll, 5);
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (1, 28));
+    assert!(matches!(l.warnings[0].kind, DiagnosticKind::DuplicateOption { .. }));
+}
+
+#[test]
+fn duplicate_sources_are_kept_in_file_order() {
+    let c =
+        ok("server a.example iburst\npool p.example\nserver a.example iburst\nserver A.EXAMPLE.\n")
+            .config;
+    let got: Vec<_> = c.sources.iter().map(|s| (s.kind, s.host.clone(), s.origin.line)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (SourceKind::Server, name("a.example"), 1),
+            (SourceKind::Pool, name("p.example"), 2),
+            (SourceKind::Server, name("a.example"), 3),
+            (SourceKind::Server, name("a.example"), 4),
+        ]
+    );
+}
+
+#[test]
+fn ipv6_literals() {
+    let c = ok(
+        "server 2001:db8::1\nserver [2001:db8::2]\nserver ::1 port 1123\nserver ::ffff:192.0.2.1\n",
+    )
+    .config;
+    let ips: Vec<_> = c.sources.iter().map(|s| s.host.clone()).collect();
+    let ip = |s: &str| Host::Ip(s.parse::<IpAddr>().unwrap());
+    assert_eq!(ips, vec![ip("2001:db8::1"), ip("2001:db8::2"), ip("::1"), ip("::ffff:192.0.2.1")]);
+    assert_eq!(c.sources[2].port, 1123);
+
+    assert_eq!(
+        only_error("server fe80::1%eth0\n"),
+        (1, 8, DiagnosticKind::ScopedAddress { found: "fe80::1%eth0".into() })
+    );
+    assert_eq!(
+        only_error("server [fe80::1]%eth0\n"),
+        (1, 8, DiagnosticKind::ScopedAddress { found: "[fe80::1]%eth0".into() })
+    );
+    assert_eq!(
+        only_error("server [2001:db8::zz]\n"),
+        (
+            1,
+            8,
+            DiagnosticKind::BadValue {
+                what: "server".into(),
+                expected: Expected::HostOrAddress,
+                found: "[2001:db8::zz]".into(),
+            }
+        )
+    );
+}
+
+#[test]
+fn hostname_validation() {
+    let host = |s: &str| ok(&format!("pool {s}\n")).config.sources[0].host.clone();
+    assert_eq!(host("Pool.NTP.org."), name("pool.ntp.org"));
+    assert_eq!(host("localhost"), name("localhost"));
+    assert_eq!(host("a-b.c0"), name("a-b.c0"));
+
+    let reason = |s: &str| match only_error(&format!("server {s}\n")).2 {
+        DiagnosticKind::InvalidHost { reason, .. } => reason,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(reason("ntp_1.example"), HostNameError::InvalidCharacter { ch: '_' });
+    assert_eq!(reason("ntp.example.com:123"), HostNameError::InvalidCharacter { ch: ':' });
+    assert_eq!(reason("-ntp.example"), HostNameError::HyphenAtLabelEdge);
+    assert_eq!(reason("ntp..example"), HostNameError::EmptyLabel);
+    assert_eq!(
+        reason(&format!("{}.example", "x".repeat(64))),
+        HostNameError::LabelTooLong { len: 64 }
+    );
+    assert_eq!(reason("192.0.2.300"), HostNameError::NumericTopLevel);
+    let msg = parse("server 192.0.2.300\n").unwrap_err().errors[0].kind.to_string();
+    assert_eq!(
+        msg,
+        "server expects a host name or an IP address, found \"192.0.2.300\": this looks like an \
+         IPv4 address but is not a valid one"
+    );
+}
+
+#[test]
+fn missing_host() {
+    assert_eq!(
+        only_error("pool\n"),
+        (
+            1,
+            5,
+            DiagnosticKind::MissingValue { what: "pool".into(), expected: Expected::HostOrAddress }
+        )
+    );
+}
+
+#[test]
+fn refclock_pseudo_addresses_warn_and_are_skipped() {
+    let l = ok("server 127.127.1.0 prefer\nserver 127.0.0.1\n");
+    assert_eq!(l.config.sources.len(), 1);
+    assert_eq!(l.config.sources[0].host, Host::Ip("127.0.0.1".parse().unwrap()));
+    assert!(matches!(l.warnings[0].kind, DiagnosticKind::RefclockAddress { .. }));
+}
+
+#[test]
+fn tos_values_and_cross_checks() {
+    let t = ok("tos minclock 2 maxclock 7\ntos minsane 2 orphan 5\n").config.tos;
+    assert_eq!(t, TosConfig { minclock: 2, maxclock: 7, minsane: 2, orphan: Some(5) });
+
+    // ntpd-only keywords warn and consume their value.
+    let l = ok("tos ceiling 15 floor 1 cohort 0 mindist 0.02 orphanwait 300 minclock 4\n");
+    assert_eq!(l.config.tos.minclock, 4);
+    assert_eq!(l.warnings.len(), 5);
+
+    assert_eq!(only_error("tos orphan 16\n"), (1, 12, bad("orphan", 1, 15, "16")));
+    assert_eq!(only_error("tos minclock 0\n"), (1, 14, bad("minclock", 1, 255, "0")));
+    // The most recently written side of a violated pair is blamed.
+    assert_eq!(
+        only_error("tos minsane 4\ntos maxclock 3 minclock 2\n"),
+        (
+            2,
+            14,
+            DiagnosticKind::TosOrder {
+                lower: "minsane",
+                lower_value: 4,
+                upper: "maxclock",
+                upper_value: 3
+            }
+        )
+    );
+    let e = errors("tos maxclock 2\n");
+    assert_eq!(
+        e,
+        vec![(
+            1,
+            14,
+            DiagnosticKind::TosOrder {
+                lower: "minclock",
+                lower_value: 3,
+                upper: "maxclock",
+                upper_value: 2
+            }
+        )]
+    );
+    assert!(matches!(
+        only_error("tos minclok 3\n").2,
+        DiagnosticKind::UnknownOption { suggestion: Some("minclock"), .. }
+    ));
+    assert!(matches!(only_error("tos\n").2, DiagnosticKind::MissingValue { .. }));
+}
+
+#[test]
+fn driftfile() {
+    assert_eq!(
+        ok("driftfile /var/lib/rntpd/drift\n").config.driftfile,
+        Some("/var/lib/rntpd/drift".into())
+    );
+    // Quoted paths may contain spaces and '#'.
+    assert_eq!(
+        ok("driftfile \"/var/lib/my drift#1\" # comment\n").config.driftfile,
+        Some("/var/lib/my drift#1".into())
+    );
+    let l = ok("driftfile /a\ndriftfile /b\n");
+    assert_eq!(l.config.driftfile, Some("/b".into()));
+    assert_eq!(
+        l.warnings[0].kind,
+        DiagnosticKind::RepeatedDirective {
+            directive: "driftfile".into(),
+            previous_file: MAIN.into(),
+            previous_line: 1
+        }
+    );
+    assert!(matches!(
+        only_error("driftfile /a /b\n"),
+        (1, 14, DiagnosticKind::UnexpectedArgument { .. })
+    ));
+    assert!(matches!(only_error("driftfile \"\"\n"), (1, 11, DiagnosticKind::BadValue { .. })));
+}
+
+#[test]
+fn resolver_extension() {
+    let c =
+        ok("resolver 192.0.2.53 [2001:db8::53]:5353\nresolver ::1 [::2] 192.0.2.54:5300\n").config;
+    let want: Vec<SocketAddr> =
+        ["192.0.2.53:53", "[2001:db8::53]:5353", "[::1]:53", "[::2]:53", "192.0.2.54:5300"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+    assert_eq!(c.resolvers, want);
+    assert!(matches!(
+        only_error("resolver\n"),
+        (1, 9, DiagnosticKind::MissingValue { expected: Expected::ResolverAddress, .. })
+    ));
+    assert!(matches!(
+        only_error("resolver 192.0.2.53 dns.example.com\n"),
+        (1, 21, DiagnosticKind::BadValue { expected: Expected::ResolverAddress, .. })
+    ));
+}
+
+#[test]
+fn known_and_unknown_directives() {
+    let l = ok("restrict default kod nomodify\nstatsdir /var/log/ntpstats/\nrefclock shm unit 0\nnts enable\n");
+    assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
+    assert_eq!(
+        l.warnings.iter().map(|w| w.kind.to_string()).collect::<Vec<_>>(),
+        [
+            "`restrict` is not supported by rntpd yet; line ignored",
+            "`statsdir` is not supported by rntpd yet; line ignored",
+            "`refclock` is not supported by rntpd yet; line ignored",
+            "`nts` is not supported by rntpd yet; line ignored",
+        ]
+    );
+    assert_eq!(
+        only_error("  frobnicate 1\n"),
+        (1, 3, DiagnosticKind::UnknownDirective { found: "frobnicate".into(), suggestion: None })
+    );
+    // Keywords are case-sensitive, as in ntpd; the suggestion helps.
+    assert_eq!(
+        only_error("Server a.example\n").2,
+        DiagnosticKind::UnknownDirective { found: "Server".into(), suggestion: Some("server") }
+    );
+}
+
+#[test]
+fn all_errors_are_collected_in_reading_order() {
+    let e = errors("serverr a\nserver a.example minpoll x maxpoll y\ntos minclock 99\nbogus\n");
+    let pos: Vec<_> = e.iter().map(|(l, c, _)| (*l, *c)).collect();
+    // Line 3's cross-check is found after all lines are read but reported in place.
+    assert_eq!(pos, vec![(1, 1), (2, 26), (2, 36), (3, 14), (4, 1)]);
+}
+
+#[test]
+fn crlf_and_tabs() {
+    let c = ok("server\ta.example\tiburst\r\npool b.example\r\n").config;
+    assert_eq!(c.sources.len(), 2);
+    assert!(c.sources[0].options.iburst);
+}
+
+#[test]
+fn unterminated_quote() {
+    assert_eq!(only_error("driftfile \"/var/lib\n"), (1, 11, DiagnosticKind::UnterminatedQuote));
+}
+
+#[test]
+fn includefile_relative_absolute_and_origins() {
+    let files: HashMap<PathBuf, String> = [
+        ("/etc/ntp.d/servers.conf", "server a.example\nincludefile more/x.conf\n"),
+        ("/etc/ntp.d/more/x.conf", "server b.example\n"),
+        ("/opt/abs.conf", "pool c.example\n"),
+    ]
+    .into_iter()
+    .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+    .collect();
+    let c = parse_with(
+        "includefile ntp.d/servers.conf\nincludefile /opt/abs.conf\nserver d.example\n",
+        &files,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .config;
+    let got: Vec<_> = c
+        .sources
+        .iter()
+        .map(|s| (s.host.to_string(), s.origin.file.to_string_lossy().into_owned(), s.origin.line))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("a.example", "/etc/ntp.d/servers.conf", 1),
+            ("b.example", "/etc/ntp.d/more/x.conf", 1),
+            ("c.example", "/opt/abs.conf", 1),
+            ("d.example", MAIN, 3),
+        ]
+        .map(|(h, f, l)| (h.to_string(), f.to_string(), l))
+    );
+}
+
+#[test]
+fn includefile_missing_names_the_includefile_line() {
+    let e = parse("server a.example\nincludefile  missing.conf\n").unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    let d = &e.errors[0];
+    assert_eq!((d.file.as_path(), d.line, d.col), (Path::new(MAIN), 2, 14));
+    assert_eq!(
+        d.kind,
+        DiagnosticKind::IncludeFailed {
+            path: "/etc/missing.conf".into(),
+            reason: "No such file or directory".into()
+        }
+    );
+    assert_eq!(
+        d.to_string(),
+        "/etc/ntp.conf:2:14: error: cannot read includefile \"/etc/missing.conf\": No such file or \
+         directory\n2 | includefile  missing.conf\n  |              ^^^^^^^^^^^^"
+    );
+    assert!(matches!(only_error("includefile\n").2, DiagnosticKind::MissingValue { .. }));
+    assert!(matches!(only_error("includefile a b\n").2, DiagnosticKind::UnexpectedArgument { .. }));
+}
+
+#[test]
+fn includefile_loops_are_errors() {
+    // Self-include, through a differently spelled path.
+    let e = parse("includefile ./../etc/ntp.conf\n").unwrap_err();
+    assert_eq!(
+        e.errors[0].kind,
+        DiagnosticKind::IncludeLoop { path: "/etc/./../etc/ntp.conf".into() }
+    );
+
+    // a -> b -> a: reported in b, at b's includefile line.
+    let files: HashMap<PathBuf, String> = [
+        ("/etc/a.conf", "server a.example\nincludefile b.conf\n"),
+        ("/etc/b.conf", "# b\nincludefile a.conf\n"),
+    ]
+    .into_iter()
+    .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+    .collect();
+    let e = parse_with("includefile a.conf\n", &files).unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    let d = &e.errors[0];
+    assert_eq!((d.file.as_path(), d.line, d.col), (Path::new("/etc/b.conf"), 2, 13));
+    assert_eq!(d.kind, DiagnosticKind::IncludeLoop { path: "/etc/a.conf".into() });
+
+    // Including the same file twice side by side is not a loop.
+    let files: HashMap<PathBuf, String> =
+        [(PathBuf::from("/etc/s.conf"), "server s.example\n".to_string())].into_iter().collect();
+    let c = parse_with("includefile s.conf\nincludefile s.conf\n", &files).unwrap().config;
+    assert_eq!(c.sources.len(), 2);
+}
+
+#[test]
+fn includefile_depth_limit() {
+    // /etc/0.conf includes 1.conf, ... each one level deeper.
+    let files: HashMap<PathBuf, String> = (0..20)
+        .map(|i| (PathBuf::from(format!("/etc/{i}.conf")), format!("includefile {}.conf\n", i + 1)))
+        .collect();
+    let e = parse_with("includefile 0.conf\n", &files).unwrap_err();
+    assert_eq!(e.errors.len(), 1);
+    let d = &e.errors[0];
+    // ntp.conf is depth 0 and 0.conf..9.conf are depths 1..10; 9.conf may
+    // not include a further file.
+    assert_eq!(d.file, Path::new("/etc/9.conf"));
+    assert_eq!(d.kind, DiagnosticKind::IncludeTooDeep { path: "/etc/10.conf".into(), limit: 10 });
+}
+
+#[test]
+fn errors_inside_includes_name_the_included_file() {
+    let files: HashMap<PathBuf, String> =
+        [(PathBuf::from("/etc/x.conf"), "\n\nserver a.example minpoll 99\n".to_string())]
+            .into_iter()
+            .collect();
+    let e = parse_with("includefile x.conf\n", &files).unwrap_err();
+    let d = &e.errors[0];
+    assert_eq!((d.file.as_path(), d.line, d.col), (Path::new("/etc/x.conf"), 3, 26));
+}
+
+#[test]
+fn rendering_is_terminal_safe() {
+    let e = parse("serv\u{1b}[31mer a\n").unwrap_err();
+    let shown = e.to_string();
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(shown.contains("serv\\u{1b}[31mer"), "{shown:?}");
+}
+
+#[test]
+fn severities_and_error_trait() {
+    fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    let e = parse("bogus\nrestrict default\n").unwrap_err();
+    is_error(&e);
+    assert_eq!(e.errors[0].severity, Severity::Error);
+    assert_eq!(e.warnings[0].severity, Severity::Warning);
+    assert_eq!(e.errors[0].source_line(), Some("bogus"));
+    // One diagnostic after the other: the error (3 lines) then the warning.
+    assert_eq!(e.to_string().lines().count(), 4);
+}
+
+#[test]
+fn resolve_floor_and_ceiling() {
+    let l = ok("resolve floor 60 ceiling 600\n");
+    assert_eq!(l.config.resolve, rntp_config::ResolveConfig { floor: 60, ceiling: 600 });
+    assert_eq!(ok("").config.resolve, rntp_config::ResolveConfig::default());
+    let (line, col, kind) = only_error("resolve ceiling 60\nresolve floor 600\n");
+    assert_eq!((line, col), (2, 15));
+    assert_eq!(kind, DiagnosticKind::ResolveOrder { floor: 600, ceiling: 60 });
+    assert!(matches!(only_error("resolve floor 0\n").2, DiagnosticKind::BadValue { .. }));
+}

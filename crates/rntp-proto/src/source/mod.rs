@@ -1,0 +1,1016 @@
+//! Sources: what the administrator configured (`server NAME`, `server ADDR`, `pool NAME`), the
+//! names behind them, and which associations they own.
+//!
+//! [`SourceManager`] is the sans-IO state machine that decides when to resolve a name, what to
+//! do with the answer, and when to mobilize, move or retire an association. The daemon executes
+//! its [`SourceAction`]s (DNS lookups, socket set-up) and feeds results and association events
+//! back. Nothing here does I/O or reads a clock.
+//!
+//! # Call protocol
+//! ```text
+//!  add / remove / refresh ─┐
+//!  handle_timeout(now) ────┤                      ┌─► poll_action(): Resolve | Mobilize | Move | Demobilize
+//!  handle_resolved(..) ────┼─► SourceManager ─────┼─► poll_event():  for logs and history
+//!  handle_assoc_event(..) ─┘                      └─► poll_timeout(): next resolution due
+//! ```
+//! Every `Resolve` action must be answered with exactly one `handle_resolved` for that source
+//! (or the source removed). A spurious `handle_timeout` is a no-op.
+//!
+//! # Policy (documented for administrators in docs/dns.md)
+//! * **Identity.** A source is its target (name or address) and port. Adding the same target and
+//!   port again is refused as a duplicate, so three `server pool.ntp.org` lines are one source.
+//!   No two associations ever share an address and port, across all sources.
+//! * **Server names** own at most one association. Its id survives address changes: when a
+//!   re-resolution no longer lists the current address, the association moves to an address of
+//!   the answer that nobody else uses (filter and reach restart). If the current address is still
+//!   in the answer, nothing changes, whatever else the answer says.
+//! * **When names are resolved.** At start; then when the answer's TTL expires, clamped to
+//!   [`ResolvePolicy::floor`]..[`ResolvePolicy::ceiling`] with ±10 % jitter kept inside those
+//!   bounds (so a fleet does not query in step, and the daily query count stays between 1 and
+//!   86400/floor); early when the server becomes unreachable, then with exponential backoff while
+//!   it stays unreachable; after a failure, with exponential backoff from
+//!   [`ResolvePolicy::retry_min`] (2 s when nothing is known yet, 60 s otherwise) to
+//!   [`ResolvePolicy::retry_max`]. Last good addresses stay in use until they fail.
+//! * **Pools** own up to their target of associations (see [`SourceManager::pool_targets`]).
+//!   Members come from the cached answer while its TTL is valid, in random order, skipping
+//!   addresses in use anywhere or blocked; otherwise the pool re-queries. A member is never
+//!   retired because a later answer does not list it (pool answers are random subsets). It is
+//!   retired when unreachable, when it keeps reporting itself unsynchronized, on a falseticker
+//!   verdict, or at once on Kiss-o'-Death DENY/RSTR (the address is then blocked for
+//!   [`KOD_BLOCK_SECS`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use crate::assoc::{AssocConfig, AssocEvent, AssocId, DemobilizeReason};
+use crate::rng::RngSource;
+use crate::time::Instant;
+
+#[cfg(test)]
+mod tests;
+
+/// How long an address that answered DENY or RSTR is not used again (1 day).
+pub const KOD_BLOCK_SECS: f64 = 86_400.0;
+/// Consecutive "I am unsynchronized" replies after which a pool retires a member.
+pub const UNSYNC_RETIRE_REPLIES: u32 = 8;
+
+/// Identifies a source for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceId(pub u32);
+
+/// What a source points at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    /// An address literal: never resolved.
+    Addr(IpAddr),
+    /// A DNS name, kept with the source for its whole life.
+    Name(String),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Addr(ip) => ip.fmt(f),
+            Target::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Which address families a source may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddrFamily {
+    /// IPv4 and IPv6.
+    #[default]
+    Any,
+    /// IPv4 only (`-4`).
+    V4,
+    /// IPv6 only (`-6`).
+    V6,
+}
+
+impl AddrFamily {
+    fn allows(self, ip: IpAddr) -> bool {
+        match self {
+            AddrFamily::Any => true,
+            AddrFamily::V4 => ip.is_ipv4(),
+            AddrFamily::V6 => ip.is_ipv6(),
+        }
+    }
+}
+
+/// Server or pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// One association.
+    Server,
+    /// Up to `maxsources` ephemeral associations.
+    Pool {
+        /// Per-pool limit.
+        maxsources: u8,
+    },
+}
+
+/// A configured source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSpec {
+    /// Server or pool.
+    pub kind: SourceKind,
+    /// Name or address.
+    pub target: Target,
+    /// Remote UDP port.
+    pub port: u16,
+    /// Settings for its associations.
+    pub assoc: AssocConfig,
+    /// Allowed address families.
+    pub family: AddrFamily,
+}
+
+/// Re-resolution timing. All values in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvePolicy {
+    /// Never re-resolve a working name more often than this, whatever the TTL (default 1 h).
+    pub floor: f64,
+    /// Re-resolve at least this often, whatever the TTL (default 24 h).
+    pub ceiling: f64,
+    /// First retry after a failure when nothing is known about the name yet (default 2 s).
+    pub retry_min: f64,
+    /// Longest retry interval after failures (default 1 h).
+    pub retry_max: f64,
+    /// First early re-resolution interval while the server stays unreachable (default 60 s;
+    /// the first one happens at once).
+    pub unreachable_min: f64,
+}
+
+impl Default for ResolvePolicy {
+    fn default() -> Self {
+        ResolvePolicy {
+            floor: 3_600.0,
+            ceiling: 86_400.0,
+            retry_min: 2.0,
+            retry_max: 3_600.0,
+            unreachable_min: 60.0,
+        }
+    }
+}
+
+/// A successful lookup: every usable address and when the answer expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// All A and AAAA addresses of the name, in the order the server gave them.
+    pub addrs: Vec<IpAddr>,
+    /// When the answer's TTL runs out.
+    pub valid_until: Instant,
+}
+
+/// Why a lookup failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+    /// The name exists but has no A/AAAA records (NODATA).
+    NoRecords,
+    /// The answer held only addresses that cannot be NTP servers (unspecified, multicast,
+    /// broadcast) or none of the allowed family.
+    NoUsableAddress,
+    /// The DNS server answered SERVFAIL.
+    ServFail,
+    /// The DNS server refused the query.
+    Refused,
+    /// No answer in time from any configured DNS server.
+    Timeout,
+    /// Anything else the resolver reported; the text is the resolver's.
+    Other(String),
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::NxDomain => f.write_str("name does not exist (NXDOMAIN)"),
+            ResolveError::NoRecords => f.write_str("name has no A or AAAA records"),
+            ResolveError::NoUsableAddress => f.write_str(
+                "answer has no usable address (unspecified, multicast, broadcast or wrong family)",
+            ),
+            ResolveError::ServFail => f.write_str("DNS server failure (SERVFAIL)"),
+            ResolveError::Refused => f.write_str("DNS server refused the query (REFUSED)"),
+            ResolveError::Timeout => f.write_str("no answer from the DNS servers (timeout)"),
+            ResolveError::Other(s) => write!(f, "resolver error: {s}"),
+        }
+    }
+}
+
+/// Why [`SourceManager::add`] refused a source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddError {
+    /// The same target and port is already a source.
+    #[error("{target} port {port} is already configured as source #{existing}")]
+    Duplicate {
+        /// The target.
+        target: Target,
+        /// The port.
+        port: u16,
+        /// The existing source's id.
+        existing: u32,
+    },
+    /// The address is already used by another source's association.
+    #[error("{0} is already polled by another source")]
+    AddressInUse(SocketAddr),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceAction {
+    /// Look up every A and AAAA record of `name`; answer with `handle_resolved`.
+    Resolve {
+        /// The source.
+        source: SourceId,
+        /// The name.
+        name: String,
+    },
+    /// Start an association.
+    Mobilize {
+        /// New association id.
+        assoc: AssocId,
+        /// Owner.
+        source: SourceId,
+        /// Where.
+        remote: SocketAddr,
+        /// Settings.
+        config: AssocConfig,
+    },
+    /// Point an existing association at another address (its id stays).
+    Move {
+        /// The association.
+        assoc: AssocId,
+        /// The new address.
+        remote: SocketAddr,
+    },
+    /// Stop an association for good.
+    Demobilize {
+        /// The association.
+        assoc: AssocId,
+        /// Why.
+        reason: DemobilizeReason,
+    },
+}
+
+/// Why an association was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MobilizeReason {
+    /// A configured address or the first resolution of a server name.
+    Configured,
+    /// A pool filling up to its target.
+    PoolFill,
+    /// A pool replacing a retired member.
+    Replacement,
+}
+
+impl MobilizeReason {
+    /// Stable name for displays.
+    pub fn name(self) -> &'static str {
+        match self {
+            MobilizeReason::Configured => "configured",
+            MobilizeReason::PoolFill => "pool-fill",
+            MobilizeReason::Replacement => "replacement",
+        }
+    }
+}
+
+/// Something worth logging or recording in the history.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceEvent {
+    /// A lookup succeeded.
+    Resolved {
+        /// Source.
+        source: SourceId,
+        /// Name.
+        name: String,
+        /// Usable addresses.
+        addrs: usize,
+        /// TTL of the answer (s).
+        ttl: f64,
+        /// When the next lookup is planned (s from now).
+        next_in: f64,
+    },
+    /// A lookup failed. `repeated` is true when the previous attempt failed the same way (log
+    /// at a lower level then: each failure is logged once with its cause).
+    ResolveFailed {
+        /// Source.
+        source: SourceId,
+        /// Name.
+        name: String,
+        /// Cause.
+        error: ResolveError,
+        /// Retry in (s).
+        retry_in: f64,
+        /// Same cause as last time.
+        repeated: bool,
+        /// Whether addresses from an earlier answer are still known (and in use).
+        have_addresses: bool,
+    },
+    /// An association was started.
+    Mobilized {
+        /// Owner.
+        source: SourceId,
+        /// Association.
+        assoc: AssocId,
+        /// Address.
+        remote: SocketAddr,
+        /// Why.
+        reason: MobilizeReason,
+    },
+    /// A server name's association moved because the name no longer lists its address.
+    Moved {
+        /// Owner.
+        source: SourceId,
+        /// Association.
+        assoc: AssocId,
+        /// Old address.
+        from: SocketAddr,
+        /// New address.
+        to: SocketAddr,
+    },
+    /// An association was stopped.
+    Retired {
+        /// Owner.
+        source: SourceId,
+        /// Association.
+        assoc: AssocId,
+        /// Address.
+        remote: SocketAddr,
+        /// Why.
+        reason: DemobilizeReason,
+    },
+    /// The answer had addresses, but every one is in use by another association or blocked.
+    NoFreeAddress {
+        /// Source.
+        source: SourceId,
+        /// Name.
+        name: String,
+    },
+}
+
+/// One resolution attempt's outcome, kept for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolutionRecord {
+    /// When it completed.
+    pub at: Instant,
+    /// Addresses and TTL, or the error.
+    pub outcome: Result<(usize, f64), ResolveError>,
+}
+
+/// A read-only view of one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceSnapshot {
+    /// Id.
+    pub id: SourceId,
+    /// Spec.
+    pub spec: SourceSpec,
+    /// Known usable addresses (the last good answer) and when they expire.
+    pub addrs: Vec<IpAddr>,
+    /// Expiry of the last good answer.
+    pub valid_until: Option<Instant>,
+    /// Last resolution.
+    pub last_resolution: Option<ResolutionRecord>,
+    /// Next planned resolution (None: none planned, e.g. an address literal or a full pool).
+    pub next_resolution: Option<Instant>,
+    /// Whether a lookup is running now.
+    pub resolving: bool,
+    /// Lookups started so far.
+    pub queries: u64,
+    /// The source's associations and their addresses.
+    pub assocs: Vec<(AssocId, SocketAddr)>,
+    /// For pools, the current target number of members.
+    pub target: Option<usize>,
+}
+
+/// An association as the manager tracks it.
+#[derive(Debug, Clone)]
+struct Member {
+    source: SourceId,
+    remote: SocketAddr,
+    /// Stopped by itself (KoD) but kept, for a server source, until a new address is found.
+    dead: bool,
+    reachable: bool,
+    unsync_run: u32,
+}
+
+/// Per-name resolution state.
+#[derive(Debug, Clone)]
+struct NameState {
+    name: String,
+    addrs: Vec<IpAddr>,
+    valid_until: Option<Instant>,
+    last: Option<ResolutionRecord>,
+    next: Option<Instant>,
+    in_flight: bool,
+    /// A refresh was asked for while a lookup was running.
+    again: bool,
+    queries: u64,
+    failures: u32,
+    /// While the server is unreachable: the next early re-resolution interval.
+    unreachable_backoff: Option<f64>,
+}
+
+impl NameState {
+    fn new(name: String, now: Instant) -> Self {
+        NameState {
+            name,
+            addrs: Vec::new(),
+            valid_until: None,
+            last: None,
+            next: Some(now),
+            in_flight: false,
+            again: false,
+            queries: 0,
+            failures: 0,
+            unreachable_backoff: None,
+        }
+    }
+
+    fn cache_valid(&self, now: Instant) -> bool {
+        self.valid_until.is_some_and(|t| now < t)
+    }
+
+    /// Plans a lookup at `at` unless one is planned earlier.
+    fn plan(&mut self, at: Instant) {
+        self.next = Some(self.next.map_or(at, |n| n.min(at)));
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Source {
+    spec: SourceSpec,
+    dns: Option<NameState>,
+}
+
+/// The source manager. See the module docs for the call protocol and policy.
+#[derive(Debug)]
+pub struct SourceManager {
+    policy: ResolvePolicy,
+    maxclock: usize,
+    sources: BTreeMap<SourceId, Source>,
+    members: BTreeMap<AssocId, Member>,
+    /// Addresses not to use until the given time (KoD DENY/RSTR).
+    blocked: BTreeMap<SocketAddr, Instant>,
+    next_source: u32,
+    next_assoc: u32,
+    actions: VecDeque<SourceAction>,
+    events: VecDeque<SourceEvent>,
+}
+
+impl SourceManager {
+    /// An empty manager. `maxclock` limits the total number of associations (ntpd's
+    /// `tos maxclock`); configured servers always get theirs, pools share the rest.
+    pub fn new(policy: ResolvePolicy, maxclock: usize) -> Self {
+        SourceManager {
+            policy,
+            maxclock,
+            sources: BTreeMap::new(),
+            members: BTreeMap::new(),
+            blocked: BTreeMap::new(),
+            next_source: 1,
+            next_assoc: 1,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Adds a source. Address literals mobilize at once; names are resolved first.
+    pub fn add(
+        &mut self,
+        now: Instant,
+        spec: SourceSpec,
+        rng: &mut dyn RngSource,
+    ) -> Result<SourceId, AddError> {
+        if let Some((id, _)) = self
+            .sources
+            .iter()
+            .find(|(_, s)| s.spec.target == spec.target && s.spec.port == spec.port)
+        {
+            return Err(AddError::Duplicate {
+                target: spec.target.clone(),
+                port: spec.port,
+                existing: id.0,
+            });
+        }
+        if let Target::Addr(ip) = spec.target {
+            let remote = SocketAddr::new(ip, spec.port);
+            if self.addr_in_use(remote) {
+                return Err(AddError::AddressInUse(remote));
+            }
+        }
+        let id = SourceId(self.next_source);
+        self.next_source += 1;
+        let dns = match &spec.target {
+            Target::Name(name) => Some(NameState::new(name.clone(), now)),
+            Target::Addr(_) => None,
+        };
+        let target = spec.target.clone();
+        self.sources.insert(id, Source { spec, dns });
+        if let Target::Addr(ip) = target {
+            let remote = SocketAddr::new(ip, self.sources[&id].spec.port);
+            self.mobilize(id, remote, MobilizeReason::Configured);
+        }
+        self.handle_timeout(now, rng);
+        Ok(id)
+    }
+
+    /// Removes a source and stops all its associations. Returns false if there is no such
+    /// source.
+    pub fn remove(&mut self, now: Instant, id: SourceId, rng: &mut dyn RngSource) -> bool {
+        if self.sources.remove(&id).is_none() {
+            return false;
+        }
+        let owned: Vec<AssocId> =
+            self.members.iter().filter(|(_, m)| m.source == id).map(|(a, _)| *a).collect();
+        for assoc in owned {
+            self.retire(assoc, DemobilizeReason::Removed);
+        }
+        // Freed capacity may let other pools grow.
+        self.fill_pools(now, rng);
+        true
+    }
+
+    /// The source with this target (name or address text), if any.
+    pub fn find(&self, target: &str) -> Option<SourceId> {
+        let wanted = target.trim_end_matches('.').to_ascii_lowercase();
+        self.sources
+            .iter()
+            .find(|(_, s)| s.spec.target.to_string().to_ascii_lowercase() == wanted)
+            .map(|(id, _)| *id)
+    }
+
+    /// Asks for an immediate re-resolution of a named source. Returns false for an unknown
+    /// source or an address literal.
+    pub fn refresh(&mut self, now: Instant, id: SourceId, rng: &mut dyn RngSource) -> bool {
+        let Some(dns) = self.sources.get_mut(&id).and_then(|s| s.dns.as_mut()) else {
+            return false;
+        };
+        if dns.in_flight {
+            dns.again = true;
+        } else {
+            dns.plan(now);
+        }
+        self.handle_timeout(now, rng);
+        true
+    }
+
+    /// Starts due lookups. Calling early is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant, _rng: &mut dyn RngSource) {
+        for (id, source) in &mut self.sources {
+            let Some(dns) = source.dns.as_mut() else { continue };
+            if dns.in_flight || dns.next.is_none_or(|t| t > now) {
+                continue;
+            }
+            dns.in_flight = true;
+            dns.next = None;
+            dns.queries += 1;
+            self.actions.push_back(SourceAction::Resolve { source: *id, name: dns.name.clone() });
+        }
+    }
+
+    /// The answer to a `Resolve` action.
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        id: SourceId,
+        result: Result<Resolved, ResolveError>,
+        rng: &mut dyn RngSource,
+    ) {
+        let policy = self.policy;
+        let Some(source) = self.sources.get_mut(&id) else { return };
+        let family = source.spec.family;
+        let Some(dns) = source.dns.as_mut() else { return };
+        dns.in_flight = false;
+
+        let result = result.and_then(|r| {
+            let usable: Vec<IpAddr> =
+                r.addrs.into_iter().filter(|ip| usable_addr(*ip) && family.allows(*ip)).collect();
+            if usable.is_empty() {
+                Err(ResolveError::NoUsableAddress)
+            } else {
+                Ok(Resolved { addrs: usable, valid_until: r.valid_until })
+            }
+        });
+        match result {
+            Ok(resolved) => {
+                let ttl = resolved.valid_until.secs_since(now).max(0.0);
+                dns.failures = 0;
+                dns.addrs = resolved.addrs;
+                dns.valid_until = Some(resolved.valid_until);
+                dns.last = Some(ResolutionRecord { at: now, outcome: Ok((dns.addrs.len(), ttl)) });
+                let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
+                // Pools re-resolve only when they need addresses; servers follow the TTL.
+                let mut next_in =
+                    if is_pool { None } else { Some(ttl_interval(&policy, ttl, rng)) };
+                if let (Some(back), Some(n)) = (dns.unreachable_backoff, next_in.as_mut()) {
+                    *n = n.min(back);
+                    dns.unreachable_backoff = Some((back * 2.0).min(policy.retry_max));
+                }
+                if let Some(n) = next_in {
+                    dns.plan(now.add_secs_f64(n));
+                }
+                self.events.push_back(SourceEvent::Resolved {
+                    source: id,
+                    name: dns.name.clone(),
+                    addrs: dns.addrs.len(),
+                    ttl,
+                    next_in: next_in.unwrap_or(f64::INFINITY),
+                });
+                if dns.again {
+                    dns.again = false;
+                    dns.plan(now);
+                }
+                match source.spec.kind {
+                    SourceKind::Server => self.place_server(now, id),
+                    SourceKind::Pool { .. } => self.fill_pools(now, rng),
+                }
+            }
+            Err(error) => {
+                let repeated = matches!(&dns.last, Some(ResolutionRecord { outcome: Err(e), .. }) if *e == error);
+                dns.failures = dns.failures.saturating_add(1);
+                let base = if dns.addrs.is_empty() {
+                    policy.retry_min
+                } else {
+                    60f64.max(policy.retry_min)
+                };
+                let backoff = base * 2f64.powi(dns.failures.saturating_sub(1).min(30) as i32);
+                // Up to 10 % less, so retries of many names spread out; never above the max.
+                let retry_in = backoff.min(policy.retry_max) * (1.0 - 0.1 * rng.next_f64());
+                dns.plan(now.add_secs_f64(retry_in));
+                dns.last = Some(ResolutionRecord { at: now, outcome: Err(error.clone()) });
+                dns.again = false;
+                self.events.push_back(SourceEvent::ResolveFailed {
+                    source: id,
+                    name: dns.name.clone(),
+                    error,
+                    retry_in,
+                    repeated,
+                    have_addresses: !dns.addrs.is_empty(),
+                });
+            }
+        }
+        self.handle_timeout(now, rng);
+    }
+
+    /// An event from an association this manager mobilized.
+    pub fn handle_assoc_event(
+        &mut self,
+        now: Instant,
+        assoc: AssocId,
+        event: &AssocEvent,
+        rng: &mut dyn RngSource,
+    ) {
+        let Some(member) = self.members.get_mut(&assoc) else { return };
+        let source_id = member.source;
+        let Some(source) = self.sources.get_mut(&source_id) else { return };
+        let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
+        match event {
+            AssocEvent::Sample(_) => member.unsync_run = 0,
+            AssocEvent::Reachable => {
+                member.reachable = true;
+                if let Some(dns) = source.dns.as_mut() {
+                    dns.unreachable_backoff = None;
+                }
+            }
+            AssocEvent::Unreachable => {
+                member.reachable = false;
+                if is_pool {
+                    self.retire(assoc, DemobilizeReason::Unreachable);
+                    self.fill_pools(now, rng);
+                } else if let Some(dns) = source.dns.as_mut() {
+                    // The name may point elsewhere now: ask at once, then back off.
+                    if dns.unreachable_backoff.is_none() {
+                        dns.unreachable_backoff = Some(self.policy.unreachable_min);
+                        if dns.in_flight {
+                            dns.again = true;
+                        } else {
+                            dns.plan(now);
+                        }
+                    }
+                }
+            }
+            AssocEvent::Unsynchronized => {
+                member.unsync_run = member.unsync_run.saturating_add(1);
+                if is_pool && member.unsync_run >= UNSYNC_RETIRE_REPLIES {
+                    self.retire(assoc, DemobilizeReason::Unsynchronized);
+                    self.fill_pools(now, rng);
+                }
+            }
+            AssocEvent::Kod(_) => {}
+            AssocEvent::Demobilized(reason) => {
+                let remote = member.remote;
+                if matches!(reason, DemobilizeReason::KodDeny | DemobilizeReason::KodRstr) {
+                    self.blocked.insert(remote, now.add_secs_f64(KOD_BLOCK_SECS));
+                }
+                if is_pool {
+                    self.members.remove(&assoc);
+                    self.events.push_back(SourceEvent::Retired {
+                        source: source_id,
+                        assoc,
+                        remote,
+                        reason: *reason,
+                    });
+                    self.fill_pools(now, rng);
+                } else {
+                    // A server keeps its (stopped) association so its id and the reason stay
+                    // visible; a later answer with another address revives it.
+                    member.dead = true;
+                    self.events.push_back(SourceEvent::Retired {
+                        source: source_id,
+                        assoc,
+                        remote,
+                        reason: *reason,
+                    });
+                }
+            }
+        }
+        self.handle_timeout(now, rng);
+    }
+
+    /// Selection found this association to be a falseticker for several rounds. Pools retire
+    /// and replace it; a configured server is kept (the administrator chose it).
+    pub fn handle_falseticker(&mut self, now: Instant, assoc: AssocId, rng: &mut dyn RngSource) {
+        let Some(member) = self.members.get(&assoc) else { return };
+        let is_pool = self
+            .sources
+            .get(&member.source)
+            .is_some_and(|s| matches!(s.spec.kind, SourceKind::Pool { .. }));
+        if is_pool {
+            self.retire(assoc, DemobilizeReason::Falseticker);
+            self.fill_pools(now, rng);
+        }
+    }
+
+    /// The next action for the driver.
+    pub fn poll_action(&mut self) -> Option<SourceAction> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for logs and history.
+    pub fn poll_event(&mut self) -> Option<SourceEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sources
+            .values()
+            .filter_map(|s| s.dns.as_ref())
+            .filter(|d| !d.in_flight)
+            .filter_map(|d| d.next)
+            .min()
+    }
+
+    /// The source that owns an association.
+    pub fn owner(&self, assoc: AssocId) -> Option<SourceId> {
+        self.members.get(&assoc).map(|m| m.source)
+    }
+
+    /// The spec of a source.
+    pub fn spec(&self, id: SourceId) -> Option<&SourceSpec> {
+        self.sources.get(&id).map(|s| &s.spec)
+    }
+
+    /// Read-only views of all sources.
+    pub fn snapshot(&self) -> Vec<SourceSnapshot> {
+        let targets = self.pool_targets();
+        self.sources
+            .iter()
+            .map(|(id, s)| {
+                let dns = s.dns.as_ref();
+                SourceSnapshot {
+                    id: *id,
+                    spec: s.spec.clone(),
+                    addrs: dns.map(|d| d.addrs.clone()).unwrap_or_default(),
+                    valid_until: dns.and_then(|d| d.valid_until),
+                    last_resolution: dns.and_then(|d| d.last.clone()),
+                    next_resolution: dns.and_then(|d| d.next),
+                    resolving: dns.is_some_and(|d| d.in_flight),
+                    queries: dns.map_or(0, |d| d.queries),
+                    assocs: self
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.source == *id)
+                        .map(|(a, m)| (*a, m.remote))
+                        .collect(),
+                    target: targets.get(id).copied(),
+                }
+            })
+            .collect()
+    }
+
+    /// How many members each pool aims for.
+    ///
+    /// Configured servers always get their association. The pools share what is left of
+    /// `maxclock`: if every pool's `maxsources` fits, each gets its `maxsources`; otherwise the
+    /// remainder is split in proportion to `maxsources`, rounding down, and the leftover
+    /// associations go one by one to the pools with the largest fractional parts (earlier pool
+    /// first on ties). Example: `maxsources 5` and `maxsources 3` with `maxclock 6` and no
+    /// servers → 6·5/8 = 3.75 and 6·3/8 = 2.25 → 3 and 2, and the spare one goes to the first
+    /// pool: 4 and 2.
+    pub fn pool_targets(&self) -> BTreeMap<SourceId, usize> {
+        let servers = self.sources.values().filter(|s| s.spec.kind == SourceKind::Server).count();
+        let budget = self.maxclock.saturating_sub(servers);
+        let pools: Vec<(SourceId, usize)> = self
+            .sources
+            .iter()
+            .filter_map(|(id, s)| match s.spec.kind {
+                SourceKind::Pool { maxsources } => Some((*id, usize::from(maxsources))),
+                SourceKind::Server => None,
+            })
+            .collect();
+        let want: usize = pools.iter().map(|(_, w)| w).sum();
+        if want <= budget {
+            return pools.into_iter().collect();
+        }
+        let mut shares: Vec<(SourceId, usize, f64)> = pools
+            .iter()
+            .map(|(id, w)| {
+                let exact = budget as f64 * *w as f64 / want as f64;
+                (*id, exact.floor() as usize, exact - exact.floor())
+            })
+            .collect();
+        let mut left = budget - shares.iter().map(|s| s.1).sum::<usize>();
+        let mut order: Vec<usize> = (0..shares.len()).collect();
+        order.sort_by(|&a, &b| shares[b].2.total_cmp(&shares[a].2).then(a.cmp(&b)));
+        for i in order {
+            if left == 0 {
+                break;
+            }
+            shares[i].1 += 1;
+            left -= 1;
+        }
+        shares.into_iter().map(|(id, n, _)| (id, n)).collect()
+    }
+
+    fn addr_in_use(&self, remote: SocketAddr) -> bool {
+        self.members.values().any(|m| m.remote == remote)
+    }
+
+    fn addr_free(&self, now: Instant, remote: SocketAddr) -> bool {
+        !self.addr_in_use(remote) && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+    }
+
+    fn mobilize(&mut self, source: SourceId, remote: SocketAddr, reason: MobilizeReason) {
+        let Some(s) = self.sources.get(&source) else { return };
+        let assoc = AssocId(self.next_assoc);
+        self.next_assoc += 1;
+        self.members
+            .insert(assoc, Member { source, remote, dead: false, reachable: false, unsync_run: 0 });
+        self.actions.push_back(SourceAction::Mobilize {
+            assoc,
+            source,
+            remote,
+            config: s.spec.assoc,
+        });
+        self.events.push_back(SourceEvent::Mobilized { source, assoc, remote, reason });
+    }
+
+    fn retire(&mut self, assoc: AssocId, reason: DemobilizeReason) {
+        let Some(m) = self.members.remove(&assoc) else { return };
+        if !m.dead {
+            self.actions.push_back(SourceAction::Demobilize { assoc, reason });
+        }
+        self.events.push_back(SourceEvent::Retired {
+            source: m.source,
+            assoc,
+            remote: m.remote,
+            reason,
+        });
+    }
+
+    /// After a server name resolved: keep, move or mobilize its association.
+    fn place_server(&mut self, now: Instant, id: SourceId) {
+        let Some(source) = self.sources.get(&id) else { return };
+        let Some(dns) = source.dns.as_ref() else { return };
+        let port = source.spec.port;
+        let name = dns.name.clone();
+        let current =
+            self.members.iter().find(|(_, m)| m.source == id).map(|(a, m)| (*a, m.clone()));
+        if let Some((_, m)) = &current {
+            if !m.dead && dns.addrs.contains(&m.remote.ip()) {
+                // Still listed: a healthy (or at least current) server is never churned.
+                return;
+            }
+        }
+        let candidate = dns
+            .addrs
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .find(|remote| self.addr_free(now, *remote));
+        let Some(remote) = candidate else {
+            self.events.push_back(SourceEvent::NoFreeAddress { source: id, name });
+            return;
+        };
+        match current {
+            Some((assoc, m)) => {
+                if let Some(member) = self.members.get_mut(&assoc) {
+                    member.remote = remote;
+                    member.dead = false;
+                    member.reachable = false;
+                    member.unsync_run = 0;
+                }
+                self.actions.push_back(SourceAction::Move { assoc, remote });
+                self.events.push_back(SourceEvent::Moved {
+                    source: id,
+                    assoc,
+                    from: m.remote,
+                    to: remote,
+                });
+            }
+            None => self.mobilize(id, remote, MobilizeReason::Configured),
+        }
+    }
+
+    /// Brings every pool up to its target from cached answers; plans lookups for pools whose
+    /// cache is stale or exhausted.
+    fn fill_pools(&mut self, now: Instant, rng: &mut dyn RngSource) {
+        let targets = self.pool_targets();
+        for (id, target) in targets {
+            let have = self.members.values().filter(|m| m.source == id).count();
+            if have >= target {
+                continue;
+            }
+            let Some(source) = self.sources.get(&id) else { continue };
+            let Some(dns) = source.dns.as_ref() else { continue };
+            let port = source.spec.port;
+            let ever_filled = dns.queries > 1 || have > 0;
+            let mut candidates: Vec<SocketAddr> = if dns.cache_valid(now) {
+                dns.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+            } else {
+                Vec::new()
+            };
+            shuffle(&mut candidates, rng);
+            let mut need = target - have;
+            for remote in candidates {
+                if need == 0 {
+                    break;
+                }
+                if self.addr_free(now, remote) {
+                    let reason = if ever_filled {
+                        MobilizeReason::Replacement
+                    } else {
+                        MobilizeReason::PoolFill
+                    };
+                    self.mobilize(id, remote, reason);
+                    need -= 1;
+                }
+            }
+            if need > 0 {
+                // The cache cannot fill the pool: ask DNS again, but not more often than the
+                // failure backoff allows (an answer that only lists addresses in use would
+                // otherwise make us re-query in a loop).
+                let policy = self.policy;
+                let Some(dns) = self.sources.get_mut(&id).and_then(|s| s.dns.as_mut()) else {
+                    continue;
+                };
+                if dns.in_flight || dns.next.is_some() {
+                    continue;
+                }
+                let wait = if dns.cache_valid(now) || dns.last.is_some() {
+                    let fresh = dns.last.as_ref().map_or(f64::INFINITY, |l| now.secs_since(l.at));
+                    (policy.unreachable_min - fresh).max(0.0)
+                } else {
+                    0.0
+                };
+                if wait > 0.0 && dns.cache_valid(now) {
+                    self.events.push_back(SourceEvent::NoFreeAddress {
+                        source: id,
+                        name: dns.name.clone(),
+                    });
+                }
+                dns.plan(now.add_secs_f64(wait));
+            }
+        }
+    }
+}
+
+/// Whether an address can be an NTP server at all.
+fn usable_addr(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || v4.octets()[0] == 0)
+        }
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
+}
+
+/// The re-resolution interval for an answer with `ttl` seconds left: the TTL clamped to
+/// [floor, ceiling], then ±10 % jitter, clamped again so the bounds always hold.
+fn ttl_interval(policy: &ResolvePolicy, ttl: f64, rng: &mut dyn RngSource) -> f64 {
+    let base = ttl.clamp(policy.floor, policy.ceiling.max(policy.floor));
+    let jittered = base * (0.9 + 0.2 * rng.next_f64());
+    jittered.clamp(policy.floor, policy.ceiling.max(policy.floor))
+}
+
+/// Fisher-Yates with the injected RNG.
+fn shuffle<T>(v: &mut [T], rng: &mut dyn RngSource) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}

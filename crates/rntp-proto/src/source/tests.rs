@@ -1,0 +1,421 @@
+//! Source manager tests in virtual time with a scripted DNS.
+
+use std::net::Ipv4Addr;
+
+use super::*;
+use crate::rng::SplitMix64;
+
+fn t(secs: f64) -> Instant {
+    Instant::ZERO.add_secs_f64(secs)
+}
+
+fn ip(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 1, last))
+}
+
+fn server(name: &str) -> SourceSpec {
+    SourceSpec {
+        kind: SourceKind::Server,
+        target: Target::Name(name.into()),
+        port: 123,
+        assoc: AssocConfig::default(),
+        family: AddrFamily::Any,
+    }
+}
+
+fn pool(name: &str, maxsources: u8) -> SourceSpec {
+    SourceSpec { kind: SourceKind::Pool { maxsources }, ..server(name) }
+}
+
+fn answer(now: Instant, ttl: f64, addrs: &[u8]) -> Result<Resolved, ResolveError> {
+    Ok(Resolved {
+        addrs: addrs.iter().map(|a| ip(*a)).collect(),
+        valid_until: now.add_secs_f64(ttl),
+    })
+}
+
+struct H {
+    m: SourceManager,
+    rng: SplitMix64,
+}
+
+impl H {
+    fn new(maxclock: usize) -> Self {
+        H { m: SourceManager::new(ResolvePolicy::default(), maxclock), rng: SplitMix64::new(42) }
+    }
+
+    fn actions(&mut self) -> Vec<SourceAction> {
+        std::iter::from_fn(|| self.m.poll_action()).collect()
+    }
+
+    fn events(&mut self) -> Vec<SourceEvent> {
+        std::iter::from_fn(|| self.m.poll_event()).collect()
+    }
+
+    fn add(&mut self, now: Instant, spec: SourceSpec) -> SourceId {
+        self.m.add(now, spec, &mut self.rng).unwrap()
+    }
+
+    fn resolved(&mut self, now: Instant, id: SourceId, r: Result<Resolved, ResolveError>) {
+        self.m.handle_resolved(now, id, r, &mut self.rng);
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        self.m.handle_timeout(now, &mut self.rng);
+    }
+
+    fn assoc_event(&mut self, now: Instant, a: AssocId, e: AssocEvent) {
+        self.m.handle_assoc_event(now, a, &e, &mut self.rng);
+    }
+
+    fn mobilized(actions: &[SourceAction]) -> Vec<(AssocId, SocketAddr)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                SourceAction::Mobilize { assoc, remote, .. } => Some((*assoc, *remote)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn sa(last: u8) -> SocketAddr {
+    SocketAddr::new(ip(last), 123)
+}
+
+#[test]
+fn server_name_resolves_then_mobilizes_first_address() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    assert_eq!(h.actions(), vec![SourceAction::Resolve { source: id, name: "ntp.test".into() }]);
+    // A lookup in flight is not started twice.
+    h.timeout(t(1.0));
+    assert!(h.actions().is_empty());
+    h.resolved(t(0.1), id, answer(t(0.1), 30.0, &[3, 4]));
+    let acts = h.actions();
+    assert_eq!(H::mobilized(&acts), vec![(AssocId(1), sa(3))]);
+    // TTL 30 s is below the 1 h floor: next lookup between 1 h and 1.1 h.
+    let next = h.m.poll_timeout().unwrap().secs_since(t(0.1));
+    assert!((3600.0..=3960.0).contains(&next), "{next}");
+}
+
+#[test]
+fn answer_still_listing_current_address_changes_nothing() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 30.0, &[3, 4]));
+    h.actions();
+    let due = h.m.poll_timeout().unwrap();
+    h.timeout(due);
+    assert!(matches!(h.actions()[..], [SourceAction::Resolve { .. }]));
+    h.resolved(due, id, answer(due, 30.0, &[9, 8, 3]));
+    assert!(h.actions().is_empty(), "a still-listed server must not be churned");
+    assert!(!h.events().iter().any(|e| matches!(e, SourceEvent::Moved { .. })));
+}
+
+#[test]
+fn changed_record_moves_association_keeping_its_id() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 30.0, &[3]));
+    h.actions();
+    h.events();
+    h.m.refresh(t(10.0), id, &mut h.rng);
+    assert!(matches!(h.actions()[..], [SourceAction::Resolve { .. }]));
+    h.resolved(t(10.0), id, answer(t(10.0), 30.0, &[7, 8]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: AssocId(1), remote: sa(7) }]);
+    assert!(h.events().contains(&SourceEvent::Moved {
+        source: id,
+        assoc: AssocId(1),
+        from: sa(3),
+        to: sa(7)
+    }));
+}
+
+#[test]
+fn duplicates_collapse_and_no_two_associations_share_an_address() {
+    let mut h = H::new(10);
+    let a = h.add(t(0.0), server("pool.test"));
+    let err = h.m.add(t(0.0), server("pool.test"), &mut h.rng).unwrap_err();
+    assert!(matches!(err, AddError::Duplicate { existing, .. } if existing == a.0));
+    // Same address through a literal and a name.
+    let lit = SourceSpec { target: Target::Addr(ip(5)), ..server("x") };
+    h.add(t(0.0), lit.clone());
+    assert_eq!(
+        h.m.add(t(0.0), lit, &mut h.rng),
+        Err(AddError::Duplicate { target: Target::Addr(ip(5)), port: 123, existing: 2 })
+    );
+    h.actions();
+    h.resolved(t(0.0), a, answer(t(0.0), 30.0, &[5, 6]));
+    // 127.0.1.5 belongs to the literal source already: the name takes .6.
+    assert_eq!(H::mobilized(&h.actions()), vec![(AssocId(2), sa(6))]);
+
+    let b = h.add(t(1.0), server("other.test"));
+    h.actions();
+    h.resolved(t(1.0), b, answer(t(1.0), 30.0, &[5, 6]));
+    assert!(H::mobilized(&h.actions()).is_empty());
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| matches!(e, SourceEvent::NoFreeAddress { source, .. } if *source == b)));
+}
+
+#[test]
+fn failures_back_off_from_seconds_to_an_hour_and_are_reported_once() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("nx.test"));
+    let mut now = t(0.0);
+    let mut intervals = vec![];
+    let mut repeated = vec![];
+    for _ in 0..16 {
+        h.actions();
+        h.resolved(now, id, Err(ResolveError::NxDomain));
+        for e in h.events() {
+            if let SourceEvent::ResolveFailed { repeated: r, .. } = e {
+                repeated.push(r);
+            }
+        }
+        let next = h.m.poll_timeout().unwrap();
+        intervals.push(next.secs_since(now));
+        now = next;
+        h.timeout(now);
+    }
+    assert!((1.8..=2.0).contains(&intervals[0]), "{intervals:?}");
+    assert!(intervals.windows(2).all(|w| w[1] >= w[0] * 0.9), "{intervals:?}");
+    assert!(intervals.iter().all(|i| *i <= 3600.0));
+    assert!(*intervals.last().unwrap() >= 3240.0, "{intervals:?}");
+    assert!(!repeated[0]);
+    assert!(repeated[1..].iter().all(|r| *r));
+}
+
+#[test]
+fn failure_after_success_keeps_the_server_and_retries_later() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 30.0, &[3]));
+    h.actions();
+    h.m.refresh(t(5.0), id, &mut h.rng);
+    h.actions();
+    h.resolved(t(5.0), id, Err(ResolveError::ServFail));
+    assert!(h.actions().is_empty(), "last good address stays in use");
+    let retry = h.m.poll_timeout().unwrap().secs_since(t(5.0));
+    assert!((54.0..=60.0).contains(&retry), "{retry}");
+    let snap = &h.m.snapshot()[0];
+    assert_eq!(snap.addrs, vec![ip(3)]);
+    assert_eq!(snap.assocs, vec![(AssocId(1), sa(3))]);
+}
+
+#[test]
+fn unusable_addresses_are_filtered() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("weird.test"));
+    h.actions();
+    let bad = vec![
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V4(Ipv4Addr::new(224, 0, 1, 1)),
+        "ff02::101".parse().unwrap(),
+        "::".parse().unwrap(),
+    ];
+    h.resolved(t(0.0), id, Ok(Resolved { addrs: bad.clone(), valid_until: t(30.0) }));
+    assert!(h.actions().is_empty());
+    assert!(h.events().iter().any(|e| matches!(
+        e,
+        SourceEvent::ResolveFailed { error: ResolveError::NoUsableAddress, .. }
+    )));
+    let mut mixed = bad;
+    mixed.push(ip(9));
+    h.timeout(h.m.poll_timeout().unwrap());
+    h.actions();
+    h.resolved(t(3.0), id, Ok(Resolved { addrs: mixed, valid_until: t(33.0) }));
+    assert_eq!(H::mobilized(&h.actions()), vec![(AssocId(1), sa(9))]);
+}
+
+#[test]
+fn unreachable_server_re_resolves_early_with_backoff() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 86_400.0, &[3]));
+    h.actions();
+    h.assoc_event(t(600.0), AssocId(1), AssocEvent::Unreachable);
+    assert!(matches!(h.actions()[..], [SourceAction::Resolve { .. }]), "immediate re-resolution");
+    h.resolved(t(600.0), id, answer(t(600.0), 86_400.0, &[3]));
+    assert!(h.actions().is_empty());
+    let next = h.m.poll_timeout().unwrap().secs_since(t(600.0));
+    assert!((next - 60.0).abs() < 1e-6, "{next}");
+    h.timeout(t(660.0));
+    h.actions();
+    h.resolved(t(660.0), id, answer(t(660.0), 86_400.0, &[3]));
+    let next = h.m.poll_timeout().unwrap().secs_since(t(660.0));
+    assert!((next - 120.0).abs() < 1e-6, "{next}");
+    // Reachable again: back to the TTL schedule.
+    h.assoc_event(t(700.0), AssocId(1), AssocEvent::Reachable);
+    h.timeout(t(780.0));
+    h.actions();
+    h.resolved(t(780.0), id, answer(t(780.0), 86_400.0, &[3]));
+    let next = h.m.poll_timeout().unwrap().secs_since(t(780.0));
+    assert!(next > 70_000.0, "{next}");
+}
+
+/// Simulates a week of a healthy server name with the default policy and counts lookups.
+fn week_of_queries(ttl: f64) -> (u64, usize) {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    let mut moves = 0;
+    let mut now = t(0.0);
+    let end = 7.0 * 86_400.0;
+    loop {
+        for a in h.actions() {
+            match a {
+                SourceAction::Resolve { .. } => {
+                    // A round-robin answer that always includes the server in use.
+                    h.resolved(now, id, answer(now, ttl, &[4, 3, 2]));
+                }
+                SourceAction::Move { .. } => moves += 1,
+                _ => {}
+            }
+        }
+        let Some(next) = h.m.poll_timeout() else { break };
+        if next.secs_since(t(0.0)) > end {
+            break;
+        }
+        now = next;
+        h.timeout(now);
+    }
+    (h.m.snapshot()[0].queries, moves)
+}
+
+#[test]
+fn dns_load_over_a_week_stays_between_1_and_24_per_day() {
+    for ttl in [30.0, 150.0, 3_600.0, 86_400.0] {
+        let (queries, moves) = week_of_queries(ttl);
+        let per_day = queries as f64 / 7.0;
+        assert!((1.0..=24.0).contains(&per_day), "ttl {ttl}: {per_day} queries/day");
+        assert_eq!(moves, 0, "ttl {ttl}: a healthy server moved");
+    }
+}
+
+#[test]
+fn pool_fills_from_one_answer_and_replaces_unreachable_members() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 4));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[1, 2, 3, 4, 5, 6]));
+    let first = H::mobilized(&h.actions());
+    assert_eq!(first.len(), 4);
+    // Pools do not re-resolve on a timer while full.
+    assert_eq!(h.m.poll_timeout(), None);
+
+    let (victim, victim_addr) = first[0];
+    h.assoc_event(t(100.0), victim, AssocEvent::Unreachable);
+    let acts = h.actions();
+    assert!(acts.contains(&SourceAction::Demobilize {
+        assoc: victim,
+        reason: DemobilizeReason::Unreachable
+    }));
+    let repl = H::mobilized(&acts);
+    assert_eq!(repl.len(), 1);
+    assert!(!first.iter().any(|(_, a)| *a == repl[0].1), "replacement reuses an address in use");
+    assert_ne!(repl[0].1, victim_addr);
+}
+
+#[test]
+fn pool_member_missing_from_later_answer_is_kept() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 2));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 30.0, &[1, 2]));
+    let first = H::mobilized(&h.actions());
+    assert_eq!(first.len(), 2);
+    h.m.refresh(t(40.0), id, &mut h.rng);
+    h.actions();
+    h.resolved(t(40.0), id, answer(t(40.0), 30.0, &[7, 8]));
+    assert!(
+        h.actions().is_empty(),
+        "healthy members must not be retired for missing from an answer"
+    );
+    assert_eq!(h.m.snapshot()[0].assocs.len(), 2);
+}
+
+#[test]
+fn kod_deny_retires_member_and_blocks_its_address() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 1));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 3_600.0, &[1, 2]));
+    let first = H::mobilized(&h.actions());
+    h.assoc_event(t(5.0), first[0].0, AssocEvent::Demobilized(DemobilizeReason::KodDeny));
+    let repl = H::mobilized(&h.actions());
+    assert_eq!(repl.len(), 1);
+    assert_ne!(repl[0].1, first[0].1);
+    // The replacement dies too; the denied address is not reused even though it is cached.
+    h.assoc_event(t(6.0), repl[0].0, AssocEvent::Unreachable);
+    let again = H::mobilized(&h.actions());
+    assert!(again.iter().all(|(_, a)| *a != first[0].1), "{again:?}");
+}
+
+#[test]
+fn unsynchronized_pool_member_is_retired_after_a_run() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 1));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 3_600.0, &[1, 2]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    for i in 0..UNSYNC_RETIRE_REPLIES - 1 {
+        h.assoc_event(t(f64::from(i)), a, AssocEvent::Unsynchronized);
+    }
+    assert!(h.actions().is_empty());
+    h.assoc_event(t(10.0), a, AssocEvent::Unsynchronized);
+    let acts = h.actions();
+    assert!(acts.contains(&SourceAction::Demobilize {
+        assoc: a,
+        reason: DemobilizeReason::Unsynchronized
+    }));
+}
+
+#[test]
+fn pool_shares_under_maxclock_are_proportional() {
+    let mut h = H::new(6);
+    let a = h.add(t(0.0), pool("a.test", 5));
+    let b = h.add(t(0.0), pool("b.test", 3));
+    let targets = h.m.pool_targets();
+    assert_eq!((targets[&a], targets[&b]), (4, 2));
+    // A configured server takes one from the pools' budget.
+    let s = SourceSpec { target: Target::Addr(ip(99)), ..server("x") };
+    h.add(t(0.0), s);
+    let targets = h.m.pool_targets();
+    assert_eq!(targets[&a] + targets[&b], 5);
+    assert_eq!((targets[&a], targets[&b]), (3, 2));
+}
+
+#[test]
+fn remove_stops_every_member() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 3));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[1, 2, 3]));
+    assert_eq!(H::mobilized(&h.actions()).len(), 3);
+    assert_eq!(h.m.find("POOL.test."), Some(id));
+    assert!(h.m.remove(t(1.0), id, &mut h.rng));
+    let stops = h
+        .actions()
+        .into_iter()
+        .filter(|a| matches!(a, SourceAction::Demobilize { reason: DemobilizeReason::Removed, .. }))
+        .count();
+    assert_eq!(stops, 3);
+    assert!(h.m.snapshot().is_empty());
+    assert!(!h.m.remove(t(1.0), id, &mut h.rng));
+}
+
+#[test]
+#[ignore = "prints the DNS-load table; run with --ignored --nocapture"]
+fn print_dns_load_table() {
+    for ttl in [30.0, 150.0, 3_600.0, 86_400.0] {
+        let (q, m) = week_of_queries(ttl);
+        println!("ttl {ttl:>7} s: {q} queries/week = {:.1}/day, {m} moves", q as f64 / 7.0);
+    }
+}
