@@ -73,13 +73,59 @@ pub enum Command {
     Status,
     /// Every configured source with its name-resolution state (read-only).
     Sources,
+    /// Mobilizations, moves and retirements, newest last (read-only).
+    History,
+    /// Add a server or pool at runtime (mutating). The reply comes at once; name resolution
+    /// follows in the background.
+    Add(AddSource),
+    /// Remove a source by its name or address, with all its associations (mutating).
+    Remove {
+        /// The name or address as configured.
+        name: String,
+    },
+    /// Re-resolve a source's name now, or every named source (mutating).
+    Refresh {
+        /// The name; `null` for all.
+        name: Option<String>,
+    },
+}
+
+/// A source to add at runtime, with the options of a `server`/`pool` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddSource {
+    /// `"server"` or `"pool"`.
+    pub kind: String,
+    /// Host name or address literal.
+    pub name: String,
+    /// Remote port (123 unless given).
+    pub port: u16,
+    /// `iburst`.
+    pub iburst: bool,
+    /// `burst`.
+    pub burst: bool,
+    /// `prefer`.
+    pub prefer: bool,
+    /// `noselect`.
+    pub noselect: bool,
+    /// `minpoll` (log2 s).
+    pub minpoll: i8,
+    /// `maxpoll` (log2 s).
+    pub maxpoll: i8,
+    /// `version`: the NTP version to send (named so as not to clash with the protocol's
+    /// `version` field in the flattened request).
+    pub ntp_version: u8,
+    /// `maxsources` (pools).
+    pub maxsources: Option<u8>,
+    /// `"any"`, `"ipv4"` or `"ipv6"` (`-4`/`-6`).
+    pub family: String,
 }
 
 impl Command {
     /// Whether the command changes daemon state (and so needs the mutating permission).
     pub fn is_mutating(&self) -> bool {
         match self {
-            Command::Peers | Command::Status | Command::Sources => false,
+            Command::Peers | Command::Status | Command::Sources | Command::History => false,
+            Command::Add(_) | Command::Remove { .. } | Command::Refresh { .. } => true,
         }
     }
 }
@@ -118,6 +164,28 @@ pub enum Reply {
         /// One entry per source, ordered by id.
         sources: Vec<SourceInfo>,
     },
+    /// Answer to [`Command::History`].
+    History {
+        /// Oldest first; the daemon keeps the last 1000.
+        entries: Vec<HistoryEntry>,
+    },
+    /// Answer to [`Command::Add`]: the source exists now (its name may still be resolving).
+    Added {
+        /// The new source's id.
+        source_id: u32,
+    },
+    /// Answer to [`Command::Remove`].
+    Removed {
+        /// The removed source's id.
+        source_id: u32,
+        /// Associations that were stopped.
+        associations: Vec<u32>,
+    },
+    /// Answer to [`Command::Refresh`].
+    Refreshing {
+        /// Sources whose names are being resolved again.
+        sources: Vec<u32>,
+    },
     /// The request failed.
     Error {
         /// Machine-readable cause.
@@ -138,6 +206,35 @@ pub enum ErrorCode {
     BadRequest,
     /// The caller may not run this command.
     PermissionDenied,
+    /// No source has that name.
+    NotFound,
+    /// The source is already configured (same name or address, and port).
+    Duplicate,
+    /// The request's values are out of range.
+    InvalidArgument,
+}
+
+/// One line of the replacement history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Unix time (s) of the event.
+    pub time: f64,
+    /// The source's id.
+    pub source_id: u32,
+    /// The source's name or address.
+    pub source: String,
+    /// The association.
+    pub association: u32,
+    /// `"mobilized"`, `"retired"` or `"moved"`.
+    pub event: String,
+    /// The association's address (the new one for a move).
+    pub address: String,
+    /// For a move: the address it left.
+    pub old_address: Option<String>,
+    /// Why: `configured`, `pool-fill`, `replacement` for mobilizations; `unreachable`,
+    /// `falseticker`, `unsynchronized`, `kod-deny`, `kod-rstr`, `removed`, `pruned-extra` for
+    /// retirements; `address-changed` for moves.
+    pub reason: String,
 }
 
 /// One row of `rntpctl peers`: an association, or a source that has none yet (a name that
@@ -251,8 +348,40 @@ pub struct StatusInfo {
     pub associations: usize,
     /// Associations with reach != 0.
     pub reachable: usize,
-    /// Packet counters.
+    /// Client-side packet counters.
     pub counters: Counters,
+    /// Server mode: `null` when rntpd serves no addresses.
+    pub server: Option<ServerCountersInfo>,
+    /// Addresses rntpd serves time on.
+    pub listening: Vec<String>,
+    /// What rntpd tells its clients: `"unsynchronized"`, `"orphan"` or `"synchronized"`.
+    pub serving_as: String,
+    /// Stratum rntpd serves.
+    pub stratum: u8,
+    /// Association events since start by reason (`mobilized:pool-fill`, `retired:unreachable`,
+    /// `moved:address-changed`, ...), sorted.
+    pub history_totals: Vec<(String, u64)>,
+}
+
+/// Server-mode counters since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCountersInfo {
+    /// Requests received.
+    pub requests: u64,
+    /// Time replies sent (including crypto-NAK replies).
+    pub replies: u64,
+    /// RATE kisses sent.
+    pub kod_rate: u64,
+    /// DENY kisses sent.
+    pub kod_deny: u64,
+    /// Replies with a crypto-NAK (the request had a MAC rntpd cannot verify).
+    pub crypto_naks: u64,
+    /// Requests dropped, by reason (non-zero reasons only).
+    pub dropped: Vec<(String, u64)>,
+    /// Clients currently tracked by the rate limiter.
+    pub rate_table_used: usize,
+    /// Fixed capacity of the rate limiter's table.
+    pub rate_table_capacity: usize,
 }
 
 /// Packet counters since start.
@@ -310,6 +439,28 @@ mod tests {
         assert_eq!(&frame[4..4 + len], br#"{"version":1,"command":"peers"}"#);
         let back: Request = decode_payload(&frame[4..]).unwrap();
         assert_eq!(back, Request::new(Command::Peers));
+    }
+
+    #[test]
+    fn add_request_roundtrip() {
+        let add = AddSource {
+            kind: "pool".into(),
+            name: "pool.test".into(),
+            port: 123,
+            iburst: true,
+            burst: false,
+            prefer: false,
+            noselect: false,
+            minpoll: 6,
+            maxpoll: 10,
+            ntp_version: 4,
+            maxsources: Some(3),
+            family: "any".into(),
+        };
+        let frame = encode_frame(&Request::new(Command::Add(add.clone()))).unwrap();
+        let back: Request = decode_payload(&frame[4..]).unwrap();
+        assert_eq!(back.command, Command::Add(add));
+        assert!(back.command.is_mutating());
     }
 
     #[test]

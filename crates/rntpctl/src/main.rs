@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rntp_control::{
-    decode_payload, encode_frame, frame_len, Command, PeerInfo, Reply, Request, Response,
-    SourceInfo, StatusInfo, FRAME_HEADER_LEN,
+    decode_payload, encode_frame, frame_len, AddSource, Command, HistoryEntry, PeerInfo, Reply,
+    Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
 };
 
 /// How long to wait for the daemon's answer. The daemon answers from memory, so a slow reply
@@ -58,6 +58,36 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Mobilizations, moves and retirements of associations, with reasons.
+    History {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a server or pool now, without restart. Options as on an ntp.conf line, e.g.
+    /// `rntpctl add pool pool.ntp.org iburst maxsources 6`. Not saved: after a restart only
+    /// the configuration file counts.
+    Add {
+        /// `server` or `pool`.
+        #[arg(value_parser = ["server", "pool"])]
+        kind: String,
+        /// Host name or address.
+        name: String,
+        /// ntp.conf options: iburst, burst, prefer, noselect, minpoll N, maxpoll N, version N,
+        /// port N, maxsources N (pool), -4/-6 (before the name is also fine).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        options: Vec<String>,
+    },
+    /// Remove a server or a whole pool (with all its members) by the name it was added with.
+    Remove {
+        /// Name or address as configured (see `rntpctl sources`).
+        name: String,
+    },
+    /// Resolve a source's name again now (all named sources without NAME).
+    Refresh {
+        /// Name as configured.
+        name: Option<String>,
+    },
     /// Check a configuration file (no daemon needed). Exit 0: usable (warnings allowed);
     /// exit 1: errors.
     Validate {
@@ -73,6 +103,17 @@ fn main() -> ExitCode {
         Cmd::Peers { json } => request(&args.socket, Command::Peers).map(|r| show(r, json)),
         Cmd::Status { json } => request(&args.socket, Command::Status).map(|r| show(r, json)),
         Cmd::Sources { json } => request(&args.socket, Command::Sources).map(|r| show(r, json)),
+        Cmd::History { json } => request(&args.socket, Command::History).map(|r| show(r, json)),
+        Cmd::Add { kind, name, options } => match add_request(&kind, &name, &options) {
+            Ok(add) => request(&args.socket, Command::Add(add)).map(|r| show(r, false)),
+            Err(message) => Err(message),
+        },
+        Cmd::Remove { name } => {
+            request(&args.socket, Command::Remove { name }).map(|r| show(r, false))
+        }
+        Cmd::Refresh { name } => {
+            request(&args.socket, Command::Refresh { name }).map(|r| show(r, false))
+        }
     };
     match result {
         Ok(code) => code,
@@ -147,6 +188,24 @@ fn show(reply: Reply, json: bool) -> ExitCode {
         Reply::Status(status) => status_text(&status),
         Reply::Sources { sources } if json => to_json(&sources),
         Reply::Sources { sources } => sources_table(&sources),
+        Reply::History { entries } if json => to_json(&entries),
+        Reply::History { entries } => history_table(&entries),
+        Reply::Added { source_id } => format!(
+            "added as source {source_id}; it resolves in the background (watch `rntpctl sources`)"
+        ),
+        Reply::Removed { source_id, associations } => format!(
+            "removed source {source_id} and {} association{}",
+            associations.len(),
+            if associations.len() == 1 { "" } else { "s" }
+        ),
+        Reply::Refreshing { sources } if sources.is_empty() => {
+            "nothing to resolve: no named sources".to_string()
+        }
+        Reply::Refreshing { sources } => format!(
+            "resolving {} source{} again (see `rntpctl sources`)",
+            sources.len(),
+            if sources.len() == 1 { "" } else { "s" }
+        ),
         other => to_json(&other),
     };
     println!("{out}");
@@ -231,6 +290,95 @@ fn truncate(s: &str, n: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// Checks `rntpctl add` arguments with the configuration parser (same rules and messages as
+/// ntp.conf) and turns them into a structured request.
+fn add_request(kind: &str, name: &str, options: &[String]) -> Result<AddSource, String> {
+    let mut words = vec![kind.to_string()];
+    // ntpd writes -4/-6 before the host; accept them anywhere on the command line.
+    let (family, rest): (Vec<&String>, Vec<&String>) =
+        options.iter().partition(|o| matches!(o.as_str(), "-4" | "-6" | "--ipv4" | "--ipv6"));
+    words.extend(family.into_iter().cloned());
+    words.push(name.to_string());
+    words.extend(rest.into_iter().cloned());
+    let line = words.join(" ");
+    let loaded = rntp_config::parse_str(Path::new("rntpctl add"), &line, &mut |_: &Path| {
+        Err(std::io::Error::other("includefile is not allowed here"))
+    })
+    .map_err(|e| format!("invalid source:\n{e}"))?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let Some(src) = loaded.config.sources.first() else {
+        return Err(format!("`{line}` does not describe a source"));
+    };
+    let o = &src.options;
+    Ok(AddSource {
+        kind: kind.to_string(),
+        name: src.host.to_string(),
+        port: src.port,
+        iburst: o.iburst,
+        burst: o.burst,
+        prefer: o.prefer,
+        noselect: o.noselect,
+        minpoll: o.minpoll,
+        maxpoll: o.maxpoll,
+        ntp_version: o.version,
+        maxsources: o.maxsources,
+        family: match o.family {
+            rntp_config::AddressFamily::Any => "any",
+            rntp_config::AddressFamily::V4 => "ipv4",
+            rntp_config::AddressFamily::V6 => "ipv6",
+        }
+        .to_string(),
+    })
+}
+
+fn history_table(entries: &[HistoryEntry]) -> String {
+    let mut out = format!(
+        "{:<20} {:>6} {:<24} {:>5} {:<9} {:<16} {:<46}",
+        "time (UTC)", "source", "name", "assoc", "event", "reason", "address"
+    );
+    out.push('\n');
+    out.push_str(&"=".repeat(130));
+    for e in entries {
+        let address = match &e.old_address {
+            Some(old) => format!("{old} -> {}", e.address),
+            None => e.address.clone(),
+        };
+        out.push_str(&format!(
+            "\n{:<20} {:>6} {:<24} {:>5} {:<9} {:<16} {:<46}",
+            utc(e.time),
+            e.source_id,
+            truncate(&e.source, 24),
+            e.association,
+            e.event,
+            e.reason,
+            address
+        ));
+    }
+    if entries.is_empty() {
+        out.push_str("\n(no events yet)");
+    }
+    out
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS` UTC (civil-from-days, proleptic Gregorian).
+fn utc(t: f64) -> String {
+    let secs = t.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3_600, rem % 3_600 / 60, rem % 60)
 }
 
 /// Seconds as a short human duration.
@@ -329,5 +477,62 @@ fn status_text(s: &StatusInfo) -> String {
     for (reason, n) in &c.dropped {
         out.push_str(&format!("\n  dropped {reason}: {n}"));
     }
+    if s.listening.is_empty() {
+        out.push_str("\nserving:       no (no `interface listen` line)");
+    } else {
+        out.push_str(&format!(
+            "\nserving:       {} as {} (stratum {})",
+            s.listening.join(", "),
+            s.serving_as,
+            s.stratum
+        ));
+    }
+    if !s.history_totals.is_empty() {
+        out.push_str("\nhistory:");
+        for (what, n) in &s.history_totals {
+            out.push_str(&format!("\n  {what}: {n}"));
+        }
+    }
+    if let Some(srv) = &s.server {
+        let dropped: u64 = srv.dropped.iter().map(|(_, n)| n).sum();
+        out.push_str(&format!(
+            "\nserver:        {} requests, {} replies, {} RATE KoD, {} DENY KoD, {} crypto-NAK, {} dropped; rate table {}/{}",
+            srv.requests, srv.replies, srv.kod_rate, srv.kod_deny, srv.crypto_naks, dropped,
+            srv.rate_table_used, srv.rate_table_capacity
+        ));
+        for (reason, n) in &srv.dropped {
+            out.push_str(&format!("\n  dropped {reason}: {n}"));
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_795_675_301.5), "2026-11-26 06:41:41");
+        assert_eq!(utc(951_782_400.0), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn add_request_uses_config_rules() {
+        let a = add_request(
+            "pool",
+            "pool.test",
+            &["iburst".into(), "-4".into(), "maxsources".into(), "3".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (a.kind.as_str(), a.name.as_str(), a.family.as_str()),
+            ("pool", "pool.test", "ipv4")
+        );
+        assert_eq!((a.iburst, a.maxsources, a.port), (true, Some(3), 123));
+        let err = add_request("server", "ntp.test", &["minpoll".into(), "abc".into()]).unwrap_err();
+        assert!(err.contains("minpoll expects an integer"), "{err}");
+        assert!(add_request("server", "ntp.test", &["maxsources".into(), "3".into()]).is_err());
+    }
 }

@@ -32,6 +32,17 @@ impl Clock {
         wall_to_ntp(rntp_sys::realtime())
     }
 
+    /// Wall-clock now as Unix seconds, for records shown to people.
+    pub fn unix_secs(&self) -> f64 {
+        let t = rntp_sys::realtime();
+        t.secs as f64 + f64::from(t.nanos) / 1e9
+    }
+
+    /// Precision as RFC 5905 log2 seconds (what server mode reports).
+    pub fn precision_log2(&self) -> i8 {
+        self.precision_log2
+    }
+
     /// Precision in seconds.
     pub fn precision_secs(&self) -> f64 {
         2f64.powi(i32::from(self.precision_log2))

@@ -2,9 +2,12 @@
 //!
 //! # Permission model
 //! The socket file is created with mode 0660 (owner and group may connect; other users may
-//! not), inside a directory that rntpd creates with mode 0750 when it does not exist. Connecting
-//! is the permission: in this version every command is read-only. Mutating commands (a later
-//! version) will additionally require the peer's uid (SO_PEERCRED) to be root or the daemon's.
+//! not), inside a directory that rntpd creates with mode 0750 when it does not exist. So:
+//! * other users cannot connect at all;
+//! * members of the socket's group (give it to an `ntp` or monitoring group with `chgrp`) may
+//!   run the read-only commands (`peers`, `sources`, `status`, `history`);
+//! * mutating commands (`add`, `remove`, `refresh`) additionally require the caller's uid, as
+//!   the kernel reports it (SO_PEERCRED, which cannot be forged), to be root or rntpd's own.
 //!
 //! # Bounds
 //! At most [`MAX_CLIENTS`] connections are served at once (more wait in the accept queue), each
@@ -13,6 +16,7 @@
 //! memory and never delays the protocol tasks.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -117,6 +121,13 @@ async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<ControlRequest>)
                 req.version
             ),
         },
+        Ok(req) if req.command.is_mutating() && !may_mutate(&stream) => Reply::Error {
+            code: ErrorCode::PermissionDenied,
+            message: format!(
+                "this command changes rntpd's sources and needs root or rntpd's user (uid {}); read-only commands (peers, sources, status, history) work for the socket's group",
+                rntp_sys::geteuid()
+            ),
+        },
         Ok(req) => {
             let (tx, rx) = oneshot::channel();
             if requests.send((req.command, tx)).await.is_err() {
@@ -133,6 +144,17 @@ async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<ControlRequest>)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     stream.write_all(&frame).await?;
     stream.shutdown().await
+}
+
+/// Whether the peer may run mutating commands: root or our own uid.
+fn may_mutate(stream: &UnixStream) -> bool {
+    match rntp_sys::peer_credentials(stream.as_fd()) {
+        Ok(cred) => cred.uid == 0 || cred.uid == rntp_sys::geteuid(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read control client credentials; refusing a mutating command");
+            false
+        }
+    }
 }
 
 /// Reads one request frame; the error string goes back to the client.

@@ -11,6 +11,7 @@ mod dns;
 mod net;
 mod observe;
 mod runtime;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

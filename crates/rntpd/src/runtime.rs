@@ -13,13 +13,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rntp_config::{AddressFamily, Config, Host, SourceConfig};
-use rntp_control::{Command, ErrorCode, PeerInfo, Reply, ResolutionInfo, SourceInfo, StatusInfo};
+use std::collections::VecDeque;
+
+use rntp_control::{
+    AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, Reply, ResolutionInfo, SourceInfo,
+    StatusInfo,
+};
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::server::{Responder, SystemState};
 use rntp_proto::source::{
     self, AddError, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent, SourceId,
     SourceKind, SourceManager, SourceSpec, Target,
 };
-use rntp_proto::time::{Instant, PollInterval};
+use rntp_proto::time::{Instant, NtpTimestamp, PollInterval};
+use rntp_proto::wire::{LeapIndicator, ReferenceId};
 use tokio::sync::{mpsc, watch};
 
 use crate::assoc_driver::{AssocCommand, AssocTask};
@@ -27,6 +34,7 @@ use crate::clock::{Clock, DaemonRng};
 use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
 use crate::observe::{AssocEntry, Registry};
+use crate::server::SharedResponder;
 
 /// What `main` hands to the runtime.
 #[derive(Debug)]
@@ -43,6 +51,8 @@ pub struct Settings {
 const FIRST_POLL_SPREAD: f64 = 0.5;
 /// Members a pool aims for without `maxsources` (as chrony's default).
 const DEFAULT_MAXSOURCES: u8 = 4;
+/// History entries kept for `rntpctl history`.
+const HISTORY_LEN: usize = 1_000;
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(settings: Settings) -> io::Result<()> {
@@ -65,11 +75,44 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     })?;
     tracing::info!(path = %settings.control_socket.display(), "control socket ready");
 
+    // Server sockets are bound before anything runs, so a taken port is a start-up error
+    // an administrator sees at once, not a silent half-working daemon.
+    let mut server_sockets = Vec::new();
+    for listen in &settings.config.listen {
+        let addr = SocketAddr::new(listen.addr, listen.port);
+        let socket = crate::server::bind(addr).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot serve time on {addr} ({}:{}): {e}",
+                    listen.origin.file.display(),
+                    listen.origin.line
+                ),
+            )
+        })?;
+        tracing::info!(%addr, "serving time");
+        server_sockets.push((addr, socket));
+    }
+    if server_sockets.is_empty() {
+        tracing::info!("not serving time: no `interface listen` line in the configuration");
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx.clone()));
 
-    let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx);
+    let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx.clone());
+    let mut server_tasks = Vec::new();
+    for (addr, socket) in server_sockets {
+        daemon.listening.push(addr.to_string());
+        server_tasks.push(tokio::spawn(crate::server::serve(
+            socket,
+            Arc::clone(&daemon.responder),
+            daemon.system_tx.subscribe(),
+            clock,
+            shutdown_rx.clone(),
+        )));
+    }
     daemon.load(&settings.config);
     let result = daemon.run(ctl_rx).await;
 
@@ -77,6 +120,9 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let _ = shutdown_tx.send(true);
     for (_, handle) in std::mem::take(&mut daemon.assocs) {
         let _ = handle.task.await;
+    }
+    for task in server_tasks {
+        let _ = task.await;
     }
     // Dropping the control socket (inside the task) removes its file.
     let _ = control_task.await;
@@ -98,6 +144,8 @@ struct Daemon {
     manager: SourceManager,
     /// Where each source came from, for messages.
     origins: BTreeMap<SourceId, String>,
+    /// Names of removed sources, for history entries written after removal.
+    names: BTreeMap<SourceId, String>,
     assocs: BTreeMap<AssocId, AssocHandle>,
     dns: Dns,
     dns_tx: mpsc::UnboundedSender<(SourceId, Result<Resolved, ResolveError>)>,
@@ -105,6 +153,17 @@ struct Daemon {
     events_tx: mpsc::UnboundedSender<(AssocId, AssocEvent)>,
     events_rx: mpsc::UnboundedReceiver<(AssocId, AssocEvent)>,
     shutdown: watch::Receiver<bool>,
+    /// Server mode: the responder all server sockets share, and what it serves.
+    responder: SharedResponder,
+    system_tx: watch::Sender<SystemState>,
+    /// `ip:port` of every server socket.
+    listening: Vec<String>,
+    /// `tos orphan` stratum.
+    orphan: Option<u8>,
+    /// Mobilizations, moves and retirements, newest last.
+    history: VecDeque<HistoryEntry>,
+    /// Totals of the history by `event:reason`, since start.
+    history_totals: BTreeMap<String, u64>,
 }
 
 impl Daemon {
@@ -118,14 +177,29 @@ impl Daemon {
         let maxclock = usize::from(settings.config.tos.maxclock);
         let (dns_tx, dns_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let mut rng = DaemonRng::from_os();
+        let seed = rntp_proto::rng::RngSource::next_u64(&mut rng);
+        let responder = Arc::new(std::sync::Mutex::new(Responder::new(
+            crate::server::server_config(&settings.config),
+            seed,
+        )));
+        let orphan = settings.config.tos.orphan;
+        let (system_tx, _) = watch::channel(initial_system_state(clock.precision_log2(), orphan));
         Daemon {
+            responder,
+            system_tx,
+            listening: Vec::new(),
+            orphan,
+            history: VecDeque::new(),
+            history_totals: BTreeMap::new(),
             clock,
-            rng: DaemonRng::from_os(),
+            rng,
             started: clock.now(),
             config_file: settings.config_file.clone(),
             registry: Arc::new(Registry::default()),
             manager: SourceManager::new(policy, maxclock),
             origins: BTreeMap::new(),
+            names: BTreeMap::new(),
             assocs: BTreeMap::new(),
             dns,
             dns_tx,
@@ -297,7 +371,8 @@ impl Daemon {
         self.assocs.insert(id, AssocHandle { commands: cmd_tx, task });
     }
 
-    fn log(&self, event: SourceEvent) {
+    fn log(&mut self, event: SourceEvent) {
+        self.record(&event);
         let name = |id: SourceId| {
             self.manager.spec(id).map_or_else(|| format!("#{}", id.0), |s| s.target.to_string())
         };
@@ -341,11 +416,78 @@ impl Daemon {
         }
     }
 
+    /// Adds association events to the history.
+    fn record(&mut self, event: &SourceEvent) {
+        let (source, assoc, kind, address, old, reason) = match event {
+            SourceEvent::Mobilized { source, assoc, remote, reason } => {
+                (*source, *assoc, "mobilized", *remote, None, reason.name())
+            }
+            SourceEvent::Retired { source, assoc, remote, reason } => {
+                (*source, *assoc, "retired", *remote, None, reason.name())
+            }
+            SourceEvent::Moved { source, assoc, from, to } => {
+                (*source, *assoc, "moved", *to, Some(*from), "address-changed")
+            }
+            _ => return,
+        };
+        let name = self.manager.spec(source).map_or_else(
+            || self.names.get(&source).cloned().unwrap_or_default(),
+            |s| s.target.to_string(),
+        );
+        *self.history_totals.entry(format!("{kind}:{reason}")).or_default() += 1;
+        if self.history.len() == HISTORY_LEN {
+            self.history.pop_front();
+        }
+        self.history.push_back(HistoryEntry {
+            time: self.clock.unix_secs(),
+            source_id: source.0,
+            source: name,
+            association: assoc.0,
+            event: kind.to_string(),
+            address: address.to_string(),
+            old_address: old.map(|a| a.to_string()),
+            reason: reason.to_string(),
+        });
+    }
+
     fn control(&mut self, command: Command) -> Reply {
         let now = self.clock.now();
         match command {
             Command::Peers => Reply::Peers { peers: self.peers(now) },
             Command::Sources => Reply::Sources { sources: self.sources(now) },
+            Command::History => Reply::History { entries: self.history.iter().cloned().collect() },
+            Command::Add(add) => self.add_source(add),
+            Command::Remove { name } => {
+                let Some(id) = self.manager.find(&name) else {
+                    return not_found(&name);
+                };
+                let associations = self
+                    .manager
+                    .snapshot()
+                    .into_iter()
+                    .find(|s| s.id == id)
+                    .map(|s| s.assocs.iter().map(|(a, _)| a.0).collect())
+                    .unwrap_or_default();
+                self.names.insert(id, name.clone());
+                self.manager.remove(now, id, &mut self.rng);
+                tracing::info!(source = id.0, %name, "source removed by rntpctl");
+                Reply::Removed { source_id: id.0, associations }
+            }
+            Command::Refresh { name } => {
+                let ids: Vec<SourceId> = match name {
+                    Some(name) => match self.manager.find(&name) {
+                        Some(id) => vec![id],
+                        None => return not_found(&name),
+                    },
+                    None => self.manager.snapshot().iter().map(|s| s.id).collect(),
+                };
+                let refreshed: Vec<u32> = ids
+                    .into_iter()
+                    .filter(|id| self.manager.refresh(now, *id, &mut self.rng))
+                    .map(|id| id.0)
+                    .collect();
+                Reply::Refreshing { sources: refreshed }
+            }
             Command::Status => {
                 let (associations, reachable) = self.registry.counts();
                 Reply::Status(StatusInfo {
@@ -357,12 +499,63 @@ impl Daemon {
                     associations,
                     reachable,
                     counters: self.registry.counters.to_control(),
+                    server: (!self.listening.is_empty())
+                        .then(|| crate::server::counters(&self.responder)),
+                    listening: self.listening.clone(),
+                    serving_as: match (self.system_tx.borrow().leap, self.orphan) {
+                        (LeapIndicator::Unsynchronized, _) => "unsynchronized",
+                        (_, Some(_)) => "orphan",
+                        _ => "synchronized",
+                    }
+                    .to_string(),
+                    stratum: self.system_tx.borrow().stratum,
+                    history_totals: self
+                        .history_totals
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
                 })
             }
             _ => Reply::Error {
                 code: ErrorCode::BadRequest,
                 message: "this rntpd does not support that command".to_string(),
             },
+        }
+    }
+
+    /// `rntpctl add`: validated like a configuration line, then added at once. The reply goes
+    /// out before any DNS lookup; the source shows up as resolving.
+    fn add_source(&mut self, add: AddSource) -> Reply {
+        let line = add_line(&add);
+        let parsed = rntp_config::parse_str(
+            std::path::Path::new("rntpctl add"),
+            &line,
+            &mut |_: &std::path::Path| Err(io::Error::other("no includes in rntpctl add")),
+        );
+        let config = match parsed {
+            Ok(l) if l.config.sources.len() == 1 => l.config,
+            Ok(_) => {
+                return Reply::Error {
+                    code: ErrorCode::InvalidArgument,
+                    message: format!("`{line}` does not describe one source"),
+                }
+            }
+            Err(e) => {
+                return Reply::Error { code: ErrorCode::InvalidArgument, message: e.to_string() }
+            }
+        };
+        let spec = spec_from_config(&config.sources[0]);
+        let now = self.clock.now();
+        match self.manager.add(now, spec, &mut self.rng) {
+            Ok(id) => {
+                self.origins.insert(id, "rntpctl add".to_string());
+                tracing::info!(source = id.0, "added by rntpctl: {line}");
+                Reply::Added { source_id: id.0 }
+            }
+            Err(e @ AddError::Duplicate { .. }) => {
+                Reply::Error { code: ErrorCode::Duplicate, message: e.to_string() }
+            }
+            Err(e) => Reply::Error { code: ErrorCode::InvalidArgument, message: e.to_string() },
         }
     }
 
@@ -443,6 +636,60 @@ impl Daemon {
                 target: s.target,
             })
             .collect()
+    }
+}
+
+fn not_found(name: &str) -> Reply {
+    Reply::Error {
+        code: ErrorCode::NotFound,
+        message: format!("no source named `{name}` (see `rntpctl sources`)"),
+    }
+}
+
+/// The configuration line equivalent to an `rntpctl add` request, so that runtime additions
+/// are checked by exactly the same rules (and messages) as the file.
+fn add_line(a: &AddSource) -> String {
+    let mut line = a.kind.clone();
+    match a.family.as_str() {
+        "ipv4" => line.push_str(" -4"),
+        "ipv6" => line.push_str(" -6"),
+        _ => {}
+    }
+    line.push(' ');
+    line.push_str(&a.name);
+    for (on, word) in
+        [(a.iburst, "iburst"), (a.burst, "burst"), (a.prefer, "prefer"), (a.noselect, "noselect")]
+    {
+        if on {
+            line.push(' ');
+            line.push_str(word);
+        }
+    }
+    line.push_str(&format!(
+        " minpoll {} maxpoll {} version {} port {}",
+        a.minpoll, a.maxpoll, a.ntp_version, a.port
+    ));
+    if let Some(m) = a.maxsources {
+        line.push_str(&format!(" maxsources {m}"));
+    }
+    line
+}
+
+/// What server mode says before any source is selected: unsynchronized, or with `tos orphan N`
+/// a stratum-N orphan parent as NTPsec answers (leap 0, refid 127.0.0.1, zero reference time,
+/// root delay and dispersion; chronyd, ntpdig and check_ntp_time accept it).
+fn initial_system_state(precision: i8, orphan: Option<u8>) -> SystemState {
+    match orphan {
+        None => SystemState::unsynchronized(precision),
+        Some(stratum) => SystemState {
+            leap: LeapIndicator::NoWarning,
+            stratum,
+            precision,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            reference_id: ReferenceId::from_bytes([127, 0, 0, 1]),
+            reference_time: NtpTimestamp::ZERO,
+        },
     }
 }
 

@@ -54,6 +54,12 @@ mod tests;
 pub const KOD_BLOCK_SECS: f64 = 86_400.0;
 /// Consecutive "I am unsynchronized" replies after which a pool retires a member.
 pub const UNSYNC_RETIRE_REPLIES: u32 = 8;
+/// Replacements a pool may make at once after its first fill (the token bucket's size).
+pub const POOL_REPLACE_BURST: f64 = 2.0;
+/// Mean time for a pool to earn one more replacement (s): 15 min, drawn uniformly from half to
+/// one and a half times this for each token, so a fleet that loses the same server does not
+/// re-query and re-mobilize in step.
+pub const POOL_REPLACE_INTERVAL: f64 = 900.0;
 
 /// Identifies a source for its whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -394,6 +400,8 @@ struct Member {
     /// Stopped by itself (KoD) but kept, for a server source, until a new address is found.
     dead: bool,
     reachable: bool,
+    /// When it first answered, for "keep the first members that answer" after probing.
+    reachable_since: Option<Instant>,
     unsync_run: u32,
 }
 
@@ -444,6 +452,19 @@ impl NameState {
 struct Source {
     spec: SourceSpec,
     dns: Option<NameState>,
+    /// Pools only.
+    pool: Option<PoolState>,
+}
+
+/// A pool's fill and replacement state.
+#[derive(Debug, Clone)]
+struct PoolState {
+    /// The first fill is over: enough members answered, or one was already retired.
+    filled: bool,
+    /// Replacements available now (token bucket, at most [`POOL_REPLACE_BURST`]).
+    tokens: f64,
+    /// When the next token arrives, while the bucket is not full.
+    next_token: Option<Instant>,
 }
 
 /// The source manager. See the module docs for the call protocol and policy.
@@ -509,7 +530,12 @@ impl SourceManager {
             Target::Addr(_) => None,
         };
         let target = spec.target.clone();
-        self.sources.insert(id, Source { spec, dns });
+        let pool = matches!(spec.kind, SourceKind::Pool { .. }).then_some(PoolState {
+            filled: false,
+            tokens: POOL_REPLACE_BURST,
+            next_token: None,
+        });
+        self.sources.insert(id, Source { spec, dns, pool });
         if let Target::Addr(ip) = target {
             let remote = SocketAddr::new(ip, self.sources[&id].spec.port);
             self.mobilize(id, remote, MobilizeReason::Configured);
@@ -558,8 +584,21 @@ impl SourceManager {
         true
     }
 
-    /// Starts due lookups. Calling early is a no-op.
-    pub fn handle_timeout(&mut self, now: Instant, _rng: &mut dyn RngSource) {
+    /// Starts due lookups and due pool replacements. Calling early is a no-op.
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngSource) {
+        let mut refilled = false;
+        for source in self.sources.values_mut() {
+            let Some(pool) = source.pool.as_mut() else { continue };
+            while let Some(at) = pool.next_token.filter(|t| *t <= now) {
+                pool.tokens = (pool.tokens + 1.0).min(POOL_REPLACE_BURST);
+                pool.next_token = (pool.tokens < POOL_REPLACE_BURST)
+                    .then(|| at.add_secs_f64(POOL_REPLACE_INTERVAL * (0.5 + rng.next_f64())));
+                refilled = true;
+            }
+        }
+        if refilled {
+            self.fill_pools(now, rng);
+        }
         for (id, source) in &mut self.sources {
             let Some(dns) = source.dns.as_mut() else { continue };
             if dns.in_flight || dns.next.is_none_or(|t| t > now) {
@@ -672,13 +711,22 @@ impl SourceManager {
             AssocEvent::Sample(_) => member.unsync_run = 0,
             AssocEvent::Reachable => {
                 member.reachable = true;
+                member.reachable_since.get_or_insert(now);
                 if let Some(dns) = source.dns.as_mut() {
                     dns.unreachable_backoff = None;
+                }
+                if is_pool {
+                    self.prune_probes(source_id);
                 }
             }
             AssocEvent::Unreachable => {
                 member.reachable = false;
                 if is_pool {
+                    // A member that never answered ends the first fill: from now on members
+                    // are replaced at the rate-limited pace.
+                    if let Some(pool) = source.pool.as_mut() {
+                        pool.filled = true;
+                    }
                     self.retire(assoc, DemobilizeReason::Unreachable);
                     self.fill_pools(now, rng);
                 } else if let Some(dns) = source.dns.as_mut() {
@@ -757,12 +805,15 @@ impl SourceManager {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sources
+        let lookups = self
+            .sources
             .values()
             .filter_map(|s| s.dns.as_ref())
             .filter(|d| !d.in_flight)
-            .filter_map(|d| d.next)
-            .min()
+            .filter_map(|d| d.next);
+        let tokens =
+            self.sources.values().filter_map(|s| s.pool.as_ref()).filter_map(|p| p.next_token);
+        lookups.chain(tokens).min()
     }
 
     /// The source that owns an association.
@@ -859,8 +910,17 @@ impl SourceManager {
         let Some(s) = self.sources.get(&source) else { return };
         let assoc = AssocId(self.next_assoc);
         self.next_assoc += 1;
-        self.members
-            .insert(assoc, Member { source, remote, dead: false, reachable: false, unsync_run: 0 });
+        self.members.insert(
+            assoc,
+            Member {
+                source,
+                remote,
+                dead: false,
+                reachable: false,
+                reachable_since: None,
+                unsync_run: 0,
+            },
+        );
         self.actions.push_back(SourceAction::Mobilize {
             assoc,
             source,
@@ -912,6 +972,7 @@ impl SourceManager {
                     member.remote = remote;
                     member.dead = false;
                     member.reachable = false;
+                    member.reachable_since = None;
                     member.unsync_run = 0;
                 }
                 self.actions.push_back(SourceAction::Move { assoc, remote });
@@ -926,44 +987,105 @@ impl SourceManager {
         }
     }
 
-    /// Brings every pool up to its target from cached answers; plans lookups for pools whose
-    /// cache is stale or exhausted.
+    /// After a pool member first answers during the first fill: once `target` members have
+    /// answered, keep the first `target` to answer and retire the other probes.
+    fn prune_probes(&mut self, id: SourceId) {
+        let target = self.pool_targets().get(&id).copied().unwrap_or(0);
+        let Some(pool) = self.sources.get_mut(&id).and_then(|s| s.pool.as_mut()) else { return };
+        if pool.filled {
+            return;
+        }
+        let mut answered: Vec<(Instant, AssocId)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.source == id)
+            .filter_map(|(a, m)| m.reachable_since.map(|t| (t, *a)))
+            .collect();
+        if answered.len() < target {
+            return;
+        }
+        pool.filled = true;
+        answered.sort();
+        let keep: Vec<AssocId> = answered.iter().take(target).map(|(_, a)| *a).collect();
+        let extras: Vec<AssocId> = self
+            .members
+            .iter()
+            .filter(|(a, m)| m.source == id && !keep.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        for assoc in extras {
+            self.retire(assoc, DemobilizeReason::PrunedExtra);
+        }
+    }
+
+    /// How many members a pool mobilizes now: its target, or during an `iburst` first fill up
+    /// to twice that ("probes"), as far as `maxclock` leaves room beyond every source's target.
+    fn pool_want(&self, id: SourceId, target: usize, targets: &BTreeMap<SourceId, usize>) -> usize {
+        let Some(source) = self.sources.get(&id) else { return target };
+        let probing = source.pool.as_ref().is_some_and(|p| !p.filled) && source.spec.assoc.iburst;
+        if !probing {
+            return target;
+        }
+        let servers = self.sources.values().filter(|s| s.spec.kind == SourceKind::Server).count();
+        let planned: usize = servers + targets.values().sum::<usize>();
+        let in_use = self.members.len();
+        let headroom = self.maxclock.saturating_sub(planned.max(in_use));
+        target + target.min(headroom)
+    }
+
+    /// Brings every pool up to what it wants from cached answers, within its replacement
+    /// budget; plans lookups for pools whose cache is stale or exhausted.
     fn fill_pools(&mut self, now: Instant, rng: &mut dyn RngSource) {
         let targets = self.pool_targets();
-        for (id, target) in targets {
+        for (&id, &target) in &targets {
+            let want = self.pool_want(id, target, &targets);
             let have = self.members.values().filter(|m| m.source == id).count();
-            if have >= target {
+            if have >= want {
                 continue;
             }
             let Some(source) = self.sources.get(&id) else { continue };
             let Some(dns) = source.dns.as_ref() else { continue };
             let port = source.spec.port;
-            let ever_filled = dns.queries > 1 || have > 0;
+            let family = source.spec.family;
+            let filled = source.pool.as_ref().is_some_and(|p| p.filled);
             let mut candidates: Vec<SocketAddr> = if dns.cache_valid(now) {
-                dns.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+                dns.addrs
+                    .iter()
+                    .filter(|ip| family.allows(**ip))
+                    .map(|ip| SocketAddr::new(*ip, port))
+                    .collect()
             } else {
                 Vec::new()
             };
             shuffle(&mut candidates, rng);
-            let mut need = target - have;
+            let mut need = want - have;
             for remote in candidates {
                 if need == 0 {
                     break;
                 }
-                if self.addr_free(now, remote) {
-                    let reason = if ever_filled {
-                        MobilizeReason::Replacement
-                    } else {
-                        MobilizeReason::PoolFill
-                    };
-                    self.mobilize(id, remote, reason);
-                    need -= 1;
+                if !self.addr_free(now, remote) {
+                    continue;
                 }
+                if filled && !self.take_token(id, now, rng) {
+                    // Out of replacements for now; the next token re-runs this.
+                    need = 0;
+                    break;
+                }
+                let reason =
+                    if filled { MobilizeReason::Replacement } else { MobilizeReason::PoolFill };
+                self.mobilize(id, remote, reason);
+                need -= 1;
             }
-            if need > 0 {
-                // The cache cannot fill the pool: ask DNS again, but not more often than the
-                // failure backoff allows (an answer that only lists addresses in use would
-                // otherwise make us re-query in a loop).
+            let budget_left = !filled
+                || self
+                    .sources
+                    .get(&id)
+                    .and_then(|s| s.pool.as_ref())
+                    .is_some_and(|p| p.tokens >= 1.0);
+            if need > 0 && budget_left {
+                // The cache cannot fill the pool: ask DNS again, but not more often than once a
+                // minute (an answer that only lists addresses in use would otherwise make us
+                // re-query in a loop).
                 let policy = self.policy;
                 let Some(dns) = self.sources.get_mut(&id).and_then(|s| s.dns.as_mut()) else {
                     continue;
@@ -971,12 +1093,8 @@ impl SourceManager {
                 if dns.in_flight || dns.next.is_some() {
                     continue;
                 }
-                let wait = if dns.cache_valid(now) || dns.last.is_some() {
-                    let fresh = dns.last.as_ref().map_or(f64::INFINITY, |l| now.secs_since(l.at));
-                    (policy.unreachable_min - fresh).max(0.0)
-                } else {
-                    0.0
-                };
+                let fresh = dns.last.as_ref().map_or(f64::INFINITY, |l| now.secs_since(l.at));
+                let wait = (policy.unreachable_min - fresh).max(0.0);
                 if wait > 0.0 && dns.cache_valid(now) {
                     self.events.push_back(SourceEvent::NoFreeAddress {
                         source: id,
@@ -986,6 +1104,22 @@ impl SourceManager {
                 dns.plan(now.add_secs_f64(wait));
             }
         }
+    }
+
+    /// Spends one replacement token of a pool; false when none is left.
+    fn take_token(&mut self, id: SourceId, now: Instant, rng: &mut dyn RngSource) -> bool {
+        let Some(pool) = self.sources.get_mut(&id).and_then(|s| s.pool.as_mut()) else {
+            return true;
+        };
+        if pool.tokens < 1.0 {
+            return false;
+        }
+        pool.tokens -= 1.0;
+        if pool.next_token.is_none() {
+            pool.next_token =
+                Some(now.add_secs_f64(POOL_REPLACE_INTERVAL * (0.5 + rng.next_f64())));
+        }
+        true
     }
 }
 

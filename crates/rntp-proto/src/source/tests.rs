@@ -419,3 +419,127 @@ fn print_dns_load_table() {
         println!("ttl {ttl:>7} s: {q} queries/week = {:.1}/day, {m} moves", q as f64 / 7.0);
     }
 }
+
+fn pool_iburst(name: &str, maxsources: u8) -> SourceSpec {
+    let mut spec = pool(name, maxsources);
+    spec.assoc.iburst = true;
+    spec
+}
+
+#[test]
+fn iburst_first_fill_probes_twice_the_target_and_keeps_the_first_to_answer() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool_iburst("pool.test", 4));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    let probes = H::mobilized(&h.actions());
+    assert_eq!(probes.len(), 8, "2 x maxsources 4, room under maxclock 10");
+    // Members answer in some order; the first four are kept.
+    let order = [5usize, 2, 7, 0, 1, 3, 4, 6];
+    for (i, k) in order.iter().enumerate() {
+        h.assoc_event(t(1.0 + i as f64), probes[*k].0, AssocEvent::Reachable);
+    }
+    let acts = h.actions();
+    let pruned: Vec<AssocId> = acts
+        .iter()
+        .filter_map(|a| match a {
+            SourceAction::Demobilize { assoc, reason: DemobilizeReason::PrunedExtra } => {
+                Some(*assoc)
+            }
+            _ => None,
+        })
+        .collect();
+    let expect: Vec<AssocId> = [1usize, 3, 4, 6].iter().map(|k| probes[*k].0).collect();
+    let mut pruned_sorted = pruned.clone();
+    pruned_sorted.sort();
+    assert_eq!(pruned_sorted, expect);
+    assert_eq!(h.m.snapshot()[0].assocs.len(), 4);
+    assert!(H::mobilized(&acts).is_empty(), "pruning must not trigger replacements");
+}
+
+#[test]
+fn probes_respect_maxclock_in_the_mixed_case() {
+    let mut h = H::new(6);
+    let a = h.add(t(0.0), pool_iburst("a.test", 5));
+    let b = h.add(t(0.0), pool_iburst("b.test", 3));
+    h.actions();
+    h.resolved(t(0.0), a, answer(t(0.0), 300.0, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    h.resolved(t(0.0), b, answer(t(0.0), 300.0, &[11, 12, 13, 14, 15, 16]));
+    let m = H::mobilized(&h.actions());
+    assert_eq!(m.len(), 6, "no probes beyond maxclock: {m:?}");
+    let snap = h.m.snapshot();
+    assert_eq!((snap[0].assocs.len(), snap[1].assocs.len()), (4, 2));
+}
+
+#[test]
+fn replacements_after_first_fill_are_rate_limited() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 4));
+    h.actions();
+    let addrs: Vec<u8> = (1..=20).collect();
+    h.resolved(t(0.0), id, answer(t(0.0), 86_400.0, &addrs));
+    let mut members = H::mobilized(&h.actions());
+    assert_eq!(members.len(), 4);
+    // Three members die at once (first Unreachable ends the first fill).
+    for (a, _) in members.drain(..3) {
+        h.assoc_event(t(600.0), a, AssocEvent::Unreachable);
+    }
+    let now_replaced = H::mobilized(&h.actions());
+    assert_eq!(now_replaced.len(), POOL_REPLACE_BURST as usize, "a burst of two at once");
+    // The third waits for a token: between 0.5 and 1.5 x the interval.
+    let wake = h.m.poll_timeout().expect("a token timer");
+    let wait = wake.secs_since(t(600.0));
+    assert!((POOL_REPLACE_INTERVAL * 0.5..=POOL_REPLACE_INTERVAL * 1.5).contains(&wait), "{wait}");
+    h.timeout(wake);
+    assert_eq!(H::mobilized(&h.actions()).len(), 1);
+    assert_eq!(h.m.snapshot()[0].assocs.len(), 4);
+}
+
+#[test]
+fn a_week_of_churn_replaces_at_most_one_member_per_interval_on_average() {
+    // Every member dies 30 minutes after it was mobilized: the worst case for thrash.
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 4));
+    let addrs: Vec<u8> = (1..=250).collect();
+    let mut deaths: Vec<(Instant, AssocId)> = vec![];
+    let mut replacements = 0u32;
+    let mut now = t(0.0);
+    let week = 7.0 * 86_400.0;
+    while now.secs_since(t(0.0)) < week {
+        loop {
+            let actions = h.actions();
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                match a {
+                    SourceAction::Resolve { .. } => h.resolved(now, id, answer(now, 300.0, &addrs)),
+                    SourceAction::Mobilize { assoc, .. } => {
+                        deaths.push((now.add_secs_f64(1800.0), assoc));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for e in h.events() {
+            if matches!(e, SourceEvent::Mobilized { reason: MobilizeReason::Replacement, .. }) {
+                replacements += 1;
+            }
+        }
+        deaths.sort();
+        let next_death = deaths.first().map(|d| d.0);
+        let next = [next_death, h.m.poll_timeout()].into_iter().flatten().min();
+        let Some(next) = next else { break };
+        now = next;
+        if next_death == Some(now) {
+            let (_, a) = deaths.remove(0);
+            h.assoc_event(now, a, AssocEvent::Unreachable);
+        } else {
+            h.timeout(now);
+        }
+    }
+    let per_day = f64::from(replacements) / 7.0;
+    // Bucket: 2 at once, then one per 15 min on average: at most 96/day + the burst.
+    assert!(per_day <= 86_400.0 / POOL_REPLACE_INTERVAL + 1.0, "{per_day} replacements/day");
+    assert!(per_day > 10.0, "dead members must still be replaced: {per_day}/day");
+}

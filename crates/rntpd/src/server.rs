@@ -1,0 +1,165 @@
+//! Server mode: UDP sockets on the `interface listen` addresses, feeding every datagram to the
+//! sans-IO [`Responder`].
+//!
+//! The loop per socket: wait until readable, then drain the queue: read (with the kernel's
+//! receive timestamp), let the responder decide, patch the transmit timestamp as late as
+//! possible (immediately before `sendto`), send without blocking. After a batch of
+//! [`BATCH`] requests the task yields, so a flood cannot delay the associations' timers on the
+//! same event loop by more than one batch.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+
+use rntp_config::{Config, RestrictTarget};
+use rntp_control::ServerCountersInfo;
+use rntp_proto::server::{
+    finish_reply, RateLimit, Responder, RestrictFlags, RestrictRule, ServerAction, ServerConfig,
+    SystemState,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+use crate::clock::{wall_to_ntp, Clock};
+
+/// Requests handled before yielding to other tasks.
+const BATCH: usize = 64;
+/// Largest request read; bigger ones are truncated and dropped as malformed.
+const RECV_BUF: usize = 2048;
+
+/// The responder shared by all server sockets (one rate-limit table for all addresses).
+pub type SharedResponder = Arc<Mutex<Responder>>;
+
+/// Translates the configuration's `restrict` and `discard` lines.
+pub fn server_config(config: &Config) -> ServerConfig {
+    let mut server = ServerConfig {
+        rate: RateLimit {
+            average_log2: config.discard.average_log2,
+            minimum_secs: config.discard.minimum_secs,
+            ..RateLimit::default()
+        },
+        ..ServerConfig::default()
+    };
+    for r in &config.restrict {
+        let f = &r.flags;
+        let mut flags = RestrictFlags::NONE;
+        for (on, flag) in [
+            (f.ignore, RestrictFlags::IGNORE),
+            (f.noserve, RestrictFlags::NOSERVE),
+            (f.noquery, RestrictFlags::NOQUERY),
+            (f.kod, RestrictFlags::KOD),
+            (f.limited, RestrictFlags::LIMITED),
+        ] {
+            if on {
+                flags = flags.union(flag);
+            }
+        }
+        match r.target {
+            RestrictTarget::Default => server.default_flags = flags,
+            // A /0 rule is less specific than any other, so it acts as the family's default.
+            RestrictTarget::DefaultV4 => {
+                server.restrict.push(RestrictRule::prefix(IpAddr::from([0u8; 4]), 0, flags))
+            }
+            RestrictTarget::DefaultV6 => {
+                server.restrict.push(RestrictRule::prefix(IpAddr::from([0u8; 16]), 0, flags))
+            }
+            RestrictTarget::Net { addr, prefix_len } => {
+                server.restrict.push(RestrictRule::prefix(addr, prefix_len, flags));
+            }
+        }
+    }
+    server
+}
+
+/// Binds one server socket with kernel receive timestamps.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let std_socket = std::net::UdpSocket::bind(addr)?;
+    std_socket.set_nonblocking(true)?;
+    if let Err(e) = rntp_sys::enable_rx_timestamps(std_socket.as_fd()) {
+        tracing::debug!(%addr, error = %e, "kernel receive timestamps unavailable");
+    }
+    UdpSocket::from_std(std_socket)
+}
+
+/// Serves one socket until shutdown.
+pub async fn serve(
+    socket: UdpSocket,
+    responder: SharedResponder,
+    system: watch::Receiver<SystemState>,
+    clock: Clock,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; RECV_BUF];
+    let mut out = [0u8; RECV_BUF];
+    loop {
+        tokio::select! {
+            ready = socket.readable() => {
+                if ready.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        for _ in 0..BATCH {
+            let meta = match crate::net::try_recv(&socket, &mut buf) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "server receive failed");
+                    break;
+                }
+            };
+            let rx = meta.rx_time.map(wall_to_ntp).unwrap_or_else(|| clock.wall());
+            let now = clock.now();
+            // A request we could not read whole is malformed by definition; an empty slice
+            // makes the responder count it as such.
+            let len = if meta.truncated { 0 } else { meta.len };
+            let request = buf.get(..len).unwrap_or_default();
+            let client = canonical(meta.from.ip());
+            let sys = *system.borrow();
+            let action = {
+                let mut r = lock(&responder);
+                r.respond(now, rx, client, request, &sys, &mut out)
+            };
+            if let ServerAction::Reply { len, .. } = action {
+                let Some(reply) = out.get_mut(..len) else { continue };
+                finish_reply(reply, clock.wall());
+                // Never wait for socket buffer space: under overload the reply is dropped,
+                // as the kernel would drop the request.
+                let _ = socket.try_send_to(reply, meta.from);
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// IPv4-mapped IPv6 sources (from a dual-stack socket) match IPv4 restrict rules.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Counters for `rntpctl status`.
+pub fn counters(responder: &SharedResponder) -> ServerCountersInfo {
+    let r = lock(responder);
+    let c = r.counters();
+    ServerCountersInfo {
+        requests: c.requests,
+        replies: c.replies,
+        kod_rate: c.kod_rate,
+        kod_deny: c.kod_deny,
+        crypto_naks: c.crypto_naks,
+        dropped: c.dropped().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_string(), n)).collect(),
+        rate_table_used: r.rate_table_len(),
+        rate_table_capacity: r.rate_table_capacity(),
+    }
+}
+
+/// Locks the responder; a poisoned lock still holds consistent counters and rate state (every
+/// update is a single field write), and abort-on-panic makes poisoning moot in release builds.
+fn lock(r: &SharedResponder) -> std::sync::MutexGuard<'_, Responder> {
+    r.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
