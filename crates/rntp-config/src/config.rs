@@ -5,7 +5,7 @@
 //! validates; construction through the parser is what guarantees the ranges
 //! documented on each field.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::host::Host;
@@ -25,6 +25,106 @@ pub struct Config {
     pub resolvers: Vec<SocketAddr>,
     /// Re-resolution bounds from `resolve` lines (rntpd extension).
     pub resolve: ResolveConfig,
+    /// Addresses to serve time on, from `interface listen` lines, in file
+    /// order without repeats. Empty means "serve nowhere": rntpd never opens
+    /// a server socket nobody asked for.
+    pub listen: Vec<ListenConfig>,
+    /// Access-control rules from `restrict` lines, in file order. Repeats
+    /// are kept; the daemon decides how lines for the same target combine.
+    pub restrict: Vec<RestrictConfig>,
+    /// Rate-limit settings from `discard` lines.
+    pub discard: DiscardConfig,
+}
+
+/// One address to serve time on (`interface listen ADDR [port N]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListenConfig {
+    /// The local address to bind; `0.0.0.0` or `::` for the wildcards
+    /// (`interface listen all|wildcard|ipv4|ipv6`).
+    pub addr: IpAddr,
+    /// UDP port, 1..=65535; default [`ListenConfig::DEFAULT_PORT`] (`port N`
+    /// is an rntpd extension).
+    pub port: u16,
+    /// Where the line was written.
+    pub origin: Origin,
+}
+
+impl ListenConfig {
+    /// The NTP port served when the line has no `port` option.
+    pub const DEFAULT_PORT: u16 = 123;
+}
+
+/// One `restrict` line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RestrictConfig {
+    /// The clients the line applies to.
+    pub target: RestrictTarget,
+    /// What is restricted for them.
+    pub flags: RestrictFlagsConfig,
+    /// Where the line was written.
+    pub origin: Origin,
+}
+
+/// The clients a `restrict` line applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RestrictTarget {
+    /// `restrict default`: every client of either family that no more
+    /// specific line matches.
+    Default,
+    /// `restrict -4 default`: IPv4 clients that no more specific line matches.
+    DefaultV4,
+    /// `restrict -6 default`: IPv6 clients that no more specific line matches.
+    DefaultV6,
+    /// `restrict ADDR [mask MASK]`: one network.
+    Net {
+        /// The network address, with the bits outside the prefix cleared.
+        addr: IpAddr,
+        /// Leading one bits of the mask: 0..=32 for IPv4, 0..=128 for IPv6;
+        /// the full width (a single host) without `mask`.
+        prefix_len: u8,
+    },
+}
+
+/// The `restrict` flags rntpd acts on. Every flag is off by default; a line
+/// with no flags lifts all restrictions for its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RestrictFlagsConfig {
+    /// `ignore`: drop every packet from these clients.
+    pub ignore: bool,
+    /// `noserve`: do not serve time (with `kod`, answer a `DENY` kiss).
+    pub noserve: bool,
+    /// `noquery`: refuse ntpq/ntpdc-style queries (mode 6 and 7).
+    pub noquery: bool,
+    /// `kod`: send a kiss-o'-death where a request would be dropped.
+    pub kod: bool,
+    /// `limited`: apply the `discard` rate limit.
+    pub limited: bool,
+}
+
+/// Rate-limit settings for `restrict ... limited` clients (`discard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DiscardConfig {
+    /// `discard average`: log2 of the minimum average interval between a
+    /// client's requests, in seconds, 0..=[`DiscardConfig::MAX_AVERAGE_LOG2`].
+    pub average_log2: u8,
+    /// `discard minimum`: the minimum interval between two requests of a
+    /// client, in seconds, 0..=255.
+    pub minimum_secs: u8,
+}
+
+impl DiscardConfig {
+    /// Default `average`: 3, i.e. 8 s (as ntpd).
+    pub const DEFAULT_AVERAGE_LOG2: u8 = 3;
+    /// Default `minimum`: 2 s (as ntpd).
+    pub const DEFAULT_MINIMUM_SECS: u8 = 2;
+    /// Largest accepted `average`: 16, i.e. about 18 hours.
+    pub const MAX_AVERAGE_LOG2: u8 = 16;
+}
+
+impl Default for DiscardConfig {
+    fn default() -> Self {
+        Self { average_log2: Self::DEFAULT_AVERAGE_LOG2, minimum_secs: Self::DEFAULT_MINIMUM_SECS }
+    }
 }
 
 /// When names are re-resolved: the DNS TTL, clamped to `[floor, ceiling]` seconds

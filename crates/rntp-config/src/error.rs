@@ -8,6 +8,7 @@
 //! and it performs no I/O.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use crate::host::HostNameError;
@@ -51,6 +52,13 @@ pub enum Expected {
     Value,
     /// One of a fixed set of keywords.
     OneOf(&'static [&'static str]),
+    /// What may follow `restrict`: `default`, `source` or an IP address.
+    RestrictTarget,
+    /// A netmask written as an IPv4 or IPv6 address.
+    Netmask,
+    /// What may follow `interface listen`: an IP address or a wildcard
+    /// keyword.
+    ListenAddress,
 }
 
 impl fmt::Display for Expected {
@@ -65,6 +73,16 @@ impl fmt::Display for Expected {
             ),
             Self::Value => f.write_str("a value"),
             Self::OneOf(words) => write!(f, "one of {}", words.join(", ")),
+            Self::RestrictTarget => {
+                f.write_str("`default`, `source` or an IP address, such as 192.0.2.0 or 2001:db8::")
+            }
+            Self::Netmask => {
+                f.write_str("a netmask such as 255.255.255.0 or ffff:ffff:ffff:ffff::")
+            }
+            Self::ListenAddress => f.write_str(
+                "an IP address (such as 192.0.2.1, ::1 or [2001:db8::1]) or one of all, \
+                 wildcard, ipv4, ipv6",
+            ),
         }
     }
 }
@@ -74,6 +92,15 @@ fn did_you_mean(suggestion: &Option<&'static str>) -> String {
     match suggestion {
         Some(s) => format!(" (did you mean `{s}`?)"),
         None => String::new(),
+    }
+}
+
+/// An example mask of the family named `family` ("IPv4" or "IPv6").
+fn mask_example(family: &str) -> &'static str {
+    if family == "IPv6" {
+        "ffff:ffff:ffff:ffff:: (/64)"
+    } else {
+        "255.255.255.0 (/24)"
     }
 }
 
@@ -324,6 +351,109 @@ pub enum DiagnosticKind {
         limit: usize,
     },
 
+    /// An `interface` (or `interface listen`) form that rntpd does not
+    /// implement: `ignore`, `drop`, an interface name or an address prefix.
+    /// The line is ignored; rntpd serves only on `interface listen` addresses.
+    #[error(
+        "`interface {}` is not supported by rntpd yet; line ignored (rntpd serves time only on \
+         the addresses named by `interface listen ADDRESS` lines)",
+        esc(form)
+    )]
+    UnsupportedInterface {
+        /// The words after `interface`, as written.
+        form: String,
+    },
+
+    /// The same address and port appear on a second `interface listen`
+    /// line (possibly through `all`); the repeat is ignored.
+    #[error(
+        "`interface listen` {addr} port {port} was already given at {}:{}; this one is ignored",
+        previous_file.display(),
+        previous_line
+    )]
+    RepeatedListen {
+        /// The local address.
+        addr: IpAddr,
+        /// The port.
+        port: u16,
+        /// File of the earlier line.
+        previous_file: PathBuf,
+        /// Line number of the earlier line.
+        previous_line: u32,
+    },
+
+    /// A `restrict` line names a host rather than an address. rntpd does
+    /// not resolve names when it reads its configuration, so the line is
+    /// ignored.
+    #[error(
+        "restrict by host name (\"{}\") is not supported by rntpd yet, because names are not \
+         resolved when the configuration is read; expected `default` or an IP address; line \
+         ignored",
+        esc(found)
+    )]
+    RestrictHostName {
+        /// The name found.
+        found: String,
+    },
+
+    /// A `restrict` flag that only means something with authentication
+    /// (`notrust`, `mssntp`), which rntpd does not have yet. The flag is
+    /// ignored; the rest of the line applies.
+    #[error(
+        "restrict flag `{flag}` needs authentication, which rntpd does not have yet, so it \
+         cannot be honoured; flag ignored (the rest of the line still applies)"
+    )]
+    RestrictNeedsAuth {
+        /// The flag.
+        flag: String,
+    },
+
+    /// `-4`/`-6` on a `restrict` line whose address is of the other family.
+    #[error(
+        "`{flag}` limits this restrict line to {wanted} addresses, but \"{}\" is not one; \
+         expected an {wanted} address, or no `{flag}`",
+        esc(address)
+    )]
+    FamilyMismatch {
+        /// The family flag as written.
+        flag: String,
+        /// `IPv4` or `IPv6`, the family the flag asks for.
+        wanted: &'static str,
+        /// The address as written.
+        address: String,
+    },
+
+    /// A `restrict` mask of the other family than the address.
+    #[error(
+        "mask \"{}\" is an {mask_family} mask but the address is {address_family}; expected an \
+         {address_family} mask such as {}",
+        esc(mask),
+        mask_example(address_family)
+    )]
+    MaskFamily {
+        /// The mask as written.
+        mask: String,
+        /// `IPv4` or `IPv6`: the mask's family.
+        mask_family: &'static str,
+        /// `IPv4` or `IPv6`: the address's family.
+        address_family: &'static str,
+    },
+
+    /// A `restrict` mask whose one bits are not all at the front (e.g.
+    /// `255.0.255.0`); rntpd accepts only prefix masks.
+    #[error(
+        "mask \"{}\" is not a contiguous netmask; expected one bits followed only by zero \
+         bits, such as {}",
+        esc(mask),
+        mask_example(family)
+    )]
+    NonContiguousMask {
+        /// The mask as written.
+        mask: String,
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
+
     /// The top-level configuration file could not be read.
     #[error("cannot read configuration file: {reason}")]
     ReadFailed {
@@ -339,6 +469,10 @@ impl DiagnosticKind {
             Self::UnsupportedDirective { .. }
             | Self::UnsupportedOption { .. }
             | Self::RefclockAddress { .. }
+            | Self::UnsupportedInterface { .. }
+            | Self::RepeatedListen { .. }
+            | Self::RestrictHostName { .. }
+            | Self::RestrictNeedsAuth { .. }
             | Self::DuplicateOption { .. }
             | Self::RepeatedDirective { .. } => Severity::Warning,
             _ => Severity::Error,

@@ -6,8 +6,18 @@
 //! 4.2.8's and NTPsec 1.2's grammars and manual pages.
 
 /// Directives rntpd implements.
-pub(crate) const SUPPORTED_DIRECTIVES: &[&str] =
-    &["server", "pool", "tos", "driftfile", "includefile", "resolver", "resolve"];
+pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
+    "server",
+    "pool",
+    "tos",
+    "driftfile",
+    "includefile",
+    "resolver",
+    "resolve",
+    "interface",
+    "restrict",
+    "discard",
+];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
 pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
@@ -22,7 +32,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "delrestrict",
     "device",
     "disable",
-    "discard",
     "dscp",
     "enable",
     "end",
@@ -30,7 +39,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "filegen",
     "fudge",
     "ident",
-    "interface",
     "keys",
     "keysdir",
     "leapfile",
@@ -55,7 +63,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "refclock",
     "requestkey",
     "reset",
-    "restrict",
     "revoke",
     "rlimit",
     "saveconfigdir",
@@ -125,6 +132,68 @@ pub(crate) const UNSUPPORTED_TOS: &[&str] = &[
     "basedate",
     "bcpollbstep",
 ];
+
+/// What may follow `interface`.
+pub(crate) const INTERFACE_ACTIONS: &[&str] = &["listen", "ignore", "drop"];
+
+/// Options of `interface listen ADDR`.
+pub(crate) const LISTEN_OPTIONS: &[&str] = &["port"];
+
+/// `restrict` flags that restrict features rntpd does not have (remote
+/// configuration, traps, peers, the MRU list, ...), so they need no action
+/// and are accepted silently. `serverresponse` is followed by `fuzz`.
+pub(crate) const RESTRICT_MOOT_FLAGS: &[&str] = &[
+    "nomodify",
+    "notrap",
+    "nopeer",
+    "noepeer",
+    "nomrulist",
+    "lowpriotrap",
+    "ntpport",
+    "serverresponse",
+    "version",
+];
+
+/// `restrict` flags that need authentication, which rntpd does not have.
+pub(crate) const RESTRICT_AUTH_FLAGS: &[&str] = &["notrust", "mssntp"];
+
+/// `restrict` flags of ntpd/NTPsec that rntpd ignores with a warning.
+pub(crate) const UNSUPPORTED_RESTRICT_FLAGS: &[&str] = &["flake"];
+
+/// `restrict` keywords that take a value: `ippeerlimit` is moot (rntpd has
+/// no peers) and accepted silently.
+pub(crate) const RESTRICT_VALUED: &[&str] = &["mask", "ippeerlimit"];
+
+/// Every word rntpd accepts after a `restrict` target, for "expected one of".
+pub(crate) const RESTRICT_ALL: &[&str] = &[
+    "mask",
+    "-4",
+    "-6",
+    "ignore",
+    "noserve",
+    "noquery",
+    "kod",
+    "limited",
+    "nomodify",
+    "notrap",
+    "nopeer",
+    "noepeer",
+    "nomrulist",
+    "lowpriotrap",
+    "ntpport",
+    "serverresponse",
+    "version",
+    "ippeerlimit",
+    "notrust",
+    "mssntp",
+    "flake",
+];
+
+/// `discard` keywords rntpd implements.
+pub(crate) const DISCARD_OPTIONS: &[&str] = &["average", "minimum"];
+
+/// `discard` keywords of ntpd that rntpd ignores (each takes one value).
+pub(crate) const UNSUPPORTED_DISCARD: &[&str] = &["monitor"];
 
 /// The closest word in `candidates` to `word`, if close enough to be a typo.
 pub(crate) fn suggest(word: &str, candidates: &[&'static [&'static str]]) -> Option<&'static str> {

@@ -15,13 +15,13 @@
 //! ```
 //! use std::path::Path;
 //!
-//! let text = "pool pool.example.org iburst\nrestrict default nomodify\n";
+//! let text = "pool pool.example.org iburst\nleapfile /usr/share/zoneinfo/leap-seconds.list\n";
 //! let no_includes = &mut |_: &Path| Err(std::io::ErrorKind::NotFound.into());
 //! let loaded = rntp_config::parse_str(Path::new("/etc/ntp.conf"), text, no_includes)?;
 //! assert_eq!(loaded.config.sources[0].host.to_string(), "pool.example.org");
 //! assert_eq!(
 //!     loaded.warnings[0].to_string(),
-//!     "/etc/ntp.conf:2:1: warning: `restrict` is not supported by rntpd yet; line ignored"
+//!     "/etc/ntp.conf:2:1: warning: `leapfile` is not supported by rntpd yet; line ignored"
 //! );
 //!
 //! let err = rntp_config::parse_str(Path::new("/etc/ntp.conf"), "server a.example minpoll abc", no_includes)
@@ -122,21 +122,103 @@
 //!   `floor` (default 3600) nor less often than `ceiling` (default 86400).
 //!   1-604800; the floor may not exceed the ceiling.
 //!
+//! ## Serving time
+//!
+//! **rntpd serves time only on the addresses named by `interface listen`
+//! lines.** Without one, rntpd is a client only and opens no server socket,
+//! whatever else the file says. This is unlike ntpd, which serves on every
+//! interface by default. It is deliberate: installing rntpd must never open
+//! a time server that the administrator did not ask for.
+//!
+//! * `interface listen ADDRESS [port N]` — serve time on `ADDRESS`, an IPv4
+//!   address (`192.0.2.1`) or an IPv6 address, bare (`2001:db8::1`) or in
+//!   brackets (`[2001:db8::1]`). `interface listen all` and `interface
+//!   listen wildcard` serve on every address (`0.0.0.0` and `::`),
+//!   `interface listen ipv4` on every IPv4 address (`0.0.0.0`), `interface
+//!   listen ipv6` on every IPv6 address (`::`). `port N` (1 to 65535,
+//!   default 123) is an **rntpd extension** for tests and unprivileged
+//!   setups; ntpd always serves on port 123. Several lines accumulate; an
+//!   address and port given twice is used once (with a warning).
+//!
+//!   ntpd's other forms are accepted with a warning ("not supported by
+//!   rntpd yet; line ignored") and do nothing: `interface ignore ...` and
+//!   `interface drop ...` (rntpd does not listen where it is not told to
+//!   anyway), interface names (`interface listen eth0`) and address prefixes
+//!   (`interface listen 192.168.0.0/16`). The synonym `nic` is not supported
+//!   yet at all (warning, line ignored): write `interface listen`.
+//!
+//! * `restrict [-4|-6] default|ADDRESS [mask MASK] [-4|-6] [FLAG ...]` —
+//!   which clients the server answers, and how. `ADDRESS` is an IPv4 or IPv6
+//!   address (brackets allowed). Without `mask` the line is about that one
+//!   host; `mask` is a netmask of the same family, such as `255.255.255.0`
+//!   or `ffff:ffff:ffff:ffff::`, and must be contiguous (one bits, then only
+//!   zero bits). Address bits outside the mask are ignored, as in ntpd.
+//!   `restrict default` applies to every client that no more specific line
+//!   matches, of both families; `restrict -4 default` and `restrict -6
+//!   default` only to IPv4 or IPv6 clients. With an address, `-4`/`-6` must
+//!   agree with its family. Every line is kept in file order; the most
+//!   specific matching line applies to a client. A line without flags lifts
+//!   all restrictions for its clients. Without any `restrict default` line,
+//!   rntpd treats other clients as `restrict default kod limited noquery`
+//!   (what NTPsec and Debian ship), not ntpd's built-in "no restriction". Unlike in ntpd, `restrict` only
+//!   concerns the clients rntpd serves; it never blocks the replies of
+//!   rntpd's own `server`s and `pool`s.
+//!
+//!   | flag | meaning |
+//!   |---|---|
+//!   | `ignore` | drop every packet from these clients |
+//!   | `noserve` | do not serve them time |
+//!   | `noquery` | refuse ntpq-style queries (mode 6 and 7) |
+//!   | `kod` | send a kiss-o'-death packet instead of dropping silently (with `limited` or `noserve`) |
+//!   | `limited` | rate-limit these clients as set by `discard` |
+//!
+//!   These ntpd/NTPsec flags are accepted **silently and ignored**:
+//!   `nomodify`, `notrap`, `nopeer`, `noepeer`, `nomrulist`, `lowpriotrap`
+//!   and `ippeerlimit N` restrict features rntpd does not have (remote
+//!   configuration, traps, symmetric peers, the MRU list), so there is
+//!   nothing to restrict. `ntpport` (match only clients sending from port
+//!   123), `serverresponse fuzz` (blur the low bits of reply timestamps) and
+//!   `version` (refuse clients of other NTP versions) are ignored as well:
+//!   a line with `ntpport` applies to clients on any port, replies are not
+//!   fuzzed, and clients of every NTP version are served.
+//!
+//!   `notrust` and `mssntp` produce a warning and are ignored (the rest of
+//!   the line applies): they need authentication, which rntpd does not have
+//!   yet, so it cannot honour them. `flake` produces a warning ("not
+//!   supported yet") and is ignored. An unknown flag is an error.
+//!
+//!   `restrict source ...` (rules for the servers a `pool` finds) and
+//!   `restrict HOSTNAME ...` (rntpd does not resolve names while reading the
+//!   configuration) produce a warning and the line is ignored.
+//!   `delrestrict` and `unrestrict` are not supported yet (warning, line
+//!   ignored).
+//!
+//! * `discard [average A] [minimum M] [monitor N]` — the rate limit for
+//!   `limited` clients; several `discard` lines combine.
+//!
+//!   | keyword | meaning | range | default |
+//!   |---|---|---|---|
+//!   | `average` | log2 of the shortest average interval between a client's requests, in seconds | 0-16 | 3 (8 s) |
+//!   | `minimum` | shortest interval between two requests of a client, in seconds | 0-255 | 2 |
+//!
+//!   `monitor N` is accepted with a warning ("not supported yet") and its
+//!   value is ignored.
+//!
 //! ## Directives accepted with a warning
 //!
 //! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
-//! "`restrict` is not supported by rntpd yet; line ignored" and the file
+//! "`leapfile` is not supported by rntpd yet; line ignored" and the file
 //! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
 //! `broadcastdelay`, `calldelay`, `controlkey`, `crypto`, `delrestrict`,
-//! `device`, `disable`, `discard`, `dscp`, `enable`, `end`, `extra`,
-//! `filegen`, `fudge`, `ident`, `interface`, `keys`, `keysdir`, `leapfile`,
-//! `leapsmearinterval`, `logconfig`, `logfile`, `manycastclient`,
-//! `manycastserver`, `mdnstries`, `mru`, `multicastclient`, `nic`,
-//! `nonvolatile`, `nts`, `ntsport`, `ntpsigndsocket`, `peer`, `phone`,
-//! `pidfile`, `pollskewlist`, `qos`, `refclock`, `requestkey`, `reset`,
-//! `restrict`, `revoke`, `rlimit`, `saveconfigdir`, `serverresponse`,
-//! `setvar`, `simulate`, `statistics`, `statsdir`, `tick`, `tinker`, `trap`,
-//! `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
+//! `device`, `disable`, `dscp`, `enable`, `end`, `extra`, `filegen`,
+//! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
+//! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
+//! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
+//! `ntpsigndsocket`, `peer`, `phone`, `pidfile`, `pollskewlist`, `qos`,
+//! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
+//! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
+//! `tinker`, `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`,
+//! `unrestrict`.
 //!
 //! ## Errors
 //!
@@ -157,8 +239,8 @@ use std::io::{self, Read};
 use std::path::Path;
 
 pub use config::{
-    AddressFamily, Config, Origin, ResolveConfig, SourceConfig, SourceKind, SourceOptions,
-    TosConfig,
+    AddressFamily, Config, DiscardConfig, ListenConfig, Origin, ResolveConfig, RestrictConfig,
+    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
 pub use host::{Host, HostName, HostNameError};

@@ -6,19 +6,22 @@
 //! becomes a diagnostic and parsing goes on, so one run reports everything.
 //! Nothing here resolves names or opens sockets.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::str::FromStr;
 
 use crate::config::{
-    AddressFamily, Config, Origin, ResolveConfig, SourceConfig, SourceKind, SourceOptions,
+    AddressFamily, Config, DiscardConfig, ListenConfig, Origin, ResolveConfig, RestrictConfig,
+    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
 };
 use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
 use crate::known::{
-    suggest, ADDRESS_FAMILY_FLAGS, POOL_OPTIONS, SERVER_OPTIONS, SOURCE_FLAGS,
-    SUPPORTED_DIRECTIVES, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES, UNSUPPORTED_SOURCE_FLAGS,
+    suggest, ADDRESS_FAMILY_FLAGS, DISCARD_OPTIONS, INTERFACE_ACTIONS, LISTEN_OPTIONS,
+    POOL_OPTIONS, RESTRICT_ALL, RESTRICT_AUTH_FLAGS, RESTRICT_MOOT_FLAGS, RESTRICT_VALUED,
+    SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES,
+    UNSUPPORTED_DISCARD, UNSUPPORTED_RESTRICT_FLAGS, UNSUPPORTED_SOURCE_FLAGS,
     UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TOS,
 };
 use crate::lex::Token;
@@ -167,6 +170,9 @@ impl Resolver {
             "driftfile" => self.driftfile(&mut line),
             "resolver" => self.resolver(&mut line),
             "resolve" => self.resolve(&mut line),
+            "interface" => self.interface(&mut line),
+            "restrict" => self.restrict(&mut line),
+            "discard" => self.discard(&mut line),
             word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
                 &d.keyword,
                 DiagnosticKind::UnsupportedDirective { directive: word.into() },
@@ -500,6 +506,321 @@ impl Resolver {
         }
     }
 
+    fn interface(&mut self, line: &mut Line<'_, '_>) {
+        let Some(action) = line.next() else {
+            line.missing("interface", Expected::OneOf(INTERFACE_ACTIONS));
+            return;
+        };
+        // Everything after `interface`, for "this form is not supported".
+        let form = || line.d.args.iter().map(|t| t.text.as_str()).collect::<Vec<_>>().join(" ");
+        match action.text.as_str() {
+            "listen" => {}
+            "ignore" | "drop" => {
+                let kind = DiagnosticKind::UnsupportedInterface { form: form() };
+                line.report_at(action, kind);
+                return;
+            }
+            w => {
+                line.report_at(
+                    action,
+                    DiagnosticKind::UnknownOption {
+                        directive: "interface".into(),
+                        found: w.into(),
+                        expected: INTERFACE_ACTIONS,
+                        suggestion: suggest(w, &[INTERFACE_ACTIONS]),
+                    },
+                );
+                return;
+            }
+        }
+        let Some(target) = line.next() else {
+            line.missing("interface listen", Expected::ListenAddress);
+            return;
+        };
+        let addrs = match parse_listen(&target.text) {
+            Ok(Some(addrs)) => addrs,
+            Ok(None) => {
+                let kind = DiagnosticKind::UnsupportedInterface { form: form() };
+                line.report_at(target, kind);
+                return;
+            }
+            Err(kind) => {
+                // Go on: the port may be wrong too.
+                line.report_at(target, kind);
+                Vec::new()
+            }
+        };
+        let keywords: &[&[&str]] = &[LISTEN_OPTIONS];
+        let mut port = ListenConfig::DEFAULT_PORT;
+        let mut port_seen = false;
+        while let Some(token) = line.next() {
+            match token.text.as_str() {
+                "port" => {
+                    if std::mem::replace(&mut port_seen, true) {
+                        line.report_at(
+                            token,
+                            DiagnosticKind::DuplicateOption {
+                                directive: "interface listen".into(),
+                                option: "port".into(),
+                            },
+                        );
+                    }
+                    if let Some(v) = line.int("port", 1u16, u16::MAX, keywords) {
+                        port = v;
+                    }
+                }
+                w => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "interface listen".into(),
+                            found: w.into(),
+                            expected: LISTEN_OPTIONS,
+                            suggestion: suggest(w, &[LISTEN_OPTIONS]),
+                        },
+                    );
+                    line.skip_value_of_unknown(false, keywords);
+                }
+            }
+        }
+        if line.errors > 0 {
+            return;
+        }
+        let origin = Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number };
+        for addr in addrs {
+            let earlier = self.config.listen.iter().find(|l| l.addr == addr && l.port == port);
+            if let Some(earlier) = earlier {
+                let kind = DiagnosticKind::RepeatedListen {
+                    addr,
+                    port,
+                    previous_file: earlier.origin.file.clone(),
+                    previous_line: earlier.origin.line,
+                };
+                line.report_at(target, kind);
+                continue;
+            }
+            self.config.listen.push(ListenConfig { addr, port, origin: origin.clone() });
+        }
+    }
+
+    fn restrict(&mut self, line: &mut Line<'_, '_>) {
+        let keywords: &[&[&str]] = &[RESTRICT_ALL];
+        let is_family = |t: &&Token| ADDRESS_FAMILY_FLAGS.contains(&t.text.as_str());
+        let mut family: Option<&Token> = None;
+        while let Some(flag) = line.peek().filter(is_family) {
+            line.next();
+            family = Some(flag);
+        }
+        let Some(target) = line.next() else {
+            line.missing("restrict", Expected::RestrictTarget);
+            return;
+        };
+        let addr = match target.text.as_str() {
+            "default" => RawTarget::Default,
+            "source" => {
+                let kind =
+                    DiagnosticKind::UnsupportedDirective { directive: "restrict source".into() };
+                line.report_at(target, kind);
+                return;
+            }
+            word if RESTRICT_ALL.contains(&word) => {
+                let kind = DiagnosticKind::BadValue {
+                    what: "restrict".into(),
+                    expected: Expected::RestrictTarget,
+                    found: word.into(),
+                };
+                line.report_at(target, kind);
+                RawTarget::Bad
+            }
+            word => match parse_restrict_addr(word) {
+                Ok(ip) => RawTarget::Addr(ip),
+                Err(kind) => {
+                    let warning = kind.severity() == Severity::Warning;
+                    line.report_at(target, kind);
+                    if warning {
+                        // A host name: the whole line is ignored.
+                        return;
+                    }
+                    RawTarget::Bad
+                }
+            },
+        };
+
+        let mut flags = RestrictFlagsConfig::default();
+        // The `mask` keyword and its value.
+        let mut mask: Option<(&Token, &Token)> = None;
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            match word {
+                "-4" | "-6" | "--ipv4" | "--ipv6" => family = Some(token),
+                "mask" => {
+                    if mask.is_some() {
+                        line.report_at(
+                            token,
+                            DiagnosticKind::DuplicateOption {
+                                directive: "restrict".into(),
+                                option: "mask".into(),
+                            },
+                        );
+                    }
+                    if let Some(value) = line.value("mask", Expected::Netmask, keywords) {
+                        mask = Some((token, value));
+                    }
+                }
+                "ignore" => flags.ignore = true,
+                "noserve" => flags.noserve = true,
+                "noquery" => flags.noquery = true,
+                "kod" => flags.kod = true,
+                "limited" => flags.limited = true,
+                "serverresponse" => {
+                    const FUZZ: &[&str] = &["fuzz"];
+                    let expected = Expected::OneOf(FUZZ);
+                    if let Some(v) = line.value(word, expected.clone(), keywords) {
+                        if v.text != "fuzz" {
+                            let found = v.text.clone();
+                            let kind =
+                                DiagnosticKind::BadValue { what: word.into(), expected, found };
+                            line.report_at(v, kind);
+                        }
+                    }
+                }
+                "ippeerlimit" => {
+                    line.value(word, Expected::Value, keywords);
+                }
+                w if RESTRICT_MOOT_FLAGS.contains(&w) => {}
+                w if RESTRICT_AUTH_FLAGS.contains(&w) => {
+                    line.report_at(token, DiagnosticKind::RestrictNeedsAuth { flag: w.into() });
+                }
+                w if UNSUPPORTED_RESTRICT_FLAGS.contains(&w) => line.report_at(
+                    token,
+                    DiagnosticKind::UnsupportedOption {
+                        directive: "restrict".into(),
+                        option: w.into(),
+                    },
+                ),
+                w => {
+                    let suggestion = suggest(w, &[RESTRICT_ALL]);
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "restrict".into(),
+                            found: w.into(),
+                            expected: RESTRICT_ALL,
+                            suggestion,
+                        },
+                    );
+                    let valued = suggestion.is_some_and(|s| RESTRICT_VALUED.contains(&s));
+                    line.skip_value_of_unknown(valued, keywords);
+                }
+            }
+        }
+
+        let wanted = family.map(|f| match f.text.as_str() {
+            "-4" | "--ipv4" => "IPv4",
+            _ => "IPv6",
+        });
+        let target = match addr {
+            RawTarget::Default => {
+                if let Some((keyword, _)) = mask {
+                    line.report_at(
+                        keyword,
+                        DiagnosticKind::OptionNotAllowed {
+                            option: "mask".into(),
+                            directive: "restrict default".into(),
+                            allowed_on: "restrict ADDRESS",
+                        },
+                    );
+                }
+                match wanted {
+                    None => RestrictTarget::Default,
+                    Some("IPv4") => RestrictTarget::DefaultV4,
+                    Some(_) => RestrictTarget::DefaultV6,
+                }
+            }
+            RawTarget::Bad => return,
+            RawTarget::Addr(ip) => {
+                let have = family_name(ip);
+                if let (Some(flag), Some(wanted)) = (family, wanted) {
+                    if wanted != have {
+                        line.report_at(
+                            flag,
+                            DiagnosticKind::FamilyMismatch {
+                                flag: flag.text.clone(),
+                                wanted,
+                                address: target.text.clone(),
+                            },
+                        );
+                    }
+                }
+                let prefix_len = match mask {
+                    None => full_prefix(ip),
+                    Some((_, value)) => match mask_prefix(ip, &value.text) {
+                        Ok(p) => p,
+                        Err(kind) => {
+                            line.report_at(value, kind);
+                            return;
+                        }
+                    },
+                };
+                RestrictTarget::Net { addr: network(ip, prefix_len), prefix_len }
+            }
+        };
+        if line.errors == 0 {
+            self.config.restrict.push(RestrictConfig {
+                target,
+                flags,
+                origin: Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number },
+            });
+        }
+    }
+
+    fn discard(&mut self, line: &mut Line<'_, '_>) {
+        let keywords: &[&[&str]] = &[DISCARD_OPTIONS, UNSUPPORTED_DISCARD];
+        if line.peek().is_none() {
+            line.missing("discard", Expected::OneOf(DISCARD_OPTIONS));
+            return;
+        }
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            match word {
+                "average" => {
+                    let max = DiscardConfig::MAX_AVERAGE_LOG2;
+                    if let Some(v) = line.int(word, 0u8, max, keywords) {
+                        self.config.discard.average_log2 = v;
+                    }
+                }
+                "minimum" => {
+                    if let Some(v) = line.int(word, 0u8, u8::MAX, keywords) {
+                        self.config.discard.minimum_secs = v;
+                    }
+                }
+                w if UNSUPPORTED_DISCARD.contains(&w) => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnsupportedOption {
+                            directive: "discard".into(),
+                            option: w.into(),
+                        },
+                    );
+                    line.value(w, Expected::Value, keywords);
+                }
+                w => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "discard".into(),
+                            found: w.into(),
+                            expected: DISCARD_OPTIONS,
+                            suggestion: suggest(w, &[DISCARD_OPTIONS, UNSUPPORTED_DISCARD]),
+                        },
+                    );
+                    // Every discard keyword takes a value.
+                    line.skip_value_of_unknown(true, keywords);
+                }
+            }
+        }
+    }
+
     fn finish(self, diags: &mut Diags) -> Config {
         let tos = &self.config.tos;
         let checks = [
@@ -537,6 +858,15 @@ impl Resolver {
     }
 }
 
+/// What a `restrict` line names, before `-4`/`-6` and `mask` are applied.
+enum RawTarget {
+    Default,
+    Addr(IpAddr),
+    /// Not an address; already reported. The flags are still checked so
+    /// that one run finds every problem.
+    Bad,
+}
+
 enum HostParse {
     Host(Host),
     /// ntpd's 127.127.t.u reference-clock pseudo-address.
@@ -568,6 +898,131 @@ fn parse_host(directive: &str, word: &str) -> Result<HostParse, DiagnosticKind> 
     HostName::new(word).map(|n| HostParse::Host(Host::Name(n))).map_err(|reason| {
         DiagnosticKind::InvalidHost { directive: directive.into(), found: word.into(), reason }
     })
+}
+
+/// An IP literal, bare or (IPv6) in brackets; `None` if it is neither.
+fn parse_ip(word: &str) -> Option<IpAddr> {
+    match word.strip_prefix('[').and_then(|w| w.strip_suffix(']')) {
+        Some(inner) => Ipv6Addr::from_str(inner).ok().map(IpAddr::V6),
+        None => IpAddr::from_str(word).ok(),
+    }
+}
+
+/// The addresses of `interface listen WORD`: `Ok(None)` for the forms
+/// rntpd does not implement (interface names and prefixes).
+fn parse_listen(word: &str) -> Result<Option<Vec<IpAddr>>, DiagnosticKind> {
+    const V4_ANY: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    const V6_ANY: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    match word {
+        "all" | "wildcard" => return Ok(Some(vec![V4_ANY, V6_ANY])),
+        "ipv4" => return Ok(Some(vec![V4_ANY])),
+        "ipv6" => return Ok(Some(vec![V6_ANY])),
+        _ => {}
+    }
+    if word.contains('%') && word.contains(':') {
+        return Err(DiagnosticKind::ScopedAddress { found: word.into() });
+    }
+    if word.contains('/') {
+        return Ok(None);
+    }
+    if let Some(ip) = parse_ip(word) {
+        return Ok(Some(vec![ip]));
+    }
+    // Digits and dots, or colons, are a mistyped address rather than the
+    // name of an interface.
+    let looks_numeric = word.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if looks_numeric || word.contains(':') || word.starts_with('[') {
+        return Err(DiagnosticKind::BadValue {
+            what: "interface listen".into(),
+            expected: Expected::ListenAddress,
+            found: word.into(),
+        });
+    }
+    Ok(None)
+}
+
+/// The address of `restrict ADDR`. A valid host name is a warning (the line
+/// is ignored); anything else that is not an address is an error.
+fn parse_restrict_addr(word: &str) -> Result<IpAddr, DiagnosticKind> {
+    if word.contains('%') && word.contains(':') {
+        return Err(DiagnosticKind::ScopedAddress { found: word.into() });
+    }
+    if let Some(ip) = parse_ip(word) {
+        return Ok(ip);
+    }
+    if !word.starts_with('[') && HostName::new(word).is_ok() {
+        return Err(DiagnosticKind::RestrictHostName { found: word.into() });
+    }
+    Err(DiagnosticKind::BadValue {
+        what: "restrict".into(),
+        expected: Expected::RestrictTarget,
+        found: word.into(),
+    })
+}
+
+fn family_name(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+}
+
+/// The prefix length of a single host of `ip`'s family.
+fn full_prefix(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// The prefix length of the netmask `word` for the address `ip`.
+fn mask_prefix(ip: IpAddr, word: &str) -> Result<u8, DiagnosticKind> {
+    let Some(mask) = parse_ip(word) else {
+        return Err(DiagnosticKind::BadValue {
+            what: "mask".into(),
+            expected: Expected::Netmask,
+            found: word.into(),
+        });
+    };
+    let (ones, leading) = match (ip, mask) {
+        (IpAddr::V4(_), IpAddr::V4(m)) => {
+            let bits = u32::from(m);
+            (bits.count_ones(), bits.leading_ones())
+        }
+        (IpAddr::V6(_), IpAddr::V6(m)) => {
+            let bits = u128::from(m);
+            (bits.count_ones(), bits.leading_ones())
+        }
+        _ => {
+            return Err(DiagnosticKind::MaskFamily {
+                mask: word.into(),
+                mask_family: family_name(mask),
+                address_family: family_name(ip),
+            })
+        }
+    };
+    if ones != leading {
+        return Err(DiagnosticKind::NonContiguousMask {
+            mask: word.into(),
+            family: family_name(mask),
+        });
+    }
+    // At most 128, so this never saturates.
+    Ok(u8::try_from(ones).unwrap_or(u8::MAX))
+}
+
+/// `ip` with the bits after the first `prefix_len` cleared.
+fn network(ip: IpAddr, prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len.min(32))).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len.min(128))).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
 }
 
 /// Parses `ADDR`, `ADDR:PORT`, `[V6]`, `[V6]:PORT` or bare `V6`.

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rntp_config::{
-    load_file, Diagnostic, DiagnosticKind, Expected, Host, HostName, Severity, SourceConfig,
-    SourceKind, SourceOptions,
+    load_file, Diagnostic, DiagnosticKind, DiscardConfig, Expected, Host, HostName, Origin,
+    RestrictConfig, RestrictFlagsConfig, RestrictTarget, Severity, SourceConfig, SourceKind,
+    SourceOptions,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -16,6 +17,22 @@ fn fixture(name: &str) -> PathBuf {
 fn name(s: &str) -> Host {
     Host::Name(HostName::new(s).unwrap())
 }
+
+/// `restrict ADDR` without a mask: one host.
+fn host_rule(addr: &str, path: &Path, line: u32) -> RestrictConfig {
+    let addr: IpAddr = addr.parse().unwrap();
+    let prefix_len = if addr.is_ipv4() { 32 } else { 128 };
+    RestrictConfig {
+        target: RestrictTarget::Net { addr, prefix_len },
+        flags: RestrictFlagsConfig::default(),
+        origin: Origin { file: path.to_path_buf(), line },
+    }
+}
+
+/// The flags of the distributions' default line, `kod ... noquery limited`
+/// (`nomodify`, `notrap` and `nopeer` need no action in rntpd).
+const KOD_NOQUERY_LIMITED: RestrictFlagsConfig =
+    RestrictFlagsConfig { ignore: false, noserve: false, noquery: true, kod: true, limited: true };
 
 /// (line, message) of every warning, for compact assertions.
 fn warning_lines(warnings: &[Diagnostic]) -> Vec<(u32, String)> {
@@ -50,14 +67,28 @@ fn debian_ntpsec_default_loads_with_warnings_only() {
         assert_eq!(s.origin.line, 35 + i as u32);
     }
 
+    // `restrict default kod nomodify nopeer noquery limited`, then the
+    // two loopback hosts without restrictions.
+    assert_eq!(
+        c.restrict,
+        vec![
+            RestrictConfig {
+                target: RestrictTarget::Default,
+                flags: KOD_NOQUERY_LIMITED,
+                origin: Origin { file: path.clone(), line: 48 },
+            },
+            host_rule("127.0.0.1", &path, 51),
+            host_rule("::1", &path, 52),
+        ]
+    );
+    // No `interface listen`: rntpd serves nowhere, unlike ntpd.
+    assert!(c.listen.is_empty());
+    assert_eq!(c.discard, DiscardConfig::default());
+
+    // The restrict lines no longer warn.
     assert_eq!(
         warning_lines(&loaded.warnings),
-        vec![
-            (5, "`leapfile` is not supported by rntpd yet; line ignored".to_string()),
-            (48, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
-            (51, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
-            (52, "`restrict` is not supported by rntpd yet; line ignored".to_string()),
-        ]
+        vec![(5, "`leapfile` is not supported by rntpd yet; line ignored".to_string())]
     );
     // Warnings are one line each and carry the file and position.
     assert_eq!(
@@ -128,6 +159,27 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
     }
     assert_eq!(c.sources, expected);
 
+    // `restrict -4 default ...`, `restrict -6 default ...`, the loopback
+    // hosts; `restrict source ...` (line 62) only warns.
+    assert_eq!(
+        c.restrict,
+        vec![
+            RestrictConfig {
+                target: RestrictTarget::DefaultV4,
+                flags: KOD_NOQUERY_LIMITED,
+                origin: origin(54),
+            },
+            RestrictConfig {
+                target: RestrictTarget::DefaultV6,
+                flags: KOD_NOQUERY_LIMITED,
+                origin: origin(55),
+            },
+            host_rule("127.0.0.1", &path, 58),
+            host_rule("::1", &path, 59),
+        ]
+    );
+    assert!(c.listen.is_empty());
+
     let w = warning_lines(&loaded.warnings);
     let unsupported = |line, directive: &str| {
         (line, format!("`{directive}` is not supported by rntpd yet; line ignored"))
@@ -152,11 +204,7 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
                     .into()
             ),
             unsupported(33, "fudge"),
-            unsupported(54, "restrict"),
-            unsupported(55, "restrict"),
-            unsupported(58, "restrict"),
-            unsupported(59, "restrict"),
-            unsupported(62, "restrict"),
+            unsupported(62, "restrict source"),
         ]
     );
 }
@@ -236,7 +284,16 @@ fn broken_file_reports_every_error_with_position_and_expectation() {
         ]
     );
     assert!(err.errors.iter().all(|e| e.file == path && e.severity == Severity::Error));
-    assert_eq!(warning_lines(&err.warnings).len(), 1, "the restrict line still only warns");
+    assert_eq!(
+        warning_lines(&err.warnings),
+        vec![(
+            8,
+            "restrict flag `notrust` needs authentication, which rntpd does not have yet, so it \
+             cannot be honoured; flag ignored (the rest of the line still applies)"
+                .to_string()
+        )],
+        "the restrict line only warns"
+    );
 
     // The rendered report: message, source line, caret under the bad word.
     let p = path.display();

@@ -7,8 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use rntp_config::{
-    parse_str, Config, ConfigErrors, DiagnosticKind, Expected, Host, HostName, HostNameError,
-    Loaded, Severity, SourceKind, SourceOptions, TosConfig,
+    parse_str, Config, ConfigErrors, DiagnosticKind, DiscardConfig, Expected, Host, HostName,
+    HostNameError, ListenConfig, Loaded, Origin, RestrictConfig, RestrictFlagsConfig,
+    RestrictTarget, Severity, SourceKind, SourceOptions, TosConfig,
 };
 
 const MAIN: &str = "/etc/ntp.conf";
@@ -59,6 +60,19 @@ fn bad(what: &str, min: i64, max: i64, found: &str) -> DiagnosticKind {
 fn defaults() {
     let c = Config::default();
     assert!(c.sources.is_empty() && c.driftfile.is_none() && c.resolvers.is_empty());
+    // No server unless asked for: no listen address, no restrict rule.
+    assert!(c.listen.is_empty() && c.restrict.is_empty());
+    assert_eq!(c.discard, DiscardConfig { average_log2: 3, minimum_secs: 2 });
+    assert_eq!(
+        RestrictFlagsConfig::default(),
+        RestrictFlagsConfig {
+            ignore: false,
+            noserve: false,
+            noquery: false,
+            kod: false,
+            limited: false
+        }
+    );
     assert_eq!(c.tos, TosConfig { minclock: 3, maxclock: 10, minsane: 1, orphan: None });
     assert_eq!(
         SourceOptions::default(),
@@ -449,12 +463,12 @@ fn resolver_extension() {
 
 #[test]
 fn known_and_unknown_directives() {
-    let l = ok("restrict default kod nomodify\nstatsdir /var/log/ntpstats/\nrefclock shm unit 0\nnts enable\n");
+    let l = ok("leapfile /x\nstatsdir /var/log/ntpstats/\nrefclock shm unit 0\nnts enable\n");
     assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
     assert_eq!(
         l.warnings.iter().map(|w| w.kind.to_string()).collect::<Vec<_>>(),
         [
-            "`restrict` is not supported by rntpd yet; line ignored",
+            "`leapfile` is not supported by rntpd yet; line ignored",
             "`statsdir` is not supported by rntpd yet; line ignored",
             "`refclock` is not supported by rntpd yet; line ignored",
             "`nts` is not supported by rntpd yet; line ignored",
@@ -613,7 +627,7 @@ fn rendering_is_terminal_safe() {
 #[test]
 fn severities_and_error_trait() {
     fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
-    let e = parse("bogus\nrestrict default\n").unwrap_err();
+    let e = parse("bogus\ninterface ignore wildcard\n").unwrap_err();
     is_error(&e);
     assert_eq!(e.errors[0].severity, Severity::Error);
     assert_eq!(e.warnings[0].severity, Severity::Warning);
@@ -631,4 +645,525 @@ fn resolve_floor_and_ceiling() {
     assert_eq!((line, col), (2, 15));
     assert_eq!(kind, DiagnosticKind::ResolveOrder { floor: 600, ceiling: 60 });
     assert!(matches!(only_error("resolve floor 0\n").2, DiagnosticKind::BadValue { .. }));
+}
+
+fn origin(line: u32) -> Origin {
+    Origin { file: MAIN.into(), line }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn listen(addr: &str, port: u16, line: u32) -> ListenConfig {
+    ListenConfig { addr: ip(addr), port, origin: origin(line) }
+}
+
+fn net(addr: &str, prefix_len: u8) -> RestrictTarget {
+    RestrictTarget::Net { addr: ip(addr), prefix_len }
+}
+
+/// The targets and flags of every restrict line.
+fn rules(text: &str) -> Vec<(RestrictTarget, RestrictFlagsConfig)> {
+    ok(text).config.restrict.into_iter().map(|r| (r.target, r.flags)).collect()
+}
+
+const NONE: RestrictFlagsConfig = RestrictFlagsConfig {
+    ignore: false,
+    noserve: false,
+    noquery: false,
+    kod: false,
+    limited: false,
+};
+
+#[test]
+fn interface_listen_addresses_and_port_extension() {
+    let l = ok("interface listen 127.0.3.1 port 12300\n\
+                interface listen ::1\n\
+                interface listen [2001:db8::1] port 1123\n\
+                interface listen 192.0.2.1\n");
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert_eq!(
+        l.config.listen,
+        vec![
+            listen("127.0.3.1", 12300, 1),
+            listen("::1", 123, 2),
+            listen("2001:db8::1", 1123, 3),
+            listen("192.0.2.1", ListenConfig::DEFAULT_PORT, 4),
+        ]
+    );
+    // The same address on another port is another socket.
+    let c = ok("interface listen 127.0.0.1\ninterface listen 127.0.0.1 port 1123\n").config;
+    assert_eq!(c.listen, vec![listen("127.0.0.1", 123, 1), listen("127.0.0.1", 1123, 2)]);
+}
+
+#[test]
+fn interface_listen_wildcards() {
+    let all = ok("interface listen all port 12300\n").config.listen;
+    assert_eq!(all, vec![listen("0.0.0.0", 12300, 1), listen("::", 12300, 1)]);
+    let wildcard = ok("interface listen wildcard\n").config.listen;
+    assert_eq!(wildcard, vec![listen("0.0.0.0", 123, 1), listen("::", 123, 1)]);
+    assert_eq!(ok("interface listen ipv4\n").config.listen, vec![listen("0.0.0.0", 123, 1)]);
+    assert_eq!(ok("interface listen ipv6\n").config.listen, vec![listen("::", 123, 1)]);
+
+    // An address given twice (here through `all`) is used once, with a warning.
+    let l = ok("interface listen ipv6\ninterface listen all\n");
+    assert_eq!(l.config.listen, vec![listen("::", 123, 1), listen("0.0.0.0", 123, 2)]);
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (2, 18));
+    assert_eq!(
+        l.warnings[0].kind.to_string(),
+        "`interface listen` :: port 123 was already given at /etc/ntp.conf:1; this one is ignored"
+    );
+}
+
+#[test]
+fn unsupported_interface_forms_only_warn() {
+    let l = ok("interface ignore wildcard\n\
+                interface drop ipv6\n\
+                interface listen eth0\n\
+                interface listen 192.168.0.0/16\n\
+                nic listen 127.0.0.1\n");
+    assert!(l.config.listen.is_empty());
+    let got: Vec<_> =
+        l.warnings.iter().map(|w| (w.line, w.col, w.severity, w.kind.clone())).collect();
+    let form = |line, col, form: &str| {
+        let kind = DiagnosticKind::UnsupportedInterface { form: form.into() };
+        (line, col, Severity::Warning, kind)
+    };
+    assert_eq!(
+        got,
+        vec![
+            form(1, 11, "ignore wildcard"),
+            form(2, 11, "drop ipv6"),
+            form(3, 18, "listen eth0"),
+            form(4, 18, "listen 192.168.0.0/16"),
+            (
+                5,
+                1,
+                Severity::Warning,
+                DiagnosticKind::UnsupportedDirective { directive: "nic".into() }
+            ),
+        ]
+    );
+    assert_eq!(
+        l.warnings[0].to_string(),
+        "/etc/ntp.conf:1:11: warning: `interface ignore wildcard` is not supported by rntpd yet; \
+         line ignored (rntpd serves time only on the addresses named by `interface listen \
+         ADDRESS` lines)"
+    );
+}
+
+#[test]
+fn interface_errors() {
+    assert_eq!(
+        only_error("interface\n"),
+        (
+            1,
+            10,
+            DiagnosticKind::MissingValue {
+                what: "interface".into(),
+                expected: Expected::OneOf(&["listen", "ignore", "drop"])
+            }
+        )
+    );
+    assert_eq!(
+        only_error("interface listen\n"),
+        (
+            1,
+            17,
+            DiagnosticKind::MissingValue {
+                what: "interface listen".into(),
+                expected: Expected::ListenAddress
+            }
+        )
+    );
+    assert!(matches!(
+        only_error("interface lisen 127.0.0.1\n"),
+        (1, 11, DiagnosticKind::UnknownOption { suggestion: Some("listen"), .. })
+    ));
+    // Mistyped addresses are errors, not interface names.
+    for bad_addr in ["192.0.2.300", "2001:db8::zz", "[::1"] {
+        assert_eq!(
+            only_error(&format!("interface listen {bad_addr}\n")),
+            (
+                1,
+                18,
+                DiagnosticKind::BadValue {
+                    what: "interface listen".into(),
+                    expected: Expected::ListenAddress,
+                    found: bad_addr.into()
+                }
+            )
+        );
+    }
+    assert_eq!(
+        only_error("interface listen fe80::1%eth0\n"),
+        (1, 18, DiagnosticKind::ScopedAddress { found: "fe80::1%eth0".into() })
+    );
+    assert_eq!(
+        only_error("interface listen 127.0.0.1 port 0\n"),
+        (1, 33, bad("port", 1, 65535, "0"))
+    );
+    assert!(matches!(
+        only_error("interface listen 127.0.0.1 prot 5\n"),
+        (1, 28, DiagnosticKind::UnknownOption { suggestion: Some("port"), .. })
+    ));
+    // Both problems of a line are reported; nothing is listened on.
+    let e = parse("interface listen 1.2.3 port 99999\n").unwrap_err();
+    assert_eq!(e.errors.iter().map(|d| d.col).collect::<Vec<_>>(), vec![18, 29]);
+}
+
+#[test]
+fn restrict_default_and_address_families() {
+    let flags = RestrictFlagsConfig { kod: true, limited: true, ..NONE };
+    assert_eq!(
+        rules("restrict default\nrestrict -4 default kod limited\nrestrict -6 default\n"),
+        vec![
+            (RestrictTarget::Default, NONE),
+            (RestrictTarget::DefaultV4, flags),
+            (RestrictTarget::DefaultV6, NONE),
+        ]
+    );
+    // The family may also follow the target, and `--ipv6` is `-6`.
+    assert_eq!(
+        rules("restrict default -6 kod limited\nrestrict --ipv6 default\n"),
+        vec![(RestrictTarget::DefaultV6, flags), (RestrictTarget::DefaultV6, NONE)]
+    );
+    let r = &ok("\nrestrict -6 default noserve\n").config.restrict[0];
+    assert_eq!(
+        r,
+        &RestrictConfig {
+            target: RestrictTarget::DefaultV6,
+            flags: RestrictFlagsConfig { noserve: true, ..NONE },
+            origin: origin(2),
+        }
+    );
+    // With an address, the flag must agree with it.
+    assert_eq!(ok("restrict -6 ::1\n").config.restrict[0].target, net("::1", 128));
+    assert_eq!(
+        only_error("restrict -6 192.0.2.1 kod\n"),
+        (
+            1,
+            10,
+            DiagnosticKind::FamilyMismatch {
+                flag: "-6".into(),
+                wanted: "IPv6",
+                address: "192.0.2.1".into()
+            }
+        )
+    );
+}
+
+#[test]
+fn restrict_hosts_networks_and_ipv6() {
+    assert_eq!(
+        rules(
+            "restrict 127.0.0.1\n\
+             restrict ::1 noquery\n\
+             restrict [2001:db8::1]\n\
+             restrict 192.0.2.0 mask 255.255.255.0 noserve kod\n\
+             restrict 198.51.100.77 mask 255.255.255.128\n\
+             restrict 2001:db8:1:2:3:4:5:6 mask ffff:ffff:ffff:ffff:: ignore\n\
+             restrict 0.0.0.0 mask 0.0.0.0 limited\n\
+             restrict 203.0.113.9 mask 255.255.255.255\n\
+             restrict :: mask [::]\n"
+        ),
+        vec![
+            (net("127.0.0.1", 32), NONE),
+            (net("::1", 128), RestrictFlagsConfig { noquery: true, ..NONE }),
+            (net("2001:db8::1", 128), NONE),
+            (net("192.0.2.0", 24), RestrictFlagsConfig { noserve: true, kod: true, ..NONE }),
+            // Bits outside the mask are cleared, as ntpd ignores them.
+            (net("198.51.100.0", 25), NONE),
+            (net("2001:db8:1:2::", 64), RestrictFlagsConfig { ignore: true, ..NONE }),
+            (net("0.0.0.0", 0), RestrictFlagsConfig { limited: true, ..NONE }),
+            (net("203.0.113.9", 32), NONE),
+            (net("::", 0), NONE),
+        ]
+    );
+}
+
+#[test]
+fn restrict_flags_supported_and_silently_accepted() {
+    let l = ok("restrict default ignore noserve noquery kod limited\n\
+                restrict 192.0.2.1 nomodify notrap nopeer noepeer nomrulist lowpriotrap ntpport \
+                serverresponse fuzz version ippeerlimit 2\n");
+    assert!(l.warnings.is_empty(), "moot flags need no action: {:?}", l.warnings);
+    let all = RestrictFlagsConfig {
+        ignore: true,
+        noserve: true,
+        noquery: true,
+        kod: true,
+        limited: true,
+    };
+    let got: Vec<_> = l.config.restrict.iter().map(|r| (r.target, r.flags)).collect();
+    assert_eq!(got, vec![(RestrictTarget::Default, all), (net("192.0.2.1", 32), NONE)]);
+    assert_eq!(
+        only_error("restrict default serverresponse kod\n"),
+        (
+            1,
+            33,
+            DiagnosticKind::BadValue {
+                what: "serverresponse".into(),
+                expected: Expected::OneOf(&["fuzz"]),
+                found: "kod".into()
+            }
+        )
+    );
+}
+
+#[test]
+fn restrict_bad_mask_is_an_error_at_the_mask() {
+    // Not contiguous.
+    assert_eq!(
+        only_error("restrict 192.0.2.0 mask 255.0.255.0 kod\n"),
+        (1, 25, DiagnosticKind::NonContiguousMask { mask: "255.0.255.0".into(), family: "IPv4" })
+    );
+    assert_eq!(
+        only_error("restrict 2001:db8:: mask ffff::ffff\n"),
+        (1, 26, DiagnosticKind::NonContiguousMask { mask: "ffff::ffff".into(), family: "IPv6" })
+    );
+    // Wrong family, both ways.
+    assert_eq!(
+        only_error("restrict 192.0.2.0 mask ffff:ffff::\n"),
+        (
+            1,
+            25,
+            DiagnosticKind::MaskFamily {
+                mask: "ffff:ffff::".into(),
+                mask_family: "IPv6",
+                address_family: "IPv4"
+            }
+        )
+    );
+    assert_eq!(
+        only_error("restrict 2001:db8:: mask 255.255.0.0\n"),
+        (
+            1,
+            26,
+            DiagnosticKind::MaskFamily {
+                mask: "255.255.0.0".into(),
+                mask_family: "IPv4",
+                address_family: "IPv6"
+            }
+        )
+    );
+    // Not an address at all, or missing.
+    assert_eq!(
+        only_error("restrict 192.0.2.0 mask 24\n"),
+        (
+            1,
+            25,
+            DiagnosticKind::BadValue {
+                what: "mask".into(),
+                expected: Expected::Netmask,
+                found: "24".into()
+            }
+        )
+    );
+    assert_eq!(
+        only_error("restrict 192.0.2.0 mask\n"),
+        (1, 24, DiagnosticKind::MissingValue { what: "mask".into(), expected: Expected::Netmask })
+    );
+    // `default` has no mask.
+    assert_eq!(
+        only_error("restrict default mask 0.0.0.0\n"),
+        (
+            1,
+            18,
+            DiagnosticKind::OptionNotAllowed {
+                option: "mask".into(),
+                directive: "restrict default".into(),
+                allowed_on: "restrict ADDRESS"
+            }
+        )
+    );
+    // What the administrator sees.
+    assert_eq!(
+        parse("restrict 10.0.0.0 mask 255.0.255.0\n").unwrap_err().to_string(),
+        "/etc/ntp.conf:1:24: error: mask \"255.0.255.0\" is not a contiguous netmask; expected one \
+         bits followed only by zero bits, such as 255.255.255.0 (/24)\n\
+         1 | restrict 10.0.0.0 mask 255.0.255.0\n  \
+           |                        ^^^^^^^^^^^"
+    );
+    assert_eq!(
+        DiagnosticKind::MaskFamily {
+            mask: "255.255.0.0".into(),
+            mask_family: "IPv4",
+            address_family: "IPv6"
+        }
+        .to_string(),
+        "mask \"255.255.0.0\" is an IPv4 mask but the address is IPv6; expected an IPv6 mask such \
+         as ffff:ffff:ffff:ffff:: (/64)"
+    );
+}
+
+#[test]
+fn restrict_unknown_flag_is_an_error_with_suggestion() {
+    let (line, col, kind) = only_error("restrict default kod nomodfy limited\n");
+    assert_eq!((line, col), (1, 22));
+    match kind {
+        DiagnosticKind::UnknownOption { directive, found, suggestion, expected } => {
+            assert_eq!((directive.as_str(), found.as_str()), ("restrict", "nomodfy"));
+            assert_eq!(suggestion, Some("nomodify"));
+            assert!(expected.contains(&"limited") && expected.contains(&"nomodify"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        only_error("restrict default limitd\n"),
+        (1, 18, DiagnosticKind::UnknownOption { suggestion: Some("limited"), .. })
+    ));
+    // A misspelt `mask` takes its value with it: one error, not two.
+    assert!(matches!(
+        only_error("restrict 192.0.2.0 mas 255.255.255.0\n"),
+        (1, 20, DiagnosticKind::UnknownOption { suggestion: Some("mask"), .. })
+    ));
+}
+
+#[test]
+fn restrict_target_errors() {
+    assert_eq!(
+        only_error("restrict\n"),
+        (
+            1,
+            9,
+            DiagnosticKind::MissingValue {
+                what: "restrict".into(),
+                expected: Expected::RestrictTarget
+            }
+        )
+    );
+    // A flag where the target belongs (forgotten `default`) is an error,
+    // not a host name.
+    for (text, found) in
+        [("restrict kod limited\n", "kod"), ("restrict 192.0.2.300\n", "192.0.2.300")]
+    {
+        assert_eq!(
+            only_error(text),
+            (
+                1,
+                10,
+                DiagnosticKind::BadValue {
+                    what: "restrict".into(),
+                    expected: Expected::RestrictTarget,
+                    found: found.into()
+                }
+            )
+        );
+    }
+    assert_eq!(
+        only_error("restrict fe80::1%eth0\n"),
+        (1, 10, DiagnosticKind::ScopedAddress { found: "fe80::1%eth0".into() })
+    );
+    // Every problem of the line is reported, and the line is not used.
+    let e = parse("restrict 192.0.2.300 kodd mask 1\n").unwrap_err();
+    assert_eq!(e.errors.iter().map(|d| d.col).collect::<Vec<_>>(), vec![10, 22]);
+}
+
+#[test]
+fn restrict_warnings_and_ignored_forms() {
+    let l = ok("restrict default kod notrust\n\
+                restrict 192.0.2.0 mask 255.255.255.0 mssntp flake\n\
+                restrict source notrap nomodify noquery\n\
+                restrict ntp1.example.net nomodify\n\
+                delrestrict 192.0.2.1\n");
+    // notrust/mssntp/flake are ignored, the rest of their line applies;
+    // `source`, host names and delrestrict ignore the line.
+    assert_eq!(
+        l.config.restrict.iter().map(|r| (r.target, r.flags)).collect::<Vec<_>>(),
+        vec![
+            (RestrictTarget::Default, RestrictFlagsConfig { kod: true, ..NONE }),
+            (net("192.0.2.0", 24), NONE),
+        ]
+    );
+    let got: Vec<_> = l.warnings.iter().map(|w| (w.line, w.col, w.kind.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 22, DiagnosticKind::RestrictNeedsAuth { flag: "notrust".into() }),
+            (2, 39, DiagnosticKind::RestrictNeedsAuth { flag: "mssntp".into() }),
+            (
+                2,
+                46,
+                DiagnosticKind::UnsupportedOption {
+                    directive: "restrict".into(),
+                    option: "flake".into()
+                }
+            ),
+            (3, 10, DiagnosticKind::UnsupportedDirective { directive: "restrict source".into() }),
+            (4, 10, DiagnosticKind::RestrictHostName { found: "ntp1.example.net".into() }),
+            (5, 1, DiagnosticKind::UnsupportedDirective { directive: "delrestrict".into() }),
+        ]
+    );
+    assert_eq!(
+        l.warnings[0].kind.to_string(),
+        "restrict flag `notrust` needs authentication, which rntpd does not have yet, so it \
+         cannot be honoured; flag ignored (the rest of the line still applies)"
+    );
+    assert_eq!(
+        l.warnings[4].kind.to_string(),
+        "restrict by host name (\"ntp1.example.net\") is not supported by rntpd yet, because \
+         names are not resolved when the configuration is read; expected `default` or an IP \
+         address; line ignored"
+    );
+}
+
+#[test]
+fn restrict_lines_keep_file_order_and_origins() {
+    let c = ok("restrict default ignore\n\nrestrict 192.0.2.1\nrestrict default ignore\n").config;
+    let lines: Vec<_> = c.restrict.iter().map(|r| r.origin.line).collect();
+    assert_eq!(lines, vec![1, 3, 4]);
+}
+
+#[test]
+fn discard_values_defaults_and_combining() {
+    assert_eq!(ok("").config.discard, DiscardConfig::default());
+    assert_eq!(
+        ok("discard average 5 minimum 1\n").config.discard,
+        DiscardConfig { average_log2: 5, minimum_secs: 1 }
+    );
+    // Several lines combine; a later value wins.
+    assert_eq!(
+        ok("discard average 0\ndiscard minimum 255\ndiscard average 16\n").config.discard,
+        DiscardConfig { average_log2: 16, minimum_secs: 255 }
+    );
+    // `monitor` warns and its value is ignored.
+    let l = ok("discard monitor 3000 minimum 0\n");
+    assert_eq!(l.config.discard, DiscardConfig { average_log2: 3, minimum_secs: 0 });
+    assert_eq!(
+        l.warnings.iter().map(|w| (w.col, w.kind.to_string())).collect::<Vec<_>>(),
+        vec![(
+            9,
+            "option `monitor` of discard is not supported by rntpd yet; option ignored".into()
+        )]
+    );
+
+    assert_eq!(only_error("discard average 17\n"), (1, 17, bad("average", 0, 16, "17")));
+    assert_eq!(only_error("discard minimum 256\n"), (1, 17, bad("minimum", 0, 255, "256")));
+    assert_eq!(only_error("discard minimum -1\n"), (1, 17, bad("minimum", 0, 255, "-1")));
+    assert!(matches!(
+        only_error("discard avrage 4\n"),
+        (1, 9, DiagnosticKind::UnknownOption { suggestion: Some("average"), .. })
+    ));
+    assert!(matches!(
+        only_error("discard\n"),
+        (1, 8, DiagnosticKind::MissingValue { expected: Expected::OneOf(_), .. })
+    ));
+}
+
+#[test]
+fn server_directives_together() {
+    let c = ok("interface listen 127.0.3.1 port 12300\n\
+                restrict default kod limited nomodify\n\
+                restrict 127.0.0.0 mask 255.0.0.0\n\
+                discard average 4\n\
+                tos orphan 8\n")
+    .config;
+    assert_eq!(c.listen, vec![listen("127.0.3.1", 12300, 1)]);
+    assert_eq!(c.restrict.len(), 2);
+    assert_eq!(c.restrict[1].target, net("127.0.0.0", 8));
+    assert_eq!(c.discard.average_log2, 4);
+    assert_eq!(c.tos.orphan, Some(8));
 }

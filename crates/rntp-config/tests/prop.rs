@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use rntp_config::{
-    parse_str, Config, Host, HostName, Origin, SourceConfig, SourceKind, SourceOptions, TosConfig,
+    parse_str, Config, DiscardConfig, Host, HostName, ListenConfig, Origin, RestrictConfig,
+    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, TosConfig,
 };
 
 const FILE: &str = "/etc/rntpd/ntp.conf";
@@ -31,6 +32,23 @@ fn token_soup() -> impl Strategy<Value = String> {
         Just("includefile"),
         Just("resolver"),
         Just("restrict"),
+        Just("default"),
+        Just("source"),
+        Just("mask"),
+        Just("255.255.255.0"),
+        Just("255.0.255.0"),
+        Just("ffff::"),
+        Just("kod"),
+        Just("limited"),
+        Just("notrust"),
+        Just("serverresponse"),
+        Just("interface"),
+        Just("listen"),
+        Just("ignore"),
+        Just("all"),
+        Just("discard"),
+        Just("average"),
+        Just("monitor"),
         Just("iburst"),
         Just("minpoll"),
         Just("maxpoll"),
@@ -209,6 +227,124 @@ fn print_resolver((addr, short): &(SocketAddr, bool)) -> String {
     }
 }
 
+/// A `restrict` line's target and flags plus printing choices.
+#[derive(Debug, Clone)]
+struct GenRestrict {
+    target: RestrictTarget,
+    flags: RestrictFlagsConfig,
+    /// Family flag after the target instead of before it; mask written
+    /// even for a single host; IPv6 in brackets.
+    alt: [bool; 3],
+    /// Moot ntpd flags mixed in, and the order of all flag words.
+    moot: Vec<&'static str>,
+    order: Vec<u8>,
+}
+
+fn restrict() -> impl Strategy<Value = GenRestrict> {
+    let target = prop_oneof![
+        Just(RestrictTarget::Default),
+        Just(RestrictTarget::DefaultV4),
+        Just(RestrictTarget::DefaultV6),
+        (any::<Ipv4Addr>(), 0u8..=32).prop_map(|(a, p)| {
+            let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+            let addr = IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask));
+            RestrictTarget::Net { addr, prefix_len: p }
+        }),
+        (any::<Ipv6Addr>(), 0u8..=128).prop_map(|(a, p)| {
+            let mask = u128::MAX.checked_shl(128 - u32::from(p)).unwrap_or(0);
+            let addr = IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask));
+            RestrictTarget::Net { addr, prefix_len: p }
+        }),
+    ];
+    let moot = prop::sample::subsequence(
+        vec!["nomodify", "notrap", "nopeer", "noepeer", "version", "serverresponse fuzz"],
+        0..3,
+    );
+    (target, any::<[bool; 5]>(), any::<[bool; 3]>(), moot, prop::collection::vec(any::<u8>(), 8))
+        .prop_map(|(target, f, alt, moot, order)| GenRestrict {
+            target,
+            flags: RestrictFlagsConfig {
+                ignore: f[0],
+                noserve: f[1],
+                noquery: f[2],
+                kod: f[3],
+                limited: f[4],
+            },
+            alt,
+            moot,
+            order,
+        })
+}
+
+impl GenRestrict {
+    fn print(&self) -> String {
+        let f = &self.flags;
+        let words: Vec<String> = [
+            (f.ignore, "ignore"),
+            (f.noserve, "noserve"),
+            (f.noquery, "noquery"),
+            (f.kod, "kod"),
+            (f.limited, "limited"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, w)| w.to_string())
+        .chain(self.moot.iter().map(|w| w.to_string()))
+        .collect();
+        let mut keyed: Vec<(u8, String)> = self.order.iter().copied().zip(words).collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let flags: Vec<String> = keyed.into_iter().map(|(_, w)| w).collect();
+        let flags = flags.join(" ");
+        let default = |family: &str| {
+            if self.alt[0] {
+                format!("restrict default {family} {flags}")
+            } else {
+                format!("restrict {family} default {flags}")
+            }
+        };
+        match self.target {
+            RestrictTarget::Default => format!("restrict default {flags}"),
+            RestrictTarget::DefaultV4 => default("-4"),
+            RestrictTarget::DefaultV6 => default("-6"),
+            RestrictTarget::Net { addr, prefix_len } => {
+                let (shown, mask, full) = match addr {
+                    IpAddr::V4(a) => {
+                        let m = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+                        (a.to_string(), Ipv4Addr::from(m).to_string(), prefix_len == 32)
+                    }
+                    IpAddr::V6(a) => {
+                        let m = u128::MAX.checked_shl(128 - u32::from(prefix_len)).unwrap_or(0);
+                        let shown = if self.alt[2] { format!("[{a}]") } else { a.to_string() };
+                        (shown, Ipv6Addr::from(m).to_string(), prefix_len == 128)
+                    }
+                };
+                if full && !self.alt[1] {
+                    format!("restrict {shown} {flags}")
+                } else {
+                    format!("restrict {shown} mask {mask} {flags}")
+                }
+            }
+        }
+    }
+}
+
+/// An `interface listen` address and port, plus printing choices.
+fn listen() -> impl Strategy<Value = (IpAddr, u16, bool)> {
+    (any::<IpAddr>(), prop_oneof![Just(123u16), 1u16..=u16::MAX], any::<bool>())
+}
+
+fn print_listen((addr, port, alt): &(IpAddr, u16, bool)) -> String {
+    let shown = match (addr, alt) {
+        (IpAddr::V6(a), true) => format!("[{a}]"),
+        _ => addr.to_string(),
+    };
+    if *port != 123 || *alt {
+        format!("interface listen {shown} port {port}")
+    } else {
+        format!("interface listen {shown}")
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -236,6 +372,9 @@ proptest! {
         tos in tos(),
         driftfile in prop::option::of("/[a-zA-Z0-9_./-]{1,30}"),
         resolvers in prop::collection::vec(resolver(), 0..4),
+        restricts in prop::collection::vec(restrict(), 0..6),
+        listens in prop::collection::vec(listen(), 0..4),
+        discard in prop::option::of((0u8..=16, 0u8..=255)),
     ) {
         let mut lines: Vec<String> = vec!["# generated".into()];
         let mut expected = Config { tos: tos.clone(), ..Config::default() };
@@ -263,6 +402,28 @@ proptest! {
                 options: s.options.clone(),
                 origin: Origin { file: FILE.into(), line: lines.len() as u32 },
             });
+        }
+        for r in &restricts {
+            lines.push(r.print());
+            expected.restrict.push(RestrictConfig {
+                target: r.target,
+                flags: r.flags,
+                origin: Origin { file: FILE.into(), line: lines.len() as u32 },
+            });
+        }
+        for l in &listens {
+            // A repeated address and port would warn; keep each once.
+            if expected.listen.iter().any(|e| (e.addr, e.port) == (l.0, l.1)) {
+                continue;
+            }
+            lines.push(print_listen(l));
+            let origin = Origin { file: FILE.into(), line: lines.len() as u32 };
+            expected.listen.push(ListenConfig { addr: l.0, port: l.1, origin });
+        }
+        if let Some((average, minimum)) = discard {
+            lines.push(format!("discard minimum {minimum}"));
+            lines.push(format!("discard average {average}"));
+            expected.discard = DiscardConfig { average_log2: average, minimum_secs: minimum };
         }
         let text = lines.join("\n");
         let loaded = parse_str(Path::new(FILE), &text, &mut |_| Err(io::ErrorKind::NotFound.into()))

@@ -158,7 +158,7 @@ pub enum Reply {
         peers: Vec<PeerInfo>,
     },
     /// Answer to [`Command::Status`].
-    Status(StatusInfo),
+    Status(Box<StatusInfo>),
     /// Answer to [`Command::Sources`].
     Sources {
         /// One entry per source, ordered by id.

@@ -490,7 +490,7 @@ impl Daemon {
             }
             Command::Status => {
                 let (associations, reachable) = self.registry.counts();
-                Reply::Status(StatusInfo {
+                Reply::Status(Box::new(StatusInfo {
                     daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                     uptime: now.secs_since(self.started),
                     mode: "observe".to_string(),
@@ -514,7 +514,7 @@ impl Daemon {
                         .iter()
                         .map(|(k, v)| (k.clone(), *v))
                         .collect(),
-                })
+                }))
             }
             _ => Reply::Error {
                 code: ErrorCode::BadRequest,

@@ -72,10 +72,17 @@ pub fn server_config(config: &Config) -> ServerConfig {
     server
 }
 
-/// Binds one server socket with kernel receive timestamps.
+/// Binds one server socket with kernel receive timestamps. An IPv6 socket is IPv6-only, so
+/// `interface listen all` can bind `0.0.0.0` and `::` on the same port side by side.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let std_socket = std::net::UdpSocket::bind(addr)?;
-    std_socket.set_nonblocking(true)?;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let std_socket: std::net::UdpSocket = socket.into();
     if let Err(e) = rntp_sys::enable_rx_timestamps(std_socket.as_fd()) {
         tracing::debug!(%addr, error = %e, "kernel receive timestamps unavailable");
     }

@@ -27,10 +27,12 @@
 //!   none exists in rntpd yet, and each would be a new field here rather than a special case.
 //! * Read a clock: `now` is an argument, as everywhere in this crate.
 //!
-//! Every float that reaches a comparison has been checked finite, and every comparison that
-//! orders floats uses `total_cmp`, so no input (NaN, ±∞, ±`f64::MAX`, empty, all equal) can
-//! panic or yield a NaN output. Where this module departs from RFC 5905 (and why) is listed in
-//! `docs/selection.md` in the repository; the short version is next to each stage's code.
+//! Robustness: candidates with NaN/infinite (or negative dispersion) numbers are rejected up
+//! front as [`Unusable::Invalid`], and every ordering of floats uses `total_cmp`, so no input
+//! (NaN, ±∞, ±`f64::MAX`, empty, all equal) can panic or yield a NaN output; absurd but finite
+//! inputs may saturate the jitter or root dispersion to +∞. Where this module departs from
+//! RFC 5905, and why, is listed in `docs/selection.md`; the short version is next to each
+//! stage's code.
 
 mod cluster;
 mod combine;
