@@ -283,6 +283,12 @@ pub struct PeerInfo {
     pub last_kod: Option<String>,
     /// Why the association stopped, if it did (e.g. `"kod-deny"`).
     pub demobilized: Option<String>,
+    /// Selection's verdict on an association: `"system-peer"`, `"survivor"`, `"outlier"`,
+    /// `"falseticker"`, or `"unusable: REASON"`; `null` before the first selection round.
+    pub verdict: Option<String>,
+    /// The verdict as ntpq's tally character: `*` system peer, `+` survivor, `-` outlier,
+    /// `x` falseticker, space otherwise.
+    pub tally: String,
 }
 
 /// A source as `rntpctl sources` shows it.
@@ -358,6 +364,13 @@ pub struct StatusInfo {
     pub serving_as: String,
     /// Stratum rntpd serves.
     pub stratum: u8,
+    /// The system peer's association id, when selection has one.
+    pub system_peer: Option<u32>,
+    /// Combined offset of the selected sources (s, positive: they are ahead of this host's
+    /// clock).
+    pub system_offset: Option<f64>,
+    /// System jitter (s).
+    pub system_jitter: Option<f64>,
     /// Association events since start by reason (`mobilized:pool-fill`, `retired:unreachable`,
     /// `moved:address-changed`, ...), sorted.
     pub history_totals: Vec<(String, u64)>,

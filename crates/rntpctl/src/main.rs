@@ -247,7 +247,8 @@ fn peers_table(peers: &[PeerInfo]) -> String {
             _ => p.state.clone(),
         };
         out.push_str(&format!(
-            "\n{:>3} {:<24} {:<22} {:<11} {:>2} {:<15} {:>5} {:>5} {:>5o} {:>9} {:>10} {:>9}",
+            "\n{}{:>3} {:<24} {:<22} {:<11} {:>2} {:<15} {:>5} {:>5} {:>5o} {:>9} {:>10} {:>9}",
+            p.tally,
             p.id.map_or_else(|| "-".to_string(), |id| id.to_string()),
             truncate(&p.source, 24),
             truncate(&p.address, 22),
@@ -268,7 +269,10 @@ fn peers_table(peers: &[PeerInfo]) -> String {
     if peers.is_empty() {
         out.push_str("\n(no associations)");
     } else {
-        out.push_str("\ntimes in ms; offset > 0: server ahead of this host; reach in octal");
+        out.push_str(
+            "\n* system peer, + survivor, - outlier, x falseticker; times in ms; \
+             offset > 0: server ahead of this host; reach in octal",
+        );
     }
     out
 }
@@ -486,6 +490,14 @@ fn status_text(s: &StatusInfo) -> String {
             s.serving_as,
             s.stratum
         ));
+    }
+    match (s.system_peer, s.system_offset) {
+        (Some(peer), Some(offset)) => out.push_str(&format!(
+            "\nsystem peer:   association {peer}; combined offset {:+.6} s, jitter {:.6} s",
+            offset,
+            s.system_jitter.unwrap_or(0.0)
+        )),
+        _ => out.push_str("\nsystem peer:   none (not enough sources agree yet)"),
     }
     if !s.history_totals.is_empty() {
         out.push_str("\nhistory:");

@@ -59,6 +59,11 @@ impl Registry {
             .collect()
     }
 
+    /// The latest snapshot of every association.
+    pub fn snapshots(&self) -> Vec<AssocSnapshot> {
+        lock(&self.assocs).values().map(|e| e.snapshot.borrow().1.clone()).collect()
+    }
+
     /// (associations, reachable ones).
     pub fn counts(&self) -> (usize, usize) {
         let map = lock(&self.assocs);
@@ -107,6 +112,8 @@ fn peer_info(entry: &AssocEntry, s: &AssocSnapshot, age: f64) -> PeerInfo {
             AssocState::Demobilized(r) => Some(r.name().to_string()),
             _ => None,
         },
+        verdict: None,
+        tally: " ".to_string(),
     }
 }
 

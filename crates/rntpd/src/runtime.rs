@@ -20,6 +20,7 @@ use rntp_control::{
     StatusInfo,
 };
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::select::{self, Candidate, SelectConfig, Selection, Unusable, Verdict};
 use rntp_proto::server::{Responder, SystemState};
 use rntp_proto::source::{
     self, AddError, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent, SourceId,
@@ -53,6 +54,10 @@ const FIRST_POLL_SPREAD: f64 = 0.5;
 const DEFAULT_MAXSOURCES: u8 = 4;
 /// History entries kept for `rntpctl history`.
 const HISTORY_LEN: usize = 1_000;
+/// Consecutive selection rounds a pool member must be a falseticker before it is replaced.
+/// Rounds run after every sample of any association, so with 4 members at 64 s this is about
+/// two and a half minutes of disagreement, long enough to ride out a single bad sample.
+const FALSETICKER_ROUNDS: u32 = 10;
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(settings: Settings) -> io::Result<()> {
@@ -160,6 +165,14 @@ struct Daemon {
     listening: Vec<String>,
     /// `tos orphan` stratum.
     orphan: Option<u8>,
+    /// `prefer` and `noselect` per source, for selection.
+    select_flags: BTreeMap<SourceId, (bool, bool)>,
+    /// `tos` settings for selection.
+    select_config: SelectConfig,
+    /// The last selection round.
+    selection: Option<Selection>,
+    /// Consecutive falseticker verdicts per association.
+    falseticker_runs: BTreeMap<AssocId, u32>,
     /// Mobilizations, moves and retirements, newest last.
     history: VecDeque<HistoryEntry>,
     /// Totals of the history by `event:reason`, since start.
@@ -192,6 +205,14 @@ impl Daemon {
             orphan,
             history: VecDeque::new(),
             history_totals: BTreeMap::new(),
+            select_flags: BTreeMap::new(),
+            select_config: SelectConfig {
+                minclock: usize::from(settings.config.tos.minclock),
+                minsane: usize::from(settings.config.tos.minsane),
+                ..SelectConfig::default()
+            },
+            selection: None,
+            falseticker_runs: BTreeMap::new(),
             clock,
             rng,
             started: clock.now(),
@@ -219,6 +240,7 @@ impl Daemon {
             match self.manager.add(now, spec, &mut self.rng) {
                 Ok(id) => {
                     self.origins.insert(id, origin);
+                    self.select_flags.insert(id, (source.options.prefer, source.options.noselect));
                 }
                 Err(AddError::Duplicate { target, existing, .. }) => {
                     let first = self.origins.get(&SourceId(existing)).cloned().unwrap_or_default();
@@ -265,6 +287,9 @@ impl Daemon {
                 Some((assoc, event)) = self.events_rx.recv() => {
                     let now = self.clock.now();
                     self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
+                    if matches!(event, AssocEvent::Sample(_) | AssocEvent::Unreachable | AssocEvent::Demobilized(_)) {
+                        self.select_round(now);
+                    }
                 }
                 Some((command, reply)) = ctl_rx.recv() => {
                     let _ = reply.send(self.control(command));
@@ -416,6 +441,76 @@ impl Daemon {
         }
     }
 
+    /// One selection round over the latest association snapshots: verdicts for `rntpctl peers`,
+    /// the system peer, and falseticker retirement for pool members.
+    fn select_round(&mut self, now: Instant) {
+        let candidates: Vec<Candidate> = self
+            .registry
+            .snapshots()
+            .into_iter()
+            .filter_map(|snap| {
+                let est = snap.estimate?;
+                let server = snap.server?;
+                let (prefer, noselect) = self
+                    .manager
+                    .owner(snap.id)
+                    .and_then(|s| self.select_flags.get(&s).copied())
+                    .unwrap_or((false, false));
+                Some(Candidate {
+                    id: snap.id,
+                    offset: est.offset,
+                    delay: est.delay,
+                    dispersion: est.dispersion,
+                    jitter: est.jitter,
+                    sample_time: est.time,
+                    stratum: server.stratum,
+                    leap: server.leap,
+                    root_delay: server.root_delay,
+                    root_dispersion: server.root_dispersion,
+                    reference_id: server.reference_id,
+                    refid_for_us: refid_for_address(snap.remote.ip()),
+                    reach: snap.reach,
+                    prefer,
+                    noselect,
+                })
+            })
+            .collect();
+        let previous = self.selection.as_ref().and_then(|s| s.system_peer);
+        let config = SelectConfig { current: previous, ..self.select_config };
+        let selection = select::select(now, &candidates, &config);
+        if selection.system_peer != previous {
+            match (selection.system_peer, selection.combined) {
+                (Some(peer), Some(c)) => tracing::info!(
+                    id = peer.0,
+                    stratum = c.stratum,
+                    offset = c.offset,
+                    jitter = c.jitter,
+                    "system peer selected"
+                ),
+                _ => tracing::warn!(
+                    candidates = candidates.len(),
+                    "no system peer: too few sources agree (see `rntpctl peers` for each verdict)"
+                ),
+            }
+        }
+        let mut retire = Vec::new();
+        for (id, verdict) in &selection.verdicts {
+            if *verdict == Verdict::Falseticker {
+                let run = self.falseticker_runs.entry(*id).or_default();
+                *run += 1;
+                if *run == FALSETICKER_ROUNDS {
+                    retire.push(*id);
+                }
+            } else {
+                self.falseticker_runs.remove(id);
+            }
+        }
+        self.selection = Some(selection);
+        for id in retire {
+            self.manager.handle_falseticker(now, id, &mut self.rng);
+        }
+    }
+
     /// Adds association events to the history.
     fn record(&mut self, event: &SourceEvent) {
         let (source, assoc, kind, address, old, reason) = match event {
@@ -509,6 +604,17 @@ impl Daemon {
                     }
                     .to_string(),
                     stratum: self.system_tx.borrow().stratum,
+                    system_peer: self.selection.as_ref().and_then(|s| s.system_peer).map(|a| a.0),
+                    system_offset: self
+                        .selection
+                        .as_ref()
+                        .and_then(|s| s.combined)
+                        .map(|c| c.offset),
+                    system_jitter: self
+                        .selection
+                        .as_ref()
+                        .and_then(|s| s.combined)
+                        .map(|c| c.jitter),
                     history_totals: self
                         .history_totals
                         .iter()
@@ -544,11 +650,13 @@ impl Daemon {
                 return Reply::Error { code: ErrorCode::InvalidArgument, message: e.to_string() }
             }
         };
-        let spec = spec_from_config(&config.sources[0]);
+        let source = &config.sources[0];
+        let spec = spec_from_config(source);
         let now = self.clock.now();
         match self.manager.add(now, spec, &mut self.rng) {
             Ok(id) => {
                 self.origins.insert(id, "rntpctl add".to_string());
+                self.select_flags.insert(id, (source.options.prefer, source.options.noselect));
                 tracing::info!(source = id.0, "added by rntpctl: {line}");
                 Reply::Added { source_id: id.0 }
             }
@@ -562,6 +670,18 @@ impl Daemon {
     /// Association rows, plus a row for each pool and each source without an association.
     fn peers(&self, now: Instant) -> Vec<PeerInfo> {
         let mut rows = self.registry.peers(now);
+        if let Some(selection) = &self.selection {
+            for row in &mut rows {
+                let verdict = row
+                    .id
+                    .and_then(|id| selection.verdicts.iter().find(|(a, _)| a.0 == id))
+                    .map(|(_, v)| *v);
+                if let Some(v) = verdict {
+                    row.tally = tally(v).to_string();
+                    row.verdict = Some(verdict_name(v));
+                }
+            }
+        }
         for s in self.manager.snapshot() {
             let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
             if !is_pool && !s.assocs.is_empty() {
@@ -597,6 +717,8 @@ impl Daemon {
                 jitter: None,
                 last_kod: None,
                 demobilized: None,
+                verdict: None,
+                tally: " ".to_string(),
             });
         }
         rows.sort_by_key(|r| (r.source_id, r.id.is_some(), r.id));
@@ -636,6 +758,50 @@ impl Daemon {
                 target: s.target,
             })
             .collect()
+    }
+}
+
+/// ntpq's tally character for a verdict.
+fn tally(v: Verdict) -> char {
+    match v {
+        Verdict::SystemPeer => '*',
+        Verdict::Survivor => '+',
+        Verdict::Outlier => '-',
+        Verdict::Falseticker => 'x',
+        Verdict::Unusable(_) => ' ',
+    }
+}
+
+fn verdict_name(v: Verdict) -> String {
+    match v {
+        Verdict::SystemPeer => "system-peer".into(),
+        Verdict::Survivor => "survivor".into(),
+        Verdict::Outlier => "outlier".into(),
+        Verdict::Falseticker => "falseticker".into(),
+        Verdict::Unusable(why) => format!(
+            "unusable: {}",
+            match why {
+                Unusable::Noselect => "noselect",
+                Unusable::Unreachable => "unreachable",
+                Unusable::Unsynchronized => "server unsynchronized",
+                Unusable::Distance => "root distance too large",
+                Unusable::Loop => "timing loop (server is synchronized to us)",
+                Unusable::Invalid => "invalid measurement",
+                _ => "other",
+            }
+        ),
+    }
+}
+
+/// The reference id our clients should see when this server is our system peer (RFC 5905
+/// §7.3): its IPv4 address, or for IPv6 the first four octets of the MD5 of the address.
+fn refid_for_address(ip: std::net::IpAddr) -> ReferenceId {
+    match ip {
+        std::net::IpAddr::V4(v4) => ReferenceId::from_ipv4(v4),
+        std::net::IpAddr::V6(v6) => {
+            let digest = md5::compute(v6.octets());
+            ReferenceId::from_bytes([digest[0], digest[1], digest[2], digest[3]])
+        }
     }
 }
 

@@ -292,3 +292,40 @@ fn harness_servers_start_and_stop() {
         assert!(support::udp_free(a), "{a} still bound after drop");
     }
 }
+
+/// Selection against real servers (issue 6 acceptance): of five real servers, the one serving
+/// time 0.5 s ahead is voted out as a falseticker, a true one becomes the system peer, and
+/// `rntpctl status` reports it with a combined offset near zero.
+#[test]
+fn selection_votes_out_the_shifted_server() {
+    let lab = Lab::start();
+    let rntpd = Rntpd::start(&lab.dir, &lab.config);
+    let shifted = lab.expect.iter().find(|e| e.offset.is_some_and(|o| o > 0.1)).expect("shift");
+    rntpd.wait_for_peers(CONVERGE, |peers| {
+        let tally = |addr: SocketAddr| find(peers, addr).map(|p| p["tally"].as_str() == Some("x"));
+        let peer = peers.iter().filter(|p| p["tally"].as_str() == Some("*")).count();
+        if tally(shifted.address) != Some(true) {
+            return Err(format!("{} is not marked falseticker yet", shifted.address));
+        }
+        if peer != 1 {
+            return Err(format!("{peer} system peers"));
+        }
+        Ok(())
+    });
+    let status = rntpd.status_json();
+    let peer = status["system_peer"].as_u64().expect("system peer in status");
+    let offset = status["system_offset"].as_f64().expect("combined offset in status");
+    assert!(
+        offset.abs() < TOLERANCE,
+        "combined offset {offset} s with the shifted server excluded"
+    );
+    let peers = rntpd.peers_json();
+    let chosen = peers.iter().find(|p| p["id"].as_u64() == Some(peer)).expect("peer row");
+    assert_ne!(
+        chosen["address"].as_str(),
+        Some(shifted.address.to_string().as_str()),
+        "the shifted server must not be the system peer"
+    );
+    println!("{}", rntpd.ctl_ok(&["peers"]));
+    println!("{}", rntpd.ctl_ok(&["status"]));
+}
