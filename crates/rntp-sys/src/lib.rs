@@ -18,9 +18,9 @@
 //!
 //! # What it deliberately does not do
 //!
-//! * It **never changes any clock**: there is no wrapper for `clock_settime`,
-//!   `settimeofday`, `adjtime`, or `adjtimex`/`clock_adjtime` with non-zero `modes`.
-//!   Disciplining the clock is a separate, later piece of work with its own review.
+//! * It changes the clock **only** through [`KernelClock`] (module `control`), which can be
+//!   created only by a process holding CAP_SYS_TIME and which the daemon creates only when
+//!   started without `--observe`. Every other function is read-only.
 //! * It does no policy, no NTP protocol logic and no async I/O: the daemon (`rntpd`) drives the
 //!   socket functions from tokio (`UdpSocket::try_io`), and maps [`monotonic_nanos`] onto
 //!   `rntp_proto::time::Instant` itself.
@@ -42,6 +42,7 @@ compile_error!("rntp-sys supports Unix targets only (Linux is the primary target
 
 mod caps;
 mod clock;
+mod control;
 mod net;
 
 pub use caps::{geteuid, has_cap_sys_time, peer_credentials, PeerCred};
@@ -49,4 +50,5 @@ pub use clock::{
     clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime, KernelClockState,
     KernelTimeState, WallTime,
 };
+pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM};
 pub use net::{enable_rx_timestamps, recv_from_with_timestamp, RecvMeta};

@@ -73,6 +73,9 @@ fn cap_sys_time_is_a_bool() {
 fn cap_sys_time_child_report() {
     if std::env::var_os("RNTP_SYS_CAP_CHILD").is_some() {
         println!("RNTP_SYS_CAP_CHILD={}", has_cap_sys_time());
+        // Without the capability, clock control cannot even be set up: the check happens
+        // before any system call, so nothing is attempted.
+        println!("RNTP_SYS_CONTROL_REFUSED={}", rntp_sys::KernelClock::new().is_err());
     }
 }
 
@@ -97,6 +100,7 @@ fn cap_sys_time_false_without_capability() {
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
     if stdout.contains("RNTP_SYS_CAP_CHILD=false") {
+        assert!(stdout.contains("RNTP_SYS_CONTROL_REFUSED=true"), "{stdout}");
         return;
     }
     if stdout.contains("RNTP_SYS_CAP_CHILD=true") {
