@@ -102,6 +102,14 @@ impl Dnsmasq {
         self.log_text().lines().filter(|l| l.contains(": query[") && l.contains(&needle)).count()
     }
 
+    /// How many queries of type `qtype` (as dnsmasq logs it: "A", "AAAA", …) for exactly
+    /// `name` dnsmasq has received so far. Resolvers ask A and AAAA per lookup, so this counts
+    /// lookups where [`queries_for`](Self::queries_for) would count them twice.
+    pub fn queries_of(&self, name: &str, qtype: &str) -> usize {
+        let needle = format!(": query[{qtype}] {name} from ");
+        self.log_text().lines().filter(|l| l.contains(&needle)).count()
+    }
+
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr

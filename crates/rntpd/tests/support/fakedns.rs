@@ -110,9 +110,11 @@ impl FakeDns {
     /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both) and starts
     /// serving. Panics if either cannot be bound.
     pub fn start(addr: SocketAddr) -> FakeDns {
-        let udp = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind UDP {addr}: {e}"));
+        let udp =
+            UdpSocket::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind UDP {addr}: {e}"));
         let addr = udp.local_addr().expect("local addr");
-        let tcp = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind TCP {addr}: {e}"));
+        let tcp =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind TCP {addr}: {e}"));
         udp.set_read_timeout(Some(TICK)).expect("UDP read timeout");
         // Non-blocking accept, polled every TICK: std has no accept timeout.
         tcp.set_nonblocking(true).expect("TCP non-blocking");
@@ -148,7 +150,8 @@ impl FakeDns {
 
     /// Queries for `name` with `qtype` received so far, over either transport.
     pub fn queries(&self, name: &str, qtype: u16) -> usize {
-        self.queries_over(name, qtype, Transport::Udp) + self.queries_over(name, qtype, Transport::Tcp)
+        self.queries_over(name, qtype, Transport::Udp)
+            + self.queries_over(name, qtype, Transport::Tcp)
     }
 
     /// Queries for `name` with `qtype` received so far over `transport`.
