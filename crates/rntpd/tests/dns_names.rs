@@ -16,8 +16,6 @@
 //! rntpd is always pointed at the test's own DNS server (`resolver`), never the system resolver,
 //! and lowers `resolve floor` to 2 s so that TTL-driven behaviour shows within seconds.
 
-// Not every re-export of the shared harness is used here (e.g. NtpsecServer).
-#[allow(unused_imports)]
 mod support;
 
 use serde_json::Value;
