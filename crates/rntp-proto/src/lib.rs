@@ -12,7 +12,9 @@
 #![warn(missing_docs)]
 
 pub mod assoc;
+pub mod discipline;
 pub mod rng;
+pub mod select;
 pub mod server;
 pub mod source;
 pub mod time;

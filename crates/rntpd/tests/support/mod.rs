@@ -36,10 +36,12 @@
 //! the thread that spawned them dies, see [`nocap`]).
 
 // Each test binary includes this module and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod chrony;
+pub mod clients;
 pub mod dns;
+pub mod fakedns;
 pub mod ntp;
 pub mod ntpsec;
 pub mod rntpd;
