@@ -1,0 +1,95 @@
+//! `rntp-sim`: runs the accuracy benchmark (`bench`) or one scenario (`run`) in virtual time.
+//!
+//! ```text
+//! rntp-sim bench [--seeds 5] [--out target/accuracy] [--hours 24]
+//! rntp-sim run SCENARIO [--seed 1] [--hours 24]     # prints "time offset" lines
+//! ```
+//! It never touches this machine's clock: everything is simulated.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use rntp_sim::bench;
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: rntp-sim bench [--seeds N] [--out DIR] [--hours H]\n       \
+         rntp-sim run SCENARIO [--seed N] [--hours H]"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut seeds = 5u64;
+    let mut seed = 1u64;
+    let mut hours = 24.0f64;
+    let mut out = PathBuf::from("target/accuracy");
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_default();
+        match a.as_str() {
+            "--seeds" => seeds = value().parse().unwrap_or(0),
+            "--seed" => seed = value().parse().unwrap_or(0),
+            "--hours" => hours = value().parse().unwrap_or(0.0),
+            "--out" => out = PathBuf::from(value()),
+            "-h" | "--help" => return usage(),
+            _ => positional.push(a.clone()),
+        }
+    }
+    if seeds == 0 || hours.is_nan() || hours <= 0.0 {
+        return usage();
+    }
+    let duration = hours * 3600.0;
+    match positional.first().map(String::as_str) {
+        Some("bench") => {
+            let (table, rows) = bench::bench(seeds, duration);
+            println!("{seeds} seeds, {hours} h simulated each; settled = after the first hour\n");
+            print!("{table}");
+            if let Err(e) = std::fs::create_dir_all(&out) {
+                eprintln!("cannot create {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            let _ = std::fs::write(out.join("table.md"), &table);
+            for (row, _, first) in &rows {
+                let file = row.scenario.name.replace(' ', "_").replace('.', "");
+                let svg = bench::svg(&row.scenario.name, &first.series);
+                let csv: String =
+                    first.series.iter().map(|(t, o)| format!("{t:.3},{o:.9}\n")).collect();
+                if std::fs::write(out.join(format!("{file}.svg")), svg).is_err()
+                    || std::fs::write(out.join(format!("{file}.csv")), csv).is_err()
+                {
+                    eprintln!("cannot write to {}", out.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!("\nplots and series (seed 1) in {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Some("run") => {
+            let Some(name) = positional.get(1) else { return usage() };
+            let Some(row) = bench::rows(duration).into_iter().find(|r| &r.scenario.name == name)
+            else {
+                eprintln!("unknown scenario {name:?}");
+                return usage();
+            };
+            let r = rntp_sim::run(&row.scenario, seed);
+            for (t, o) in &r.series {
+                println!("{t:.3} {o:.9}");
+            }
+            eprintln!(
+                "{}: {:?} steps={} updates={} (select {}) poll={} freq={:.3} ppm",
+                name,
+                r.stats,
+                r.steps,
+                r.updates,
+                r.select_updates,
+                r.suggested_poll,
+                r.final_freq_ppm
+            );
+            ExitCode::SUCCESS
+        }
+        _ => usage(),
+    }
+}
