@@ -364,6 +364,16 @@ pub struct StatusInfo {
     pub serving_as: String,
     /// Stratum rntpd serves.
     pub stratum: u8,
+    /// The discipline's state: `unset`, `freq`, `spike` or `sync`.
+    pub clock_state: String,
+    /// Frequency correction of rntpd's clock (ppm): in observe mode the virtual clock's, i.e.
+    /// the measured frequency error of the system clock.
+    pub clock_frequency_ppm: f64,
+    /// In observe mode: how far rntpd's virtual clock is from the system clock (s, positive:
+    /// rntpd's time is ahead), i.e. the correction rntpd would have applied. 0 in control mode.
+    pub clock_correction: f64,
+    /// The last offset the discipline acted on (s, selected time minus rntpd's clock).
+    pub clock_offset: Option<f64>,
     /// The system peer's association id, when selection has one.
     pub system_peer: Option<u32>,
     /// Combined offset of the selected sources (s, positive: they are ahead of this host's

@@ -491,6 +491,14 @@ fn status_text(s: &StatusInfo) -> String {
             s.stratum
         ));
     }
+    out.push_str(&format!(
+        "\nclock:         {} ({}), frequency {:+.3} ppm, correction {:+.6} s, last offset {}",
+        s.mode,
+        s.clock_state,
+        s.clock_frequency_ppm,
+        s.clock_correction,
+        s.clock_offset.map_or_else(|| "-".to_string(), |o| format!("{o:+.6} s"))
+    ));
     match (s.system_peer, s.system_offset) {
         (Some(peer), Some(offset)) => out.push_str(&format!(
             "\nsystem peer:   association {peer}; combined offset {:+.6} s, jitter {:.6} s",

@@ -8,10 +8,12 @@ mod assoc_driver;
 mod clock;
 mod control;
 mod dns;
+mod drift;
 mod net;
 mod observe;
 mod runtime;
 mod server;
+mod timekeeping;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,8 +42,10 @@ struct Args {
     /// the public NTP pool is used.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Measure and report only; never change the system clock. (This version never changes
-    /// the clock in any case; the flag stays for monitoring setups and tests.)
+    /// Measure and report only; never change the system clock. rntpd keeps a virtual
+    /// disciplined clock instead (as `chronyd -x` does), reports it, and serves its time.
+    /// Without this flag rntpd disciplines the system clock, which needs CAP_SYS_TIME; without
+    /// the capability it falls back to observing and says so.
     #[arg(long)]
     observe: bool,
     /// Path of the control socket used by rntpctl.
@@ -77,9 +81,6 @@ fn main() -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    if !args.observe {
-        tracing::info!("clock control is not implemented in this version; running observe-only");
-    }
 
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -92,6 +93,7 @@ fn main() -> ExitCode {
         config: loaded.config,
         config_file,
         control_socket: args.control_socket,
+        observe: args.observe,
     };
     match runtime.block_on(runtime::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,

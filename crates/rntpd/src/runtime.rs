@@ -20,6 +20,7 @@ use rntp_control::{
     StatusInfo,
 };
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::discipline::VirtualClock;
 use rntp_proto::select::{self, Candidate, SelectConfig, Selection, Unusable, Verdict};
 use rntp_proto::server::{Responder, SystemState};
 use rntp_proto::source::{
@@ -36,6 +37,7 @@ use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
 use crate::observe::{AssocEntry, Registry};
 use crate::server::SharedResponder;
+use crate::timekeeping::{ClockMode, Timekeeper, Update};
 
 /// What `main` hands to the runtime.
 #[derive(Debug)]
@@ -46,6 +48,8 @@ pub struct Settings {
     pub config_file: String,
     /// Control socket path.
     pub control_socket: PathBuf,
+    /// `--observe`: never touch the system clock.
+    pub observe: bool,
 }
 
 /// Spread of the first requests of associations started together (s).
@@ -62,9 +66,7 @@ const FALSETICKER_ROUNDS: u32 = 10;
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(settings: Settings) -> io::Result<()> {
     let clock = Clock::new();
-    tracing::info!(
-        "observe-only mode: rntpd measures and reports, and never changes the system clock"
-    );
+    let mode = clock_mode(settings.observe);
     tracing::info!(precision = clock.precision_secs(), "clock precision measured");
 
     let dns = Dns::new(&settings.config.resolvers).map_err(|e| {
@@ -106,7 +108,22 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx.clone()));
 
-    let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx.clone());
+    let initial_freq = match &settings.config.driftfile {
+        Some(path) => match crate::drift::read(path) {
+            Ok(Some(freq)) => {
+                tracing::info!(path = %path.display(), freq_ppm = freq, "frequency from the drift file");
+                Some(freq)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "drift file unusable; starting without a frequency estimate");
+                None
+            }
+        },
+        None => None,
+    };
+    let timekeeper = Timekeeper::new(mode, settings.config.driftfile.clone(), initial_freq);
+    let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx.clone(), timekeeper);
     let mut server_tasks = Vec::new();
     for (addr, socket) in server_sockets {
         daemon.listening.push(addr.to_string());
@@ -114,6 +131,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             socket,
             Arc::clone(&daemon.responder),
             daemon.system_tx.subscribe(),
+            daemon.served_clock_tx.subscribe(),
             clock,
             shutdown_rx.clone(),
         )));
@@ -122,6 +140,8 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let result = daemon.run(ctl_rx).await;
 
     tracing::info!("shutting down");
+    let now = clock.now();
+    daemon.timekeeper.write_drift(now);
     let _ = shutdown_tx.send(true);
     for (_, handle) in std::mem::take(&mut daemon.assocs) {
         let _ = handle.task.await;
@@ -165,6 +185,10 @@ struct Daemon {
     listening: Vec<String>,
     /// `tos orphan` stratum.
     orphan: Option<u8>,
+    /// The discipline and the clock it steers.
+    timekeeper: Timekeeper,
+    /// Observe mode: the virtual clock server mode serves (None: the system clock).
+    served_clock_tx: watch::Sender<Option<VirtualClock>>,
     /// `prefer` and `noselect` per source, for selection.
     select_flags: BTreeMap<SourceId, (bool, bool)>,
     /// `tos` settings for selection.
@@ -180,7 +204,13 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn new(clock: Clock, dns: Dns, settings: &Settings, shutdown: watch::Receiver<bool>) -> Self {
+    fn new(
+        clock: Clock,
+        dns: Dns,
+        settings: &Settings,
+        shutdown: watch::Receiver<bool>,
+        timekeeper: Timekeeper,
+    ) -> Self {
         let resolve = settings.config.resolve;
         let policy = ResolvePolicy {
             floor: f64::from(resolve.floor),
@@ -198,7 +228,10 @@ impl Daemon {
         )));
         let orphan = settings.config.tos.orphan;
         let (system_tx, _) = watch::channel(initial_system_state(clock.precision_log2(), orphan));
+        let (served_clock_tx, _) = watch::channel(timekeeper.served_clock());
         Daemon {
+            timekeeper,
+            served_clock_tx,
             responder,
             system_tx,
             listening: Vec::new(),
@@ -287,6 +320,9 @@ impl Daemon {
                 Some((assoc, event)) = self.events_rx.recv() => {
                     let now = self.clock.now();
                     self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
+                    if let AssocEvent::Sample(sample) = event {
+                        self.timekeeper.record_sample(now, sample.time);
+                    }
                     if matches!(event, AssocEvent::Sample(_) | AssocEvent::Unreachable | AssocEvent::Demobilized(_)) {
                         self.select_round(now);
                     }
@@ -456,12 +492,14 @@ impl Daemon {
                     .owner(snap.id)
                     .and_then(|s| self.select_flags.get(&s).copied())
                     .unwrap_or((false, false));
+                let age = now.secs_since(est.time).max(0.0);
                 Some(Candidate {
                     id: snap.id,
-                    offset: est.offset,
+                    offset: self.timekeeper.candidate_offset(now, est.offset, est.time),
                     delay: est.delay,
                     dispersion: est.dispersion,
-                    jitter: est.jitter,
+                    // A stale estimate is also off by the frequency error times its age.
+                    jitter: est.jitter.hypot(self.timekeeper.frequency_error_ppm() * 1e-6 * age),
                     sample_time: est.time,
                     stratum: server.stratum,
                     leap: server.leap,
@@ -493,6 +531,7 @@ impl Daemon {
                 ),
             }
         }
+        self.discipline(now, &candidates, &selection);
         let mut retire = Vec::new();
         for (id, verdict) in &selection.verdicts {
             if *verdict == Verdict::Falseticker {
@@ -509,6 +548,59 @@ impl Daemon {
         for id in retire {
             self.manager.handle_falseticker(now, id, &mut self.rng);
         }
+    }
+
+    /// Hands the combined offset to the discipline (once per new best sample of the system
+    /// peer) and updates what server mode tells clients.
+    fn discipline(&mut self, now: Instant, candidates: &[Candidate], selection: &Selection) {
+        let (Some(peer), Some(combined)) = (selection.system_peer, selection.combined) else {
+            return;
+        };
+        let Some(peer_candidate) = candidates.iter().find(|c| c.id == peer) else { return };
+        let poll = self
+            .registry
+            .snapshots()
+            .iter()
+            .find(|s| s.id == peer)
+            .map_or(PollInterval::DEFAULT_MIN, |s| s.poll);
+        let leap = match combined.leap {
+            LeapIndicator::AddSecond => rntp_sys::KernelLeap::Insert,
+            LeapIndicator::DeleteSecond => rntp_sys::KernelLeap::Delete,
+            _ => rntp_sys::KernelLeap::None,
+        };
+        let max_error = combined.root_delay / 2.0 + combined.root_dispersion;
+        let action = self.timekeeper.update(
+            now,
+            Update {
+                peer_sample_time: peer_candidate.sample_time,
+                offset: combined.offset,
+                jitter: combined.jitter,
+                poll,
+                leap,
+                max_error,
+            },
+        );
+        if action.is_none() {
+            return;
+        }
+        self.served_clock_tx.send_replace(self.timekeeper.served_clock());
+        let state = if self.timekeeper.synchronized() {
+            let wall = self.clock.wall().add_duration(
+                rntp_proto::time::NtpDuration::from_secs_f64(self.timekeeper.correction(now)),
+            );
+            SystemState {
+                leap: combined.leap,
+                stratum: combined.stratum,
+                precision: self.clock.precision_log2(),
+                root_delay: combined.root_delay,
+                root_dispersion: combined.root_dispersion,
+                reference_id: combined.reference_id,
+                reference_time: wall,
+            }
+        } else {
+            initial_system_state(self.clock.precision_log2(), self.orphan)
+        };
+        self.system_tx.send_replace(state);
     }
 
     /// Adds association events to the history.
@@ -588,7 +680,7 @@ impl Daemon {
                 Reply::Status(Box::new(StatusInfo {
                     daemon_version: env!("CARGO_PKG_VERSION").to_string(),
                     uptime: now.secs_since(self.started),
-                    mode: "observe".to_string(),
+                    mode: self.timekeeper.mode_name().to_string(),
                     config_file: self.config_file.clone(),
                     sources: self.manager.snapshot().len(),
                     associations,
@@ -597,13 +689,22 @@ impl Daemon {
                     server: (!self.listening.is_empty())
                         .then(|| crate::server::counters(&self.responder)),
                     listening: self.listening.clone(),
-                    serving_as: match (self.system_tx.borrow().leap, self.orphan) {
-                        (LeapIndicator::Unsynchronized, _) => "unsynchronized",
-                        (_, Some(_)) => "orphan",
-                        _ => "synchronized",
+                    serving_as: match (
+                        self.system_tx.borrow().leap,
+                        self.timekeeper.synchronized(),
+                        self.orphan,
+                    ) {
+                        (LeapIndicator::Unsynchronized, _, _) => "unsynchronized",
+                        (_, true, _) => "synchronized",
+                        (_, false, Some(_)) => "orphan",
+                        _ => "unsynchronized",
                     }
                     .to_string(),
                     stratum: self.system_tx.borrow().stratum,
+                    clock_state: self.timekeeper.status(now).0.to_string(),
+                    clock_frequency_ppm: self.timekeeper.status(now).1,
+                    clock_correction: self.timekeeper.correction(now),
+                    clock_offset: self.timekeeper.status(now).3,
                     system_peer: self.selection.as_ref().and_then(|s| s.system_peer).map(|a| a.0),
                     system_offset: self
                         .selection
@@ -839,6 +940,30 @@ fn add_line(a: &AddSource) -> String {
         line.push_str(&format!(" maxsources {m}"));
     }
     line
+}
+
+/// Observe unless asked to control and allowed to.
+fn clock_mode(observe: bool) -> ClockMode {
+    if observe {
+        tracing::info!(
+            "observe-only mode: rntpd measures, selects and keeps a virtual clock; it never changes the system clock"
+        );
+        return ClockMode::Observe;
+    }
+    match rntp_sys::KernelClock::new() {
+        Ok(kernel) => {
+            tracing::warn!(
+                "rntpd disciplines the system clock (start with --observe to only measure)"
+            );
+            ClockMode::Control(kernel)
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot discipline the system clock: {e}; running observe-only (run as root with                  CAP_SYS_TIME to control the clock, or pass --observe to silence this)"
+            );
+            ClockMode::Observe
+        }
+    }
 }
 
 /// What server mode says before any source is selected: unsynchronized, or with `tos orphan N`

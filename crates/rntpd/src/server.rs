@@ -14,10 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use rntp_config::{Config, RestrictTarget};
 use rntp_control::ServerCountersInfo;
+use rntp_proto::discipline::VirtualClock;
 use rntp_proto::server::{
     finish_reply, RateLimit, Responder, RestrictFlags, RestrictRule, ServerAction, ServerConfig,
     SystemState,
 };
+use rntp_proto::time::NtpDuration;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -94,6 +96,7 @@ pub async fn serve(
     socket: UdpSocket,
     responder: SharedResponder,
     system: watch::Receiver<SystemState>,
+    served_clock: watch::Receiver<Option<VirtualClock>>,
     clock: Clock,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -117,8 +120,18 @@ pub async fn serve(
                     break;
                 }
             };
-            let rx = meta.rx_time.map(wall_to_ntp).unwrap_or_else(|| clock.wall());
             let now = clock.now();
+            // Observe-only serves rntpd's virtual time: the system clock plus the correction
+            // rntpd would have applied (as chronyd -x does).
+            let correction = served_clock
+                .borrow()
+                .as_ref()
+                .map_or(NtpDuration::ZERO, |vc| NtpDuration::from_secs_f64(vc.offset_at(now)));
+            let rx = meta
+                .rx_time
+                .map(wall_to_ntp)
+                .unwrap_or_else(|| clock.wall())
+                .add_duration(correction);
             // A request we could not read whole is malformed by definition; an empty slice
             // makes the responder count it as such.
             let len = if meta.truncated { 0 } else { meta.len };
@@ -131,7 +144,7 @@ pub async fn serve(
             };
             if let ServerAction::Reply { len, .. } = action {
                 let Some(reply) = out.get_mut(..len) else { continue };
-                finish_reply(reply, clock.wall());
+                finish_reply(reply, clock.wall().add_duration(correction));
                 // Never wait for socket buffer space: under overload the reply is dropped,
                 // as the kernel would drop the request.
                 let _ = socket.try_send_to(reply, meta.from);

@@ -54,6 +54,9 @@ mod tests;
 pub const KOD_BLOCK_SECS: f64 = 86_400.0;
 /// Consecutive "I am unsynchronized" replies after which a pool retires a member.
 pub const UNSYNC_RETIRE_REPLIES: u32 = 8;
+/// How long a pool avoids the address of a member it retired as unreachable, unsynchronized or
+/// falseticker (1 h): otherwise the cached answer would offer the same bad server right back.
+pub const BAD_MEMBER_AVOID_SECS: f64 = 3_600.0;
 /// Replacements a pool may make at once after its first fill (the token bucket's size).
 pub const POOL_REPLACE_BURST: f64 = 2.0;
 /// Mean time for a pool to earn one more replacement (s): 15 min, drawn uniformly from half to
@@ -553,7 +556,7 @@ impl SourceManager {
         let owned: Vec<AssocId> =
             self.members.iter().filter(|(_, m)| m.source == id).map(|(a, _)| *a).collect();
         for assoc in owned {
-            self.retire(assoc, DemobilizeReason::Removed);
+            self.retire(now, assoc, DemobilizeReason::Removed);
         }
         // Freed capacity may let other pools grow.
         self.fill_pools(now, rng);
@@ -716,7 +719,7 @@ impl SourceManager {
                     dns.unreachable_backoff = None;
                 }
                 if is_pool {
-                    self.prune_probes(source_id);
+                    self.prune_probes(now, source_id);
                 }
             }
             AssocEvent::Unreachable => {
@@ -727,7 +730,7 @@ impl SourceManager {
                     if let Some(pool) = source.pool.as_mut() {
                         pool.filled = true;
                     }
-                    self.retire(assoc, DemobilizeReason::Unreachable);
+                    self.retire(now, assoc, DemobilizeReason::Unreachable);
                     self.fill_pools(now, rng);
                 } else if let Some(dns) = source.dns.as_mut() {
                     // The name may point elsewhere now: ask at once, then back off.
@@ -744,7 +747,7 @@ impl SourceManager {
             AssocEvent::Unsynchronized => {
                 member.unsync_run = member.unsync_run.saturating_add(1);
                 if is_pool && member.unsync_run >= UNSYNC_RETIRE_REPLIES {
-                    self.retire(assoc, DemobilizeReason::Unsynchronized);
+                    self.retire(now, assoc, DemobilizeReason::Unsynchronized);
                     self.fill_pools(now, rng);
                 }
             }
@@ -755,13 +758,9 @@ impl SourceManager {
                     self.blocked.insert(remote, now.add_secs_f64(KOD_BLOCK_SECS));
                 }
                 if is_pool {
-                    self.members.remove(&assoc);
-                    self.events.push_back(SourceEvent::Retired {
-                        source: source_id,
-                        assoc,
-                        remote,
-                        reason: *reason,
-                    });
+                    // The association stopped itself; retiring it also tells the driver to
+                    // drop it (the Demobilize action is a no-op for the stopped task).
+                    self.retire(now, assoc, *reason);
                     self.fill_pools(now, rng);
                 } else {
                     // A server keeps its (stopped) association so its id and the reason stay
@@ -788,7 +787,7 @@ impl SourceManager {
             .get(&member.source)
             .is_some_and(|s| matches!(s.spec.kind, SourceKind::Pool { .. }));
         if is_pool {
-            self.retire(assoc, DemobilizeReason::Falseticker);
+            self.retire(now, assoc, DemobilizeReason::Falseticker);
             self.fill_pools(now, rng);
         }
     }
@@ -930,11 +929,24 @@ impl SourceManager {
         self.events.push_back(SourceEvent::Mobilized { source, assoc, remote, reason });
     }
 
-    fn retire(&mut self, assoc: AssocId, reason: DemobilizeReason) {
+    /// Takes an association off the books. Every retirement is a `Demobilize` action, even for
+    /// an association that already stopped itself, so the driver always forgets it. A pool's
+    /// bad address is avoided for a while, so the replacement is not the same server again.
+    fn retire(&mut self, now: Instant, assoc: AssocId, reason: DemobilizeReason) {
         let Some(m) = self.members.remove(&assoc) else { return };
-        if !m.dead {
-            self.actions.push_back(SourceAction::Demobilize { assoc, reason });
+        let avoid = match reason {
+            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr => KOD_BLOCK_SECS,
+            DemobilizeReason::Unreachable
+            | DemobilizeReason::Unsynchronized
+            | DemobilizeReason::Falseticker => BAD_MEMBER_AVOID_SECS,
+            _ => 0.0,
+        };
+        if avoid > 0.0 {
+            let until = now.add_secs_f64(avoid);
+            let entry = self.blocked.entry(m.remote).or_insert(until);
+            *entry = (*entry).max(until);
         }
+        self.actions.push_back(SourceAction::Demobilize { assoc, reason });
         self.events.push_back(SourceEvent::Retired {
             source: m.source,
             assoc,
@@ -989,7 +1001,7 @@ impl SourceManager {
 
     /// After a pool member first answers during the first fill: once `target` members have
     /// answered, keep the first `target` to answer and retire the other probes.
-    fn prune_probes(&mut self, id: SourceId) {
+    fn prune_probes(&mut self, now: Instant, id: SourceId) {
         let target = self.pool_targets().get(&id).copied().unwrap_or(0);
         let Some(pool) = self.sources.get_mut(&id).and_then(|s| s.pool.as_mut()) else { return };
         if pool.filled {
@@ -1014,7 +1026,7 @@ impl SourceManager {
             .map(|(a, _)| *a)
             .collect();
         for assoc in extras {
-            self.retire(assoc, DemobilizeReason::PrunedExtra);
+            self.retire(now, assoc, DemobilizeReason::PrunedExtra);
         }
     }
 

@@ -543,3 +543,36 @@ fn a_week_of_churn_replaces_at_most_one_member_per_interval_on_average() {
     assert!(per_day <= 86_400.0 / POOL_REPLACE_INTERVAL + 1.0, "{per_day} replacements/day");
     assert!(per_day > 10.0, "dead members must still be replaced: {per_day}/day");
 }
+
+/// Regression (pool integration test, bug 2): a replacement must not be the address that was
+/// just retired as unreachable, whatever the shuffle.
+#[test]
+fn replacement_never_reuses_the_unreachable_address() {
+    for seed in 0..32 {
+        let mut h =
+            H { m: SourceManager::new(ResolvePolicy::default(), 10), rng: SplitMix64::new(seed) };
+        let id = h.add(t(0.0), pool("pool.test", 1));
+        h.actions();
+        h.resolved(t(0.0), id, answer(t(0.0), 3_600.0, &[1, 2]));
+        let (a, addr) = H::mobilized(&h.actions())[0];
+        h.assoc_event(t(10.0), a, AssocEvent::Unreachable);
+        let repl = H::mobilized(&h.actions());
+        assert_eq!(repl.len(), 1, "seed {seed}");
+        assert_ne!(repl[0].1, addr, "seed {seed}: the dead address came straight back");
+    }
+}
+
+/// Regression (pool integration test, bug 1): a member that stopped itself on a KoD is also
+/// demobilized, so the driver forgets it.
+#[test]
+fn kod_stopped_pool_member_is_demobilized_for_the_driver() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 1));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 3_600.0, &[1, 2]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    h.assoc_event(t(1.0), a, AssocEvent::Demobilized(DemobilizeReason::KodDeny));
+    assert!(h
+        .actions()
+        .contains(&SourceAction::Demobilize { assoc: a, reason: DemobilizeReason::KodDeny }));
+}
