@@ -51,4 +51,6 @@ pub use clock::{
     KernelTimeState, WallTime,
 };
 pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM};
-pub use net::{enable_rx_timestamps, recv_from_with_timestamp, RecvMeta};
+pub use net::{
+    enable_rx_timestamps, recv_batch, recv_from_with_timestamp, RecvBatch, RecvMeta, BATCH_SLOT_LEN,
+};

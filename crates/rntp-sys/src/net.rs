@@ -63,6 +63,72 @@ pub fn recv_from_with_timestamp(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Resul
     imp::recv_from_with_timestamp(fd, buf)
 }
 
+/// Largest datagram a [`RecvBatch`] slot holds; longer ones are flagged `truncated`.
+pub const BATCH_SLOT_LEN: usize = 1024;
+
+/// Storage for receiving up to `capacity` datagrams with one system call ([`recv_batch`]).
+///
+/// Allocated once and reused: a server reads bursts of requests without a system call (and an
+/// `epoll_wait`) per request, as chronyd does with `recvmmsg`.
+pub struct RecvBatch {
+    bufs: Vec<[u8; BATCH_SLOT_LEN]>,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    addrs: Vec<libc::sockaddr_storage>,
+    controls: Vec<[u64; 32]>,
+    metas: Vec<RecvMeta>,
+    len: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.bufs.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl RecvBatch {
+    /// Room for `capacity` datagrams (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        RecvBatch {
+            bufs: vec![[0u8; BATCH_SLOT_LEN]; capacity],
+            // SAFETY: `sockaddr_storage` is a plain C struct for which all-zero is valid.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            addrs: vec![unsafe { std::mem::zeroed() }; capacity],
+            controls: vec![[0u64; 32]; capacity],
+            metas: Vec::with_capacity(capacity),
+            len: 0,
+        }
+    }
+
+    /// Datagrams received by the last [`recv_batch`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the last [`recv_batch`] received nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `i`-th datagram of the last batch: its bytes (at most [`BATCH_SLOT_LEN`]) and
+    /// metadata.
+    pub fn get(&self, i: usize) -> Option<(&[u8], RecvMeta)> {
+        let meta = *self.metas.get(i)?;
+        let buf = self.bufs.get(i)?.get(..meta.len)?;
+        Some((buf, meta))
+    }
+}
+
+/// Receives as many queued datagrams as fit in `batch` with one `recvmmsg`, without blocking
+/// (WouldBlock when none is queued). Each gets its kernel receive timestamp when enabled with
+/// [`enable_rx_timestamps`]. Returns the number received.
+pub fn recv_batch(fd: BorrowedFd<'_>, batch: &mut RecvBatch) -> io::Result<usize> {
+    imp::recv_batch(fd, batch)
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
     use std::io;
@@ -156,6 +222,75 @@ mod imp {
     }
 
     /// Converts a kernel-filled socket address to a std address (IPv4-mapped IPv6 kept V6).
+    pub(super) fn recv_batch(
+        fd: BorrowedFd<'_>,
+        batch: &mut super::RecvBatch,
+    ) -> io::Result<usize> {
+        let cap = batch.bufs.len();
+        batch.len = 0;
+        batch.metas.clear();
+        let mut iovs: Vec<libc::iovec> = batch
+            .bufs
+            .iter_mut()
+            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(cap);
+        for i in 0..cap {
+            // SAFETY: `msghdr`/`mmsghdr` are plain C structs for which all-zero is valid (null
+            // pointers and zero lengths); every pointer is set below before use.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_control = batch.controls[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_controllen = (CONTROL_WORDS * size_of::<u64>()) as _;
+            msgs.push(m);
+        }
+        let n = loop {
+            // SAFETY: `msgs` holds `cap` initialised headers whose name, iovec and control
+            // pointers point into `batch`'s buffers and `iovs`, all of which outlive the call
+            // and are not otherwise accessed during it; the kernel writes at most the lengths
+            // given. MSG_DONTWAIT makes the call non-blocking; the timeout pointer may be null.
+            let rc = unsafe {
+                libc::recvmmsg(
+                    fd.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    cap as libc::c_uint,
+                    libc::MSG_DONTWAIT as _,
+                    ptr::null_mut(),
+                )
+            };
+            if rc >= 0 {
+                break rc as usize;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        };
+        for (i, m) in msgs.iter().enumerate().take(n) {
+            let Ok(from) = sockaddr_to_std(&batch.addrs[i], m.msg_hdr.msg_namelen) else {
+                // A non-IP source cannot happen on a UDP/IP socket; report it as empty.
+                batch.metas.push(super::RecvMeta {
+                    len: 0,
+                    from: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    rx_time: None,
+                    truncated: true,
+                });
+                continue;
+            };
+            batch.metas.push(super::RecvMeta {
+                len: (m.msg_len as usize).min(super::BATCH_SLOT_LEN),
+                from,
+                rx_time: timestamp_from_control(&m.msg_hdr),
+                truncated: m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            });
+        }
+        batch.len = n;
+        Ok(n)
+    }
+
     fn sockaddr_to_std(
         storage: &libc::sockaddr_storage,
         len: libc::socklen_t,
@@ -264,6 +399,13 @@ mod imp {
         _fd: BorrowedFd<'_>,
         _buf: &mut [u8],
     ) -> io::Result<RecvMeta> {
+        Err(unsupported())
+    }
+
+    pub(super) fn recv_batch(
+        _fd: BorrowedFd<'_>,
+        _batch: &mut super::RecvBatch,
+    ) -> io::Result<usize> {
         Err(unsupported())
     }
 }

@@ -284,3 +284,50 @@ fn geteuid_matches_proc() {
     let euid: u32 = uid_line.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert_eq!(geteuid(), euid);
 }
+
+#[test]
+fn recv_batch_reads_a_burst_with_timestamps_and_sources() {
+    use rntp_sys::{recv_batch, RecvBatch, BATCH_SLOT_LEN};
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_nonblocking(true).unwrap();
+    enable_rx_timestamps(rx.as_fd()).unwrap();
+    let (a, b) = (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+    let mut batch = RecvBatch::new(8);
+    assert_eq!(recv_batch(rx.as_fd(), &mut batch).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    for i in 0..5u8 {
+        let from = if i % 2 == 0 { &a } else { &b };
+        from.send_to(&[i; 48], rx.local_addr().unwrap()).unwrap();
+    }
+    b.send_to(&vec![7u8; BATCH_SLOT_LEN + 10], rx.local_addr().unwrap()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2000 {
+        match recv_batch(rx.as_fd(), &mut batch) {
+            Ok(n) => {
+                for i in 0..n {
+                    let (data, meta) = batch.get(i).unwrap();
+                    got.push((data.to_vec(), meta));
+                }
+                if got.len() == 6 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => panic!("recv_batch: {e}"),
+        }
+    }
+    assert_eq!(got.len(), 6);
+    let now = realtime();
+    for (i, (data, meta)) in got.iter().take(5).enumerate() {
+        assert_eq!(data, &vec![i as u8; 48]);
+        let want = if i % 2 == 0 { a.local_addr().unwrap() } else { b.local_addr().unwrap() };
+        assert_eq!(meta.from, want);
+        assert!(!meta.truncated);
+        let ts = meta.rx_time.expect("kernel timestamp");
+        assert!((now.secs - ts.secs).abs() <= 1);
+    }
+    assert!(got[5].1.truncated, "an oversized datagram is flagged");
+    assert_eq!(got[5].0.len(), BATCH_SLOT_LEN);
+    assert!(batch.get(99).is_none());
+}
