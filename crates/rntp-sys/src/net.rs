@@ -235,15 +235,17 @@ mod imp {
             .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(cap);
-        for i in 0..cap {
+        for ((addr, iov), control) in
+            batch.addrs.iter_mut().zip(iovs.iter_mut()).zip(batch.controls.iter_mut())
+        {
             // SAFETY: `msghdr`/`mmsghdr` are plain C structs for which all-zero is valid (null
             // pointers and zero lengths); every pointer is set below before use.
             let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
             m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            m.msg_hdr.msg_iov = &mut iovs[i];
+            m.msg_hdr.msg_iov = iov;
             m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_control = batch.controls[i].as_mut_ptr().cast();
+            m.msg_hdr.msg_control = control.as_mut_ptr().cast();
             m.msg_hdr.msg_controllen = (CONTROL_WORDS * size_of::<u64>()) as _;
             msgs.push(m);
         }
