@@ -5,6 +5,8 @@
 //! current monotonic time and the combined offset θ (server minus us) with its jitter, and
 //! returns a [`ClockAction`]: nothing, a slew (remaining phase to amortize plus the absolute
 //! frequency correction to set), a step, or a refusal ([`ClockAction::Panic`]).
+//! [`Discipline::update_sample`] is the better input (measured): every raw sample of a source
+//! selection kept, weighted by its own error from its round-trip delay ([`DelayNoise`]).
 //!
 //! The estimator is a two-state Kalman filter (phase and natural frequency error of the local
 //! clock), chosen over RFC 5905's hybrid PLL/FLL because it measured better on every row of the
@@ -33,6 +35,12 @@ use crate::time::{Instant, PollInterval};
 pub const MAX_FREQ_PPM: f64 = 500.0;
 /// The kernel's `adjtime` slew rate, in ppm: how fast a pending phase correction is amortized.
 pub const DEFAULT_SLEW_RATE_PPM: f64 = 500.0;
+/// Slew rate (ppm) reachable by also adjusting the kernel tick (`adjtimex` `ADJ_TICK`): Linux
+/// accepts a tick within ±10 % of nominal, i.e. up to 100 000 ppm; chrony uses 1/12 of it
+/// (83 333 ppm) to leave room for the frequency correction. A daemon that sets
+/// [`DisciplineConfig::slew_rate_ppm`] to this must implement such slews with `ADJ_TICK` (plus
+/// `ADJ_FREQUENCY` for the remainder), ending them itself when the phase is done.
+pub const TICK_SLEW_RATE_PPM: f64 = 83_333.0;
 
 /// Discipline settings (`tinker`, `makestep`, poll bounds and the clock model).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +63,10 @@ pub struct DisciplineConfig {
     /// Assumed random-walk frequency wander of the local oscillator (1/√s): the Kalman process
     /// noise. Larger follows a changing frequency faster, smaller averages more noise away.
     pub wander: f64,
+    /// How fast (ppm) the driver amortizes a [`ClockAction::Slew`]'s phase: 500 for plain
+    /// `adjtime`/`ADJ_OFFSET`, up to [`TICK_SLEW_RATE_PPM`] when the driver slews by adjusting
+    /// the tick. The discipline must know it to predict what its slews have done so far.
+    pub slew_rate_ppm: f64,
 }
 
 impl Default for DisciplineConfig {
@@ -68,6 +80,7 @@ impl Default for DisciplineConfig {
             minpoll: PollInterval::DEFAULT_MIN,
             maxpoll: PollInterval::DEFAULT_MAX,
             wander: 3e-9,
+            slew_rate_ppm: DEFAULT_SLEW_RATE_PPM,
         }
     }
 }
@@ -79,6 +92,87 @@ pub struct MakeStep {
     pub threshold: f64,
     /// ... during this many first updates.
     pub limit: u32,
+}
+
+/// One raw sample from one source, the input of [`Discipline::update_sample`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    /// Offset θ (s), server minus us, as computed from the four timestamps.
+    pub offset: f64,
+    /// 1σ error of `offset` (s), e.g. from [`DelayNoise::add`].
+    pub sigma: f64,
+    /// Round-trip delay δ (s). θ is our offset at the middle of the exchange, δ/2 before the
+    /// sample is handed over; the discipline moves it to `now` with the rates it knows.
+    pub delay: f64,
+}
+
+/// Samples remembered by [`DelayNoise`] to find a source's minimum round trip.
+pub const DELAY_WINDOW: usize = 16;
+/// Queueing in the window's minimum-delay sample, as a fraction of the mean excess delay.
+const MIN_QUEUE_FRACTION: f64 = 0.25;
+/// Floor (s) of a sample's error: the minimum-delay sample itself carries some queueing and
+/// timestamping error, so even a sample at the minimum is not exact.
+const SAMPLE_FLOOR: f64 = 5e-6;
+
+/// Per-source error model of raw samples from their round-trip delay (the idea behind chrony's
+/// per-sample weighting and RFC 5905's minimum-delay filter).
+///
+/// Queueing only ever adds delay, and a sample's offset error is at most half its extra delay
+/// e = δ − δmin (all of it on one leg). With independent queues on the two legs the extra delay
+/// splits evenly at random, so the error is about uniform on ±e/2: σ = e/√12. δmin is the least
+/// delay among the last [`DELAY_WINDOW`] samples, so a route change is learned within that many
+/// polls. Keep one per source; reset it when the source moves to another address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelayNoise {
+    delays: [f64; DELAY_WINDOW],
+    len: usize,
+    next: usize,
+}
+
+impl Default for DelayNoise {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DelayNoise {
+    /// An empty history.
+    pub fn new() -> Self {
+        DelayNoise { delays: [0.0; DELAY_WINDOW], len: 0, next: 0 }
+    }
+
+    /// Forgets the history (the source moved).
+    pub fn reset(&mut self) {
+        *self = DelayNoise::new();
+    }
+
+    /// The least delay (s) in the history, if any.
+    pub fn min_delay(&self) -> Option<f64> {
+        self.delays[..self.len].iter().copied().reduce(f64::min)
+    }
+
+    /// Records a sample's round trip `delay` (s) and returns the 1σ error (s) of its offset.
+    /// A non-finite delay is not recorded and gets an infinite σ (the sample is useless).
+    pub fn add(&mut self, delay: f64) -> f64 {
+        if !delay.is_finite() {
+            return f64::INFINITY;
+        }
+        let delay = delay.max(0.0);
+        self.delays[self.next] = delay;
+        self.next = (self.next + 1) % DELAY_WINDOW;
+        self.len = (self.len + 1).min(DELAY_WINDOW);
+        let window = &self.delays[..self.len];
+        let min = window.iter().copied().fold(delay, f64::min);
+        let mean_excess = window.iter().map(|d| d - min).sum::<f64>() / self.len as f64;
+        // The minimum itself is above the true base delay by the least queueing in the window;
+        // a sample's error bound is its excess plus that. Estimated as a fraction of the mean
+        // excess: for exponential queues and 16 samples the expected least queueing is ~0.2×
+        // the mean excess; 0.25 makes the normalized errors of the simulated LAN and WAN
+        // samples RMS 1.0 (docs/discipline.md).
+        let base_q = MIN_QUEUE_FRACTION * mean_excess;
+        let bound = delay - min + base_q;
+        (bound * bound / 12.0 + SAMPLE_FLOOR * SAMPLE_FLOOR).sqrt()
+    }
 }
 
 /// What the driver must do to the clock.
@@ -162,6 +256,24 @@ const POLL_LIMIT: i32 = 30;
 /// clamp keeps the covariance finite after any outage.
 const MAX_DT: f64 = 1e7;
 
+/// What one update gets: a combined offset or a raw sample, and how noisy it is.
+#[derive(Debug, Clone, Copy)]
+enum Input {
+    /// A combined offset from selection, with the system jitter (≥ [`MIN_NOISE`]).
+    Combined { jitter: f64 },
+    /// A raw sample with its own σ (≥ [`MIN_NOISE`]) and round trip (0..=1 s).
+    Sample { sigma: f64, delay: f64 },
+}
+
+impl Input {
+    fn noise(self) -> f64 {
+        match self {
+            Input::Combined { jitter } => jitter,
+            Input::Sample { sigma, .. } => sigma,
+        }
+    }
+}
+
 /// A clock discipline. See the module docs.
 #[derive(Debug, Clone)]
 pub struct Discipline {
@@ -197,7 +309,7 @@ impl Discipline {
             Some(f) => (f.clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM) * 1e-6, DRIFT_FILE_SIGMA),
             None => (0.0, NO_DRIFT_SIGMA),
         };
-        let mut model = VirtualClock::new();
+        let mut model = VirtualClock::with_slew_rate(config.slew_rate_ppm);
         model.freq_ppm = y * 1e6;
         let minpoll = config.minpoll.min(config.maxpoll);
         Discipline {
@@ -253,11 +365,42 @@ impl Discipline {
     /// Processes the combined offset `offset` (s, server minus us) with jitter `jitter` (s),
     /// measured at `now` with the sources polling at `poll`. Never panics: non-finite input is
     /// ignored ([`ClockAction::None`]).
+    ///
+    /// This is the RFC 5905 interface (one combined offset per selection round). The noise of
+    /// the input is learned from the innovations, with `jitter` as a lower bound hint.
+    /// [`Discipline::update_sample`] is the per-sample alternative and measured better.
     pub fn update(
         &mut self,
         now: Instant,
         offset: f64,
         jitter: f64,
+        poll: PollInterval,
+    ) -> ClockAction {
+        let jitter = if jitter.is_finite() { jitter.abs().max(MIN_NOISE) } else { MIN_NOISE };
+        self.process(now, offset, Input::Combined { jitter }, poll)
+    }
+
+    /// Processes one raw sample of a source that selection currently accepts (a survivor).
+    /// Each sample is weighted by its own error ([`Measurement::sigma`], from its delay), so
+    /// every exchange counts, and a sample with a long round trip counts little, instead of
+    /// only the minimum-delay sample of each filter counting once. Never panics: a non-finite
+    /// offset, σ or delay gives [`ClockAction::None`].
+    pub fn update_sample(&mut self, now: Instant, m: Measurement) -> ClockAction {
+        if !m.sigma.is_finite() || !m.delay.is_finite() {
+            return ClockAction::None;
+        }
+        let sigma = m.sigma.abs().max(MIN_NOISE);
+        // More than a second of round trip is not a sample worth moving in time precisely.
+        let delay = m.delay.clamp(0.0, 1.0);
+        let poll = self.poll;
+        self.process(now, m.offset, Input::Sample { sigma, delay }, poll)
+    }
+
+    fn process(
+        &mut self,
+        now: Instant,
+        offset: f64,
+        input: Input,
         poll: PollInterval,
     ) -> ClockAction {
         if !offset.is_finite() {
@@ -270,7 +413,7 @@ impl Discipline {
                 return ClockAction::None;
             }
         }
-        let jitter = if jitter.is_finite() { jitter.abs().max(MIN_NOISE) } else { MIN_NOISE };
+        let jitter = input.noise();
         let first = self.updates == 0;
         let abs = offset.abs();
 
@@ -309,10 +452,10 @@ impl Discipline {
         }
 
         let action = if self.last.is_none() {
-            self.init(now, offset, jitter);
+            self.init(now, offset, input);
             self.action()
         } else {
-            match self.filter(now, offset, jitter) {
+            match self.filter(now, offset, input) {
                 true => self.action(),
                 false => ClockAction::None,
             }
@@ -328,7 +471,7 @@ impl Discipline {
         self.gated = 0;
         let action = ClockAction::Step { offset };
         if self.last.is_none() {
-            self.init(now, offset, jitter);
+            self.init(now, offset, Input::Combined { jitter });
         } else {
             self.predict(now);
             self.x = offset;
@@ -344,10 +487,16 @@ impl Discipline {
         action
     }
 
-    fn init(&mut self, now: Instant, offset: f64, jitter: f64) {
+    fn init(&mut self, now: Instant, offset: f64, input: Input) {
+        let jitter = input.noise();
         self.x = offset;
         self.p[0][0] = jitter * jitter;
-        self.r = jitter.max(PRIOR_NOISE).powi(2);
+        self.r = match input {
+            Input::Combined { .. } => jitter.max(PRIOR_NOISE).powi(2),
+            // A sample's σ comes with it; the estimate is only the jitter shown to the poll
+            // rule and the user.
+            Input::Sample { .. } => jitter * jitter,
+        };
         self.last = Some(now);
         self.model_at_last = self.model.offset_at(now);
         self.state = self.tracking_state();
@@ -382,12 +531,23 @@ impl Discipline {
 
     /// Kalman update with one measurement. Returns false when the sample was held as an
     /// outlier.
-    fn filter(&mut self, now: Instant, offset: f64, jitter: f64) -> bool {
+    fn filter(&mut self, now: Instant, offset: f64, input: Input) -> bool {
         self.predict(now);
-        // The caller's jitter is an upper bound on the noise of its best sample; the
-        // innovation-based estimate `r` is what is actually seen. Use the estimate, but never
-        // below a fraction of the caller's figure.
-        let r = self.r.max(jitter * jitter / 64.0).max(MIN_NOISE * MIN_NOISE);
+        let (offset, r) = match input {
+            // The caller's jitter is an upper bound on the noise of its best sample; the
+            // innovation-based estimate `r` is what is actually seen. Use the estimate, but
+            // never below a fraction of the caller's figure.
+            Input::Combined { jitter } => {
+                (offset, self.r.max(jitter * jitter / 64.0).max(MIN_NOISE * MIN_NOISE))
+            }
+            // θ was our offset at the middle of the exchange, δ/2 ago; since then it moved at
+            // the natural rate minus the rate of our own correction (which includes a slew in
+            // progress: 41 µs over a 1 ms round trip at tick-slew speed).
+            Input::Sample { sigma, delay } => {
+                let rate = self.y - self.model.rate_at(now);
+                (offset + rate * delay / 2.0, sigma * sigma)
+            }
+        };
         let nu = offset - self.x;
         let s = self.p[0][0] + r;
         if nu * nu > GATE_SIGMAS * GATE_SIGMAS * s && self.state == DisciplineState::Sync {
@@ -401,20 +561,30 @@ impl Discipline {
             self.p[1][1] += (nu / self.poll.as_secs_f64()).powi(2);
         }
         self.gated = 0;
-        // Innovation-based noise estimate (Mehra): E[ν²] = P + R. Updated before the gain, so
-        // a sample far off the prediction widens its own error bar instead of yanking the
-        // frequency (the caller's jitter is zero while a filter holds a single sample). A
-        // running mean over the first updates, then an exponential average.
-        // While the prediction itself is more uncertain than the noise estimate, an innovation
-        // says little about the noise (it is mostly prediction error), and subtracting P would
-        // drive the estimate to the floor: learn only once the prediction is tighter.
-        if self.p[0][0] < self.r {
-            self.noise_samples = self.noise_samples.saturating_add(1);
-            let gain = (1.0 / f64::from(self.noise_samples + 1)).max(NOISE_GAIN);
-            let sample_r = (nu * nu - self.p[0][0]).max(MIN_NOISE * MIN_NOISE);
-            self.r += (sample_r - self.r) * gain;
-        }
-        let r = self.r.max(jitter * jitter / 64.0).max(MIN_NOISE * MIN_NOISE);
+        let r = match input {
+            Input::Combined { jitter } => {
+                // Innovation-based noise estimate (Mehra): E[ν²] = P + R. Updated before the
+                // gain, so a sample far off the prediction widens its own error bar instead of
+                // yanking the frequency (the caller's jitter is zero while a filter holds a
+                // single sample). A running mean over the first updates, then an exponential
+                // average. While the prediction itself is more uncertain than the noise
+                // estimate, an innovation says little about the noise (it is mostly
+                // prediction error), and subtracting P would drive the estimate to the floor:
+                // learn only once the prediction is tighter.
+                if self.p[0][0] < self.r {
+                    self.noise_samples = self.noise_samples.saturating_add(1);
+                    let gain = (1.0 / f64::from(self.noise_samples + 1)).max(NOISE_GAIN);
+                    let sample_r = (nu * nu - self.p[0][0]).max(MIN_NOISE * MIN_NOISE);
+                    self.r += (sample_r - self.r) * gain;
+                }
+                self.r.max(jitter * jitter / 64.0).max(MIN_NOISE * MIN_NOISE)
+            }
+            Input::Sample { .. } => {
+                // The sample brings its own σ; `r` only tracks it for `jitter()`.
+                self.r += (r - self.r) * NOISE_GAIN;
+                r
+            }
+        };
         let s = self.p[0][0] + r;
         let k0 = self.p[0][0] / s;
         let k1 = self.p[0][1] / s;
@@ -442,7 +612,6 @@ impl Discipline {
         }
         self.model.apply(now, action);
     }
-
     /// RFC 5905 §12 poll adjustment, on the filtered offset against the measured jitter.
     fn adjust_poll(&mut self, _current: PollInterval) {
         let (min, max) = (self.config.minpoll.min(self.config.maxpoll), self.config.maxpoll);
@@ -747,6 +916,70 @@ mod tests {
         assert!((vc.offset_at(at(1000.0)) - (0.052 - 1.0 + 0.0005 - 0.001)).abs() < 1e-12);
         vc.apply(at(1000.0), ClockAction::Slew { offset: f64::NAN, freq_ppm: 1e9 });
         assert_eq!(vc.frequency_ppm(), MAX_FREQ_PPM);
+    }
+
+    #[test]
+    fn delay_noise_weights_by_excess_delay() {
+        let mut n = DelayNoise::new();
+        assert!(n.add(f64::NAN).is_infinite());
+        assert_eq!(n.min_delay(), None);
+        let at_min = n.add(0.001);
+        assert!((at_min - SAMPLE_FLOOR).abs() < 1e-12, "{at_min}");
+        let slow = n.add(0.0013);
+        // Excess 300 µs, plus a quarter of the mean excess (150 µs) for the minimum's own
+        // queueing: bound 337.5 µs, uniform, σ = bound/√12.
+        let expect = ((337.5e-6f64).powi(2) / 12.0 + SAMPLE_FLOOR * SAMPLE_FLOOR).sqrt();
+        assert!((slow - expect).abs() < 1e-9, "{slow} {expect}");
+        assert_eq!(n.min_delay(), Some(0.001));
+        // The window forgets: after DELAY_WINDOW slower samples the old minimum is gone.
+        for _ in 0..DELAY_WINDOW {
+            n.add(0.002);
+        }
+        assert_eq!(n.min_delay(), Some(0.002));
+        n.reset();
+        assert_eq!(n.min_delay(), None);
+    }
+
+    #[test]
+    fn samples_converge_and_garbage_is_ignored() {
+        let mut d = Discipline::new(DisciplineConfig::default(), None);
+        let mut vc = VirtualClock::new();
+        for i in 0..300 {
+            let t = i as f64 * 20.0;
+            let theta = -(0.01 + 20e-6 * t + vc.offset_at(at(t)));
+            let m = Measurement { offset: theta, sigma: 1e-5, delay: 0.002 };
+            let a = d.update_sample(at(t), m);
+            vc.apply(at(t), a);
+        }
+        assert!((d.frequency_ppm() + 20.0).abs() < 0.01, "{}", d.frequency_ppm());
+        assert_eq!(d.state(), DisciplineState::Sync);
+        let t = at(6000.0);
+        for (offset, sigma, delay) in
+            [(f64::NAN, 1e-5, 0.0), (0.0, f64::NAN, 0.0), (0.0, 1e-5, f64::INFINITY)]
+        {
+            let m = Measurement { offset, sigma, delay };
+            assert_eq!(d.update_sample(t, m), ClockAction::None);
+        }
+        // Extreme but finite values do not produce non-finite actions.
+        let m = Measurement { offset: 1e-3, sigma: 1e300, delay: -5.0 };
+        if let ClockAction::Slew { offset, freq_ppm } = d.update_sample(t, m) {
+            assert!(offset.is_finite() && freq_ppm.is_finite());
+        }
+    }
+
+    #[test]
+    fn fast_slew_is_modelled() {
+        let cfg = DisciplineConfig { slew_rate_ppm: TICK_SLEW_RATE_PPM, ..Default::default() };
+        let mut d = Discipline::new(cfg, Some(0.0));
+        let mut vc = VirtualClock::with_slew_rate(TICK_SLEW_RATE_PPM);
+        for i in 0..10 {
+            let t = i as f64 * 2.0;
+            let theta = 0.05 - vc.offset_at(at(t));
+            let a = d.update_sample(at(t), Measurement { offset: theta, sigma: 1e-5, delay: 0.0 });
+            vc.apply(at(t), a);
+        }
+        // 50 ms at 83 333 ppm takes 0.6 s: done after the first update.
+        assert!((0.05 - vc.offset_at(at(20.0))).abs() < 1e-5, "{}", vc.offset_at(at(20.0)));
     }
 
     #[test]

@@ -6,10 +6,13 @@
 
 use std::fmt::Write as _;
 
-use crate::{run, ClientSpec, LinkSpec, RunResult, Scenario, Stats};
+use crate::{run, ClientSpec, Feed, LinkSpec, RunResult, Scenario, Stats};
 
 /// Frequency wander of the benchmark's client clock (1/√s).
 pub const WANDER: f64 = 1e-9;
+
+/// The benchmark client's slew rate (ppm).
+pub const SLEW_RATE_PPM: f64 = rntp_proto::discipline::DEFAULT_SLEW_RATE_PPM;
 
 /// One benchmark row: a scenario and chronyd's RMS and max (s) on it.
 #[derive(Debug, Clone)]
@@ -30,7 +33,7 @@ fn client(freq_ppm: f64, initial_offset: f64, drift: Option<f64>) -> ClientSpec 
         wander: WANDER,
         initial_offset,
         drift_file_ppm: drift,
-        slew_rate_ppm: rntp_proto::discipline::DEFAULT_SLEW_RATE_PPM,
+        slew_rate_ppm: SLEW_RATE_PPM,
     }
 }
 
@@ -97,10 +100,32 @@ fn us(s: f64) -> String {
     }
 }
 
+/// What a benchmark run may vary besides the seeds, to compare the daemon's options on the same
+/// scenarios. The defaults are rntpd's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Variant {
+    /// What the discipline is fed.
+    pub feed: Feed,
+    /// The client's slew rate (ppm): how the daemon slews (500: `adjtime`; 83 333: tick).
+    pub slew_rate_ppm: f64,
+}
+
+impl Default for Variant {
+    fn default() -> Self {
+        Variant { feed: Feed::Samples, slew_rate_ppm: SLEW_RATE_PPM }
+    }
+}
+
 /// Runs every row over `seeds` seeds; returns the Markdown table and each row's first run.
-pub fn bench(seeds: u64, duration: f64) -> (String, Vec<(Row, Aggregate, RunResult)>) {
+pub fn bench(
+    seeds: u64,
+    duration: f64,
+    variant: Variant,
+) -> (String, Vec<(Row, Aggregate, RunResult)>) {
     let mut out = Vec::new();
-    for row in rows(duration) {
+    for mut row in rows(duration) {
+        row.scenario.feed = variant.feed;
+        row.scenario.client.slew_rate_ppm = variant.slew_rate_ppm;
         let runs: Vec<RunResult> = (1..=seeds).map(|s| run(&row.scenario, s)).collect();
         let stats: Vec<Stats> = runs.iter().map(|r| r.stats).collect();
         let agg = aggregate(&stats);

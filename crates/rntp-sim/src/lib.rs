@@ -6,9 +6,11 @@
 //! [`ScriptedResolver`] answering the core's [`SourceManager`]; every association is a real
 //! [`Association`] exchanging real 48-byte packets (built with [`NtpHeader`]) with simulated
 //! servers; filter estimates go through [`select::select`] (or the [`CombineMode::Median`]
-//! fallback while selection finds no system peer), the combined offset goes to the
-//! [`Discipline`], and its [`ClockAction`]s steer the client clock through a [`VirtualClock`],
-//! the same model the daemon's observe mode uses.
+//! fallback while selection finds no system peer) after every sample, each raw sample of a
+//! surviving source goes to the [`Discipline`] with its delay-based error ([`Feed::Samples`];
+//! [`Feed::FilterBest`] feeds the combined offset instead, RFC 5905 style), and its
+//! [`ClockAction`]s steer the client clock through a [`VirtualClock`], the same model the
+//! daemon's observe mode uses.
 //!
 //! Virtual time is the true time, in nanoseconds ([`Instant`]). The client's wall clock is
 //! `true time + natural error + correction`; the natural error integrates a frequency error
@@ -27,8 +29,11 @@ pub mod bench;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use rntp_proto::assoc::filter::NSTAGE;
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
-use rntp_proto::discipline::{ClockAction, Discipline, DisciplineConfig, VirtualClock};
+use rntp_proto::discipline::{
+    ClockAction, DelayNoise, Discipline, DisciplineConfig, Measurement, VirtualClock,
+};
 use rntp_proto::rng::{RngSource, SplitMix64};
 use rntp_proto::select::{self, Candidate, SelectConfig, Verdict};
 use rntp_proto::source::{
@@ -134,6 +139,18 @@ pub enum CombineMode {
     Median,
 }
 
+/// What the discipline is fed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// RFC 5905: after a sample that became its filter's best, selection's combined offset
+    /// goes to [`Discipline::update`].
+    FilterBest,
+    /// Every raw sample of a source that the latest selection round kept (system peer or
+    /// survivor) goes to [`Discipline::update_sample`], weighted by its delay
+    /// ([`DelayNoise`]). Selection still runs on the filter estimates, after every sample.
+    Samples,
+}
+
 /// One scripted DNS answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DnsAnswer {
@@ -213,9 +230,8 @@ pub struct Scenario {
     pub dns: Option<ScriptedResolver>,
     /// Start of the settled period for statistics (s).
     pub settle: f64,
-    /// Run a clock update after every sample, not only when the sample became its filter's
-    /// best (RFC 5905's rule).
-    pub update_every_sample: bool,
+    /// What the discipline is fed.
+    pub feed: Feed,
 }
 
 impl Scenario {
@@ -233,7 +249,7 @@ impl Scenario {
             combine: CombineMode::SelectOrMedian,
             dns: None,
             settle: 3_600.0,
-            update_every_sample: false,
+            feed: Feed::Samples,
         }
     }
 }
@@ -336,6 +352,18 @@ struct Sim<'a> {
     /// Correction at each sample time (ns), to bring stale filter estimates to `now`.
     corr_log: BTreeMap<u64, f64>,
     current_peer: Option<AssocId>,
+    /// Survivors (system peer included) of the latest selection round.
+    survivors: Vec<AssocId>,
+    /// Per association: the delay history that weighs its samples.
+    noise: HashMap<AssocId, DelayNoise>,
+    /// When a candidate first passed fitness (for the start-up hold).
+    first_fit: Option<f64>,
+    /// When a round last produced a combined estimate.
+    last_round: Option<f64>,
+    /// Start-up is over: selection rounds are no longer held.
+    startup_over: bool,
+    /// Per association: samples in its filter, as far as start-up needs to know (capped).
+    fill: HashMap<AssocId, u32>,
     res: RunResult,
 }
 
@@ -394,8 +422,13 @@ impl Sim<'_> {
                     if let Some(a) = self.assocs.get_mut(&assoc) {
                         a.change_remote(now, remote);
                     }
+                    // Another address, another path: its delays say nothing about the old one.
+                    self.noise.remove(&assoc);
+                    self.fill.remove(&assoc);
                 }
                 SourceAction::Demobilize { assoc, reason } => {
+                    self.noise.remove(&assoc);
+                    self.fill.remove(&assoc);
                     if let Some(mut a) = self.assocs.remove(&assoc) {
                         a.demobilize(reason);
                     }
@@ -462,22 +495,72 @@ impl Sim<'_> {
     fn drain_events(&mut self, id: AssocId) {
         let now = secs(self.now);
         let mut fresh = false;
+        let mut samples = Vec::new();
         while let Some(ev) = self.assocs.get_mut(&id).and_then(Association::poll_event) {
             self.sm.handle_assoc_event(now, id, &ev, &mut self.rng);
             if let AssocEvent::Sample(s) = ev {
                 self.corr_log.insert(s.time.as_nanos(), self.vc.offset_at(s.time));
-                // RFC 5905 clock_filter: only a sample that became its filter's best is news.
-                // `update_every_sample` (off) feeds every sample instead: it measured much
-                // worse, since the same best samples are then counted again and again
-                // (docs/accuracy.md).
+                // RFC 5905 clock_filter: only a sample that became its filter's best is news
+                // for the combined offset (feeding every sample there counts the same best
+                // samples again and again: measured much worse, docs/accuracy.md).
                 let best = self.assocs.get(&id).and_then(|a| a.estimate(now));
-                fresh |= self.sc.update_every_sample || best.is_some_and(|e| e.time == s.time);
+                fresh |= best.is_some_and(|e| e.time == s.time);
+                let sigma = self.noise.entry(id).or_default().add(s.delay);
+                let n = self.fill.entry(id).or_default();
+                *n = (*n + 1).min(NSTAGE as u32);
+                samples.push(Measurement { offset: s.offset, sigma, delay: s.delay });
             }
         }
         self.handle_actions();
-        if fresh {
-            self.clock_update();
+        match self.sc.feed {
+            Feed::FilterBest => {
+                if fresh {
+                    self.clock_update();
+                }
+            }
+            Feed::Samples => {
+                if samples.is_empty() {
+                    return;
+                }
+                // Selection after every sample keeps the survivor set current; the sample
+                // itself is used only if its source is in it. A round held at start-up keeps
+                // the last round's survivors, once a round has produced an estimate at all.
+                let Some(combined) = self.select_round() else {
+                    if self.last_round.is_some() && self.survivors.contains(&id) {
+                        self.feed_samples(&samples);
+                    }
+                    return;
+                };
+                if self.sc.combine == CombineMode::Median || self.current_peer.is_none() {
+                    // No system peer: the fallback's combined offset, as in FilterBest.
+                    self.discipline_update(combined.0, combined.1, combined.2);
+                    return;
+                }
+                if !self.survivors.contains(&id) {
+                    return;
+                }
+                self.res.last_leap = Some(combined.2);
+                self.feed_samples(&samples);
+            }
         }
+    }
+
+    fn feed_samples(&mut self, samples: &[Measurement]) {
+        let now = secs(self.now);
+        for m in samples {
+            let action = self.disc.update_sample(now, *m);
+            self.res.updates += 1;
+            self.apply(action);
+        }
+    }
+
+    fn apply(&mut self, action: ClockAction) {
+        match action {
+            ClockAction::Step { .. } => self.res.steps += 1,
+            ClockAction::Panic { .. } => self.res.panics += 1,
+            _ => {}
+        }
+        self.vc.apply(secs(self.now), action);
     }
 
     /// The phase correction (slews and steps) applied between `t` and now, for a filter
@@ -528,7 +611,11 @@ impl Sim<'_> {
         out
     }
 
-    fn clock_update(&mut self) {
+    /// One selection round (or the median fallback) over the current filter estimates:
+    /// updates the system peer, the survivor set and the verdict counts, and returns the
+    /// combined (offset, jitter, leap). `None` when nothing can be combined, or while the
+    /// start-up wait holds.
+    fn select_round(&mut self) -> Option<(f64, f64, LeapIndicator)> {
         let now = secs(self.now);
         let cands = self.candidates();
         let list: Vec<Candidate> = cands.iter().map(|(_, c)| *c).collect();
@@ -536,10 +623,17 @@ impl Sim<'_> {
         if self.sc.combine != CombineMode::Median {
             let config = SelectConfig { current: self.current_peer, ..SelectConfig::default() };
             let sel = select::select(now, &list, &config);
-            for ((idx, _), (_, v)) in cands.iter().zip(&sel.verdicts) {
+            if self.startup_hold(&list, &sel.verdicts) {
+                return None;
+            }
+            self.survivors.clear();
+            for ((idx, _), (id, v)) in cands.iter().zip(&sel.verdicts) {
                 match v {
                     Verdict::Falseticker => self.res.falseticker_rounds[*idx] += 1,
-                    Verdict::SystemPeer | Verdict::Survivor => self.res.survivor_rounds[*idx] += 1,
+                    Verdict::SystemPeer | Verdict::Survivor => {
+                        self.res.survivor_rounds[*idx] += 1;
+                        self.survivors.push(*id);
+                    }
                     _ => {}
                 }
             }
@@ -552,18 +646,68 @@ impl Sim<'_> {
         if combined.is_none() && self.sc.combine != CombineMode::Select {
             combined = median_combine(&list);
         }
-        let Some((offset, jitter, leap)) = combined else { return };
+        if combined.is_some() {
+            self.last_round = Some(self.now);
+        }
+        combined
+    }
+
+    /// Whether to hold this selection round because the sources are still filling their
+    /// filters and not equally far along (start-up only).
+    ///
+    /// Right after start every filter holds few samples, so every root distance is dominated
+    /// by the empty stages (≈ 0.94 s with 4 of 8 filled, 0.44 s with 5, …) and no correctness
+    /// interval excludes a source a few ms off until the filters are full. Until then only
+    /// clustering can reject a falseticker, and both its φ·λ rule and the system peer choice
+    /// compare λ: a source one sample ahead of the others has half their λ, so it wins the
+    /// system peer, and a good source one sample behind gets pruned instead of the
+    /// falseticker. Measured: one round like that set the clock 17 ms off (1 bad of 4 at
+    /// +50 ms). So during start-up a round counts only when every source that has answered
+    /// holds the same number of samples and is fit (λ < maxdist): like is compared with like,
+    /// RFC 5905's fitness rule applied to all sources at once. Start-up ends when every
+    /// answering source has a full filter, or one `minpoll` after the first source became fit
+    /// (a lossy source must not hold the clock for long).
+    fn startup_hold(&mut self, list: &[Candidate], verdicts: &[(AssocId, Verdict)]) -> bool {
+        if self.startup_over {
+            return false;
+        }
+        let fit = |v: &Verdict| !matches!(v, Verdict::Unusable(_));
+        if self.first_fit.is_none() && verdicts.iter().any(|(_, v)| fit(v)) {
+            self.first_fit = Some(self.now);
+        }
+        let grace = 2f64.powi(i32::from(self.sc.minpoll));
+        if self.first_fit.is_some_and(|t| self.now - t >= grace) {
+            self.startup_over = true;
+            return false;
+        }
+        let answering: Vec<(u32, bool)> = list
+            .iter()
+            .zip(verdicts)
+            .filter(|(c, _)| c.reach != 0)
+            .map(|(c, (_, v))| (self.fill.get(&c.id).copied().unwrap_or(0), fit(v)))
+            .collect();
+        if !answering.is_empty() && answering.iter().all(|&(n, _)| n >= NSTAGE as u32) {
+            self.startup_over = true;
+            return false;
+        }
+        let same = answering.windows(2).all(|w| w[0].0 == w[1].0);
+        !(same && answering.iter().all(|&(_, fit)| fit))
+    }
+
+    /// RFC 5905 path: selection's combined offset to [`Discipline::update`].
+    fn clock_update(&mut self) {
+        let Some((offset, jitter, leap)) = self.select_round() else { return };
+        self.discipline_update(offset, jitter, leap);
+    }
+
+    fn discipline_update(&mut self, offset: f64, jitter: f64, leap: LeapIndicator) {
+        let now = secs(self.now);
         self.res.last_leap = Some(leap);
         self.res.updates += 1;
         let poll = self.assocs.values().map(Association::poll).min();
         let poll = poll.unwrap_or(PollInterval::DEFAULT_MIN);
         let action = self.disc.update(now, offset, jitter, poll);
-        match action {
-            ClockAction::Step { .. } => self.res.steps += 1,
-            ClockAction::Panic { .. } => self.res.panics += 1,
-            _ => {}
-        }
-        self.vc.apply(now, action);
+        self.apply(action);
     }
 
     fn next_event(&self) -> f64 {
@@ -658,6 +802,8 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     let mut dcfg = sc.discipline;
     dcfg.minpoll = PollInterval::from_log2(sc.minpoll);
     dcfg.maxpoll = PollInterval::from_log2(sc.maxpoll);
+    // The discipline must model the clock's slew as the driver performs it.
+    dcfg.slew_rate_ppm = sc.client.slew_rate_ppm;
     let n = sc.servers.len();
     let mut sim = Sim {
         sc,
@@ -675,6 +821,12 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         seq: 0,
         corr_log: BTreeMap::new(),
         current_peer: None,
+        survivors: Vec::new(),
+        noise: HashMap::new(),
+        first_fit: None,
+        last_round: None,
+        startup_over: false,
+        fill: HashMap::new(),
         res: RunResult {
             falseticker_rounds: vec![0; n],
             survivor_rounds: vec![0; n],

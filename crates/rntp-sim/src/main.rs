@@ -1,20 +1,22 @@
 //! `rntp-sim`: runs the accuracy benchmark (`bench`) or one scenario (`run`) in virtual time.
 //!
 //! ```text
-//! rntp-sim bench [--seeds 5] [--out target/accuracy] [--hours 24]
-//! rntp-sim run SCENARIO [--seed 1] [--hours 24]     # prints "time offset" lines
+//! rntp-sim bench [--seeds 5] [--out target/accuracy] [--hours 24] [OPTIONS]
+//! rntp-sim run SCENARIO [--seed 1] [--hours 24] [OPTIONS]   # prints "time offset" lines
+//! OPTIONS: --feed samples|filter-best (default samples), --slew-ppm PPM (default 500)
 //! ```
 //! It never touches this machine's clock: everything is simulated.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rntp_sim::bench;
+use rntp_sim::{bench, Feed};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: rntp-sim bench [--seeds N] [--out DIR] [--hours H]\n       \
-         rntp-sim run SCENARIO [--seed N] [--hours H]"
+        "usage: rntp-sim bench [--seeds N] [--out DIR] [--hours H] [OPTIONS]\n       \
+         rntp-sim run SCENARIO [--seed N] [--hours H] [OPTIONS]\n\
+         options: --feed samples|filter-best   --slew-ppm PPM (500; 83333 = tick slewing)"
     );
     ExitCode::from(2)
 }
@@ -25,6 +27,7 @@ fn main() -> ExitCode {
     let mut seed = 1u64;
     let mut hours = 24.0f64;
     let mut out = PathBuf::from("target/accuracy");
+    let mut variant = bench::Variant::default();
     let mut positional = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -34,6 +37,17 @@ fn main() -> ExitCode {
             "--seed" => seed = value().parse().unwrap_or(0),
             "--hours" => hours = value().parse().unwrap_or(0.0),
             "--out" => out = PathBuf::from(value()),
+            "--feed" => {
+                variant.feed = match value().as_str() {
+                    "samples" => Feed::Samples,
+                    "filter-best" => Feed::FilterBest,
+                    _ => return usage(),
+                }
+            }
+            "--slew-ppm" => match value().parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => variant.slew_rate_ppm = v,
+                _ => return usage(),
+            },
             "-h" | "--help" => return usage(),
             _ => positional.push(a.clone()),
         }
@@ -44,7 +58,7 @@ fn main() -> ExitCode {
     let duration = hours * 3600.0;
     match positional.first().map(String::as_str) {
         Some("bench") => {
-            let (table, rows) = bench::bench(seeds, duration);
+            let (table, rows) = bench::bench(seeds, duration, variant);
             println!("{seeds} seeds, {hours} h simulated each; settled = after the first hour\n");
             print!("{table}");
             if let Err(e) = std::fs::create_dir_all(&out) {
@@ -69,11 +83,14 @@ fn main() -> ExitCode {
         }
         Some("run") => {
             let Some(name) = positional.get(1) else { return usage() };
-            let Some(row) = bench::rows(duration).into_iter().find(|r| &r.scenario.name == name)
+            let Some(mut row) =
+                bench::rows(duration).into_iter().find(|r| &r.scenario.name == name)
             else {
                 eprintln!("unknown scenario {name:?}");
                 return usage();
             };
+            row.scenario.feed = variant.feed;
+            row.scenario.client.slew_rate_ppm = variant.slew_rate_ppm;
             let r = rntp_sim::run(&row.scenario, seed);
             for (t, o) in &r.series {
                 println!("{t:.3} {o:.9}");
