@@ -322,6 +322,12 @@ pub struct SourceInfo {
     pub associations: Vec<u32>,
     /// Pools: how many members the pool aims for under `maxsources` and `tos maxclock`.
     pub target: Option<usize>,
+    /// Pools: `"filling"` during the first fill (probing), `"steady"` after it.
+    pub pool_phase: Option<String>,
+    /// Pools after the first fill: replacements the pool may make right now.
+    pub replacements_available: Option<u32>,
+    /// Pools: seconds until the pool earns its next replacement (`null`: it has all it can).
+    pub next_replacement_in: Option<f64>,
 }
 
 /// The outcome of one resolution.

@@ -462,6 +462,16 @@ fn sources_table(sources: &[SourceInfo]) -> String {
         if !s.addresses.is_empty() && s.name != s.addresses[0] {
             out.push_str(&format!("\n    addresses: {}", s.addresses.join(" ")));
         }
+        if let Some(phase) = &s.pool_phase {
+            let next = match (s.replacements_available, s.next_replacement_in) {
+                (Some(n), Some(t)) => {
+                    format!("; {n} replacement(s) available now, next in {}", dur(t))
+                }
+                (Some(n), None) => format!("; {n} replacement(s) available now"),
+                (None, _) => String::new(),
+            };
+            out.push_str(&format!("\n    pool: {phase}{next}"));
+        }
         out.push_str(&format!("\n    configured at {}", s.origin));
     }
     if sources.is_empty() {

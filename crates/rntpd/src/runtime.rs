@@ -857,6 +857,11 @@ impl Daemon {
                 queries: s.queries,
                 associations: s.assocs.iter().map(|(a, _)| a.0).collect(),
                 target: s.target,
+                pool_phase: s
+                    .target
+                    .map(|_| if s.filling { "filling" } else { "steady" }.to_string()),
+                replacements_available: s.replacements_available,
+                next_replacement_in: s.next_replacement.map(|t| t.secs_since(now).max(0.0)),
             })
             .collect()
     }

@@ -393,6 +393,12 @@ pub struct SourceSnapshot {
     pub assocs: Vec<(AssocId, SocketAddr)>,
     /// For pools, the current target number of members.
     pub target: Option<usize>,
+    /// For pools after the first fill: replacements that may be made at once now.
+    pub replacements_available: Option<u32>,
+    /// For pools: when the next replacement token arrives (None: the bucket is full).
+    pub next_replacement: Option<Instant>,
+    /// For pools: the first fill is still going on (probing).
+    pub filling: bool,
 }
 
 /// An association as the manager tracks it.
@@ -848,6 +854,13 @@ impl SourceManager {
                         .map(|(a, m)| (*a, m.remote))
                         .collect(),
                     target: targets.get(id).copied(),
+                    replacements_available: s
+                        .pool
+                        .as_ref()
+                        .filter(|p| p.filled)
+                        .map(|p| p.tokens.floor() as u32),
+                    next_replacement: s.pool.as_ref().and_then(|p| p.next_token),
+                    filling: s.pool.as_ref().is_some_and(|p| !p.filled),
                 }
             })
             .collect()
