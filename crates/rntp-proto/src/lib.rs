@@ -17,5 +17,6 @@ pub mod rng;
 pub mod select;
 pub mod server;
 pub mod source;
+pub mod steer;
 pub mod time;
 pub mod wire;

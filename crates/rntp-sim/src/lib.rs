@@ -5,12 +5,13 @@
 //! One [`run`] plays a [`Scenario`] under a seed. Names are resolved through a
 //! [`ScriptedResolver`] answering the core's [`SourceManager`]; every association is a real
 //! [`Association`] exchanging real 48-byte packets (built with [`NtpHeader`]) with simulated
-//! servers; filter estimates go through [`select::select`] (or the [`CombineMode::Median`]
-//! fallback while selection finds no system peer) after every sample, each raw sample of a
-//! surviving source goes to the [`Discipline`] with its delay-based error ([`Feed::Samples`];
-//! [`Feed::FilterBest`] feeds the combined offset instead, RFC 5905 style), and its
-//! [`ClockAction`]s steer the client clock through a [`VirtualClock`], the same model the
-//! daemon's observe mode uses.
+//! servers; every sample and every round of filter estimates goes to the core's [`Steering`],
+//! the same timekeeping state machine the daemon drives: it runs `select::select` (or the
+//! [`CombineMode::Median`] fallback while selection finds no system peer) after every sample,
+//! feeds each raw sample of a surviving source to the discipline with its delay-based error
+//! ([`Feed::Samples`]; [`Feed::FilterBest`] feeds the combined offset instead, RFC 5905 style),
+//! and models its corrections on a `VirtualClock`. The client clock reads its natural error plus
+//! [`Steering::offset_at`].
 //!
 //! Virtual time is the true time, in nanoseconds ([`Instant`]). The client's wall clock is
 //! `true time + natural error + correction`; the natural error integrates a frequency error
@@ -19,8 +20,9 @@
 //!
 //! # What it does not do
 //! No sockets, no threads, no real clocks (nothing here can change this machine's clock), no
-//! kernel PLL model beyond the [`VirtualClock`], no leap-second insertion (the leap indicator is
-//! only carried to the output), no packet reordering beyond what independent delays produce.
+//! kernel PLL model beyond the [`VirtualClock`](rntp_proto::discipline::VirtualClock), no
+//! leap-second insertion (the leap indicator is only carried to the output), no packet
+//! reordering beyond what independent delays produce.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -29,19 +31,23 @@ pub mod bench;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rntp_proto::assoc::filter::NSTAGE;
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
-use rntp_proto::discipline::{
-    ClockAction, DelayNoise, Discipline, DisciplineConfig, Measurement, VirtualClock,
-};
+use rntp_proto::discipline::DisciplineConfig;
 use rntp_proto::rng::{RngSource, SplitMix64};
-use rntp_proto::select::{self, Candidate, SelectConfig, Verdict};
+use rntp_proto::select::Verdict;
 use rntp_proto::source::{
     AddrFamily, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceKind, SourceManager,
     SourceSpec, Target,
 };
+use rntp_proto::steer::{RoundOutcome, SourceInput, Steering, SteeringConfig};
 use rntp_proto::time::{Instant, NtpDuration, NtpShort, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, Mode, NtpHeader, ReferenceId};
+
+/// How the sim combines association estimates into the discipline's input (the core's
+/// [`rntp_proto::steer::Combine`]).
+pub use rntp_proto::steer::Combine as CombineMode;
+/// What the discipline is fed (the core's [`rntp_proto::steer::Feed`]).
+pub use rntp_proto::steer::Feed;
 
 /// Unix time of virtual time zero (an arbitrary 2026 date).
 const EPOCH_UNIX: i64 = 1_795_675_301;
@@ -125,30 +131,6 @@ pub struct ClientSpec {
     pub drift_file_ppm: Option<f64>,
     /// Slew rate of the client's clock (ppm): 500 as the kernel's `adjtime`.
     pub slew_rate_ppm: f64,
-}
-
-/// How the sim combines association estimates into the discipline's input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CombineMode {
-    /// `select::select` only: no system peer, no clock update.
-    Select,
-    /// `select::select`, falling back to [`CombineMode::Median`] when it returns no system
-    /// peer (while selection is a stub).
-    SelectOrMedian,
-    /// Median of the reachable estimates.
-    Median,
-}
-
-/// What the discipline is fed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Feed {
-    /// RFC 5905: after a sample that became its filter's best, selection's combined offset
-    /// goes to [`Discipline::update`].
-    FilterBest,
-    /// Every raw sample of a source that the latest selection round kept (system peer or
-    /// survivor) goes to [`Discipline::update_sample`], weighted by its delay
-    /// ([`DelayNoise`]). Selection still runs on the filter estimates, after every sample.
-    Samples,
 }
 
 /// One scripted DNS answer.
@@ -342,38 +324,23 @@ struct Sim<'a> {
     /// Natural clock error e (s) and its rate f (s/s): the wall clock reads t + e + correction.
     e: f64,
     f: f64,
-    vc: VirtualClock,
-    disc: Discipline,
+    /// Timekeeping: discipline, applied corrections, selection state.
+    steering: Steering,
     sm: SourceManager,
     dns: ScriptedResolver,
     assocs: BTreeMap<AssocId, Association>,
     flights: Vec<(f64, u64, Flight)>,
     seq: u64,
-    /// Correction at each sample time (ns), to bring stale filter estimates to `now`.
-    corr_log: BTreeMap<u64, f64>,
-    current_peer: Option<AssocId>,
-    /// Survivors (system peer included) of the latest selection round.
-    survivors: Vec<AssocId>,
-    /// Per association: the delay history that weighs its samples.
-    noise: HashMap<AssocId, DelayNoise>,
-    /// When a candidate first passed fitness (for the start-up hold).
-    first_fit: Option<f64>,
-    /// When a round last produced a combined estimate.
-    last_round: Option<f64>,
-    /// Start-up is over: selection rounds are no longer held.
-    startup_over: bool,
-    /// Per association: samples in its filter, as far as start-up needs to know (capped).
-    fill: HashMap<AssocId, u32>,
     res: RunResult,
 }
 
 impl Sim<'_> {
     fn client_wall(&self, t: f64) -> NtpTimestamp {
-        wall(t + self.e + self.f * (t - self.now) + self.vc.offset_at(secs(t)))
+        wall(t + self.e + self.f * (t - self.now) + self.steering.offset_at(secs(t)))
     }
 
     fn true_offset(&self) -> f64 {
-        -(self.e + self.vc.offset_at(secs(self.now)))
+        -(self.e + self.steering.offset_at(secs(self.now)))
     }
 
     fn addr_server(&self, remote: SocketAddr) -> Option<usize> {
@@ -423,12 +390,10 @@ impl Sim<'_> {
                         a.change_remote(now, remote);
                     }
                     // Another address, another path: its delays say nothing about the old one.
-                    self.noise.remove(&assoc);
-                    self.fill.remove(&assoc);
+                    self.steering.handle_reset(assoc);
                 }
                 SourceAction::Demobilize { assoc, reason } => {
-                    self.noise.remove(&assoc);
-                    self.fill.remove(&assoc);
+                    self.steering.handle_reset(assoc);
                     if let Some(mut a) = self.assocs.remove(&assoc) {
                         a.demobilize(reason);
                     }
@@ -492,222 +457,55 @@ impl Sim<'_> {
         self.drain_events(assoc);
     }
 
+    /// Hands the association's new samples to the [`Steering`], then one round over every
+    /// association: the call order the daemon follows too.
     fn drain_events(&mut self, id: AssocId) {
         let now = secs(self.now);
-        let mut fresh = false;
-        let mut samples = Vec::new();
         while let Some(ev) = self.assocs.get_mut(&id).and_then(Association::poll_event) {
             self.sm.handle_assoc_event(now, id, &ev, &mut self.rng);
             if let AssocEvent::Sample(s) = ev {
-                self.corr_log.insert(s.time.as_nanos(), self.vc.offset_at(s.time));
                 // RFC 5905 clock_filter: only a sample that became its filter's best is news
-                // for the combined offset (feeding every sample there counts the same best
-                // samples again and again: measured much worse, docs/accuracy.md).
+                // for the combined offset (Feed::FilterBest).
                 let best = self.assocs.get(&id).and_then(|a| a.estimate(now));
-                fresh |= best.is_some_and(|e| e.time == s.time);
-                let sigma = self.noise.entry(id).or_default().add(s.delay);
-                let n = self.fill.entry(id).or_default();
-                *n = (*n + 1).min(NSTAGE as u32);
-                samples.push(Measurement { offset: s.offset, sigma, delay: s.delay });
+                let is_best = best.is_some_and(|e| e.time == s.time);
+                self.steering.handle_sample(now, id, &s, is_best);
             }
         }
         self.handle_actions();
-        match self.sc.feed {
-            Feed::FilterBest => {
-                if fresh {
-                    self.clock_update();
-                }
-            }
-            Feed::Samples => {
-                if samples.is_empty() {
-                    return;
-                }
-                // Selection after every sample keeps the survivor set current; the sample
-                // itself is used only if its source is in it. A round held at start-up keeps
-                // the last round's survivors, once a round has produced an estimate at all.
-                let Some(combined) = self.select_round() else {
-                    if self.last_round.is_some() && self.survivors.contains(&id) {
-                        self.feed_samples(&samples);
-                    }
-                    return;
-                };
-                if self.sc.combine == CombineMode::Median || self.current_peer.is_none() {
-                    // No system peer: the fallback's combined offset, as in FilterBest.
-                    self.discipline_update(combined.0, combined.1, combined.2);
-                    return;
-                }
-                if !self.survivors.contains(&id) {
-                    return;
-                }
-                self.res.last_leap = Some(combined.2);
-                self.feed_samples(&samples);
-            }
+        // Skipping the inputs when no round is due saves snapshots; handle_round would skip.
+        if !self.steering.wants_round() {
+            return;
         }
-    }
-
-    fn feed_samples(&mut self, samples: &[Measurement]) {
-        let now = secs(self.now);
-        for m in samples {
-            let action = self.disc.update_sample(now, *m);
-            self.res.updates += 1;
-            self.apply(action);
-        }
-    }
-
-    fn apply(&mut self, action: ClockAction) {
-        match action {
-            ClockAction::Step { .. } => self.res.steps += 1,
-            ClockAction::Panic { .. } => self.res.panics += 1,
-            _ => {}
-        }
-        self.vc.apply(secs(self.now), action);
-    }
-
-    /// The phase correction (slews and steps) applied between `t` and now, for a filter
-    /// estimate taken at `t`. The frequency part is left out: it cancels the natural drift
-    /// over the same interval (that is what it is for), so subtracting it would add the drift
-    /// back as an error growing with the estimate's age.
-    fn correction_since(&self, t: Instant) -> f64 {
-        let then =
-            self.corr_log.get(&t.as_nanos()).copied().unwrap_or_else(|| self.vc.offset_at(t));
-        let age = self.now - t.secs_since(Instant::ZERO);
-        self.vc.offset_at(secs(self.now)) - then - self.vc.frequency_ppm() * 1e-6 * age
-    }
-
-    fn candidates(&self) -> Vec<(usize, Candidate)> {
-        let now = secs(self.now);
-        let mut out = Vec::new();
-        let freq_sigma = self.disc.frequency_error_ppm() * 1e-6;
-        for a in self.assocs.values() {
-            let snap = a.snapshot(now);
-            let (Some(est), Some(server)) = (snap.estimate, snap.server) else { continue };
-            let Some(idx) = self.addr_server(snap.remote) else { continue };
-            let c = Candidate {
-                id: snap.id,
-                offset: est.offset - self.correction_since(est.time),
-                delay: est.delay,
-                dispersion: est.dispersion,
-                // A stale estimate is also off by the frequency error times its age; say so,
-                // so that selection's 1/λ weights prefer fresh estimates while the frequency
-                // is still uncertain (cold start).
-                jitter: est.jitter.hypot(freq_sigma * now.secs_since(est.time).max(0.0)),
-                sample_time: est.time,
-                stratum: server.stratum,
-                leap: server.leap,
-                root_delay: server.root_delay,
-                root_dispersion: server.root_dispersion,
-                reference_id: server.reference_id,
-                refid_for_us: match snap.remote.ip() {
+        let inputs: Vec<SourceInput> = self
+            .assocs
+            .values()
+            .map(|a| {
+                let snap = a.snapshot(now);
+                let refid = match snap.remote.ip() {
                     IpAddr::V4(v4) => ReferenceId::from_bytes(v4.octets()),
                     // The sim only uses IPv4 servers.
                     IpAddr::V6(_) => ReferenceId::from_bytes([0; 4]),
-                },
-                reach: snap.reach,
-                prefer: false,
-                noselect: false,
-            };
-            out.push((idx, c));
-        }
-        out
-    }
-
-    /// One selection round (or the median fallback) over the current filter estimates:
-    /// updates the system peer, the survivor set and the verdict counts, and returns the
-    /// combined (offset, jitter, leap). `None` when nothing can be combined, or while the
-    /// start-up wait holds.
-    fn select_round(&mut self) -> Option<(f64, f64, LeapIndicator)> {
-        let now = secs(self.now);
-        let cands = self.candidates();
-        let list: Vec<Candidate> = cands.iter().map(|(_, c)| *c).collect();
-        let mut combined = None;
-        if self.sc.combine != CombineMode::Median {
-            let config = SelectConfig { current: self.current_peer, ..SelectConfig::default() };
-            let sel = select::select(now, &list, &config);
-            if self.startup_hold(&list, &sel.verdicts) {
-                return None;
-            }
-            self.survivors.clear();
-            for ((idx, _), (id, v)) in cands.iter().zip(&sel.verdicts) {
+                };
+                SourceInput::from_snapshot(&snap, refid)
+            })
+            .collect();
+        let outcome = self.steering.handle_round(now, &inputs);
+        if matches!(outcome, RoundOutcome::Counted { .. }) && self.sc.combine != CombineMode::Median
+        {
+            let verdicts = self.steering.selection().map(|s| s.verdicts.clone());
+            for (id, v) in verdicts.unwrap_or_default() {
+                let remote = self.assocs.get(&id).map(Association::remote);
+                let Some(idx) = remote.and_then(|r| self.addr_server(r)) else { continue };
                 match v {
-                    Verdict::Falseticker => self.res.falseticker_rounds[*idx] += 1,
-                    Verdict::SystemPeer | Verdict::Survivor => {
-                        self.res.survivor_rounds[*idx] += 1;
-                        self.survivors.push(*id);
-                    }
+                    Verdict::Falseticker => self.res.falseticker_rounds[idx] += 1,
+                    Verdict::SystemPeer | Verdict::Survivor => self.res.survivor_rounds[idx] += 1,
                     _ => {}
                 }
             }
-            self.current_peer = sel.system_peer;
-            if let Some(c) = sel.combined {
-                self.res.select_updates += 1;
-                combined = Some((c.offset, c.jitter, c.leap));
-            }
         }
-        if combined.is_none() && self.sc.combine != CombineMode::Select {
-            combined = median_combine(&list);
-        }
-        if combined.is_some() {
-            self.last_round = Some(self.now);
-        }
-        combined
-    }
-
-    /// Whether to hold this selection round because the sources are still filling their
-    /// filters and not equally far along (start-up only).
-    ///
-    /// Right after start every filter holds few samples, so every root distance is dominated
-    /// by the empty stages (≈ 0.94 s with 4 of 8 filled, 0.44 s with 5, …) and no correctness
-    /// interval excludes a source a few ms off until the filters are full. Until then only
-    /// clustering can reject a falseticker, and both its φ·λ rule and the system peer choice
-    /// compare λ: a source one sample ahead of the others has half their λ, so it wins the
-    /// system peer, and a good source one sample behind gets pruned instead of the
-    /// falseticker. Measured: one round like that set the clock 17 ms off (1 bad of 4 at
-    /// +50 ms). So during start-up a round counts only when every source that has answered
-    /// holds the same number of samples and is fit (λ < maxdist): like is compared with like,
-    /// RFC 5905's fitness rule applied to all sources at once. Start-up ends when every
-    /// answering source has a full filter, or one `minpoll` after the first source became fit
-    /// (a lossy source must not hold the clock for long).
-    fn startup_hold(&mut self, list: &[Candidate], verdicts: &[(AssocId, Verdict)]) -> bool {
-        if self.startup_over {
-            return false;
-        }
-        let fit = |v: &Verdict| !matches!(v, Verdict::Unusable(_));
-        if self.first_fit.is_none() && verdicts.iter().any(|(_, v)| fit(v)) {
-            self.first_fit = Some(self.now);
-        }
-        let grace = 2f64.powi(i32::from(self.sc.minpoll));
-        if self.first_fit.is_some_and(|t| self.now - t >= grace) {
-            self.startup_over = true;
-            return false;
-        }
-        let answering: Vec<(u32, bool)> = list
-            .iter()
-            .zip(verdicts)
-            .filter(|(c, _)| c.reach != 0)
-            .map(|(c, (_, v))| (self.fill.get(&c.id).copied().unwrap_or(0), fit(v)))
-            .collect();
-        if !answering.is_empty() && answering.iter().all(|&(n, _)| n >= NSTAGE as u32) {
-            self.startup_over = true;
-            return false;
-        }
-        let same = answering.windows(2).all(|w| w[0].0 == w[1].0);
-        !(same && answering.iter().all(|&(_, fit)| fit))
-    }
-
-    /// RFC 5905 path: selection's combined offset to [`Discipline::update`].
-    fn clock_update(&mut self) {
-        let Some((offset, jitter, leap)) = self.select_round() else { return };
-        self.discipline_update(offset, jitter, leap);
-    }
-
-    fn discipline_update(&mut self, offset: f64, jitter: f64, leap: LeapIndicator) {
-        let now = secs(self.now);
-        self.res.last_leap = Some(leap);
-        self.res.updates += 1;
-        let poll = self.assocs.values().map(Association::poll).min();
-        let poll = poll.unwrap_or(PollInterval::DEFAULT_MIN);
-        let action = self.disc.update(now, offset, jitter, poll);
-        self.apply(action);
+        // The sim's clock reads the steering's model directly: nothing to execute.
+        while self.steering.poll_action().is_some() {}
+        while self.steering.poll_event().is_some() {}
     }
 
     fn next_event(&self) -> f64 {
@@ -754,22 +552,6 @@ impl Sim<'_> {
     }
 }
 
-fn median_combine(list: &[Candidate]) -> Option<(f64, f64, LeapIndicator)> {
-    let mut usable: Vec<&Candidate> = list.iter().filter(|c| c.reach != 0).collect();
-    if usable.is_empty() {
-        return None;
-    }
-    usable.sort_by(|a, b| a.offset.total_cmp(&b.offset));
-    let n = usable.len();
-    let (offset, jitter) = if n % 2 == 1 {
-        (usable[n / 2].offset, usable[n / 2].jitter)
-    } else {
-        let (a, b) = (usable[n / 2 - 1], usable[n / 2]);
-        ((a.offset + b.offset) / 2.0, (a.jitter + b.jitter) / 2.0)
-    };
-    Some((offset, jitter, usable[n / 2].leap))
-}
-
 /// Runs `sc` under `seed`. Deterministic: the same scenario and seed give the same result.
 pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     let mut rng = SplitMix64::new(seed);
@@ -805,6 +587,15 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     // The discipline must model the clock's slew as the driver performs it.
     dcfg.slew_rate_ppm = sc.client.slew_rate_ppm;
     let n = sc.servers.len();
+    let steering = Steering::new(
+        SteeringConfig {
+            discipline: dcfg,
+            feed: sc.feed,
+            combine: sc.combine,
+            ..SteeringConfig::default()
+        },
+        sc.client.drift_file_ppm,
+    );
     let mut sim = Sim {
         sc,
         rng,
@@ -812,31 +603,21 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         now: 0.0,
         e: -sc.client.initial_offset,
         f: sc.client.freq_ppm * 1e-6,
-        vc: VirtualClock::with_slew_rate(sc.client.slew_rate_ppm),
-        disc: Discipline::new(dcfg, sc.client.drift_file_ppm),
+        steering,
         sm,
         dns,
         assocs: BTreeMap::new(),
         flights: Vec::new(),
         seq: 0,
-        corr_log: BTreeMap::new(),
-        current_peer: None,
-        survivors: Vec::new(),
-        noise: HashMap::new(),
-        first_fit: None,
-        last_round: None,
-        startup_over: false,
-        fill: HashMap::new(),
         res: RunResult {
             falseticker_rounds: vec![0; n],
             survivor_rounds: vec![0; n],
             ..RunResult::default()
         },
     };
-    if let Some(f) = sc.client.drift_file_ppm {
-        // The daemon sets the drift file's frequency at start-up, before any sample.
-        sim.vc.apply(Instant::ZERO, ClockAction::Slew { offset: 0.0, freq_ppm: f });
-    }
+    // The drift file's frequency is set at start-up, before any sample (`Steering::new`); the
+    // sim's clock reads the steering's model, so there is nothing to execute.
+    while sim.steering.poll_action().is_some() {}
     sim.handle_actions();
 
     let mut next_record = 0.0;
@@ -881,11 +662,6 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         if guard.len() > 4096 {
             guard.clear();
         }
-        let horizon = sim.now - 2.0 * 8.0 * 2f64.powi(i32::from(sc.maxpoll)) - 60.0;
-        if horizon > 0.0 && sim.corr_log.len() > 256 {
-            let keep = sim.corr_log.split_off(&secs(horizon).as_nanos());
-            sim.corr_log = keep;
-        }
     }
     sim.advance(sc.duration);
     let off = sim.true_offset();
@@ -907,10 +683,16 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         rms,
         max,
         time_to_1ms,
-        final_freq_error_ppm: (sim.f * 1e6 + sim.vc.frequency_ppm()).abs(),
+        final_freq_error_ppm: (sim.f * 1e6 + sim.steering.frequency_ppm()).abs(),
     };
-    sim.res.suggested_poll = sim.disc.suggested_poll().as_log2();
-    sim.res.final_freq_ppm = sim.vc.frequency_ppm();
+    let stats = sim.steering.stats();
+    sim.res.steps = u32::try_from(stats.steps).unwrap_or(u32::MAX);
+    sim.res.panics = u32::try_from(stats.panics).unwrap_or(u32::MAX);
+    sim.res.updates = u32::try_from(stats.updates).unwrap_or(u32::MAX);
+    sim.res.select_updates = u32::try_from(stats.selected).unwrap_or(u32::MAX);
+    sim.res.last_leap = sim.steering.leap();
+    sim.res.suggested_poll = sim.steering.discipline().suggested_poll().as_log2();
+    sim.res.final_freq_ppm = sim.steering.frequency_ppm();
     sim.res.dns_queries = sim.dns.queries.values().sum();
     sim.res
 }
