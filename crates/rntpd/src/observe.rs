@@ -59,6 +59,11 @@ impl Registry {
             .collect()
     }
 
+    /// The latest snapshot of one association.
+    pub fn snapshot(&self, id: AssocId) -> Option<AssocSnapshot> {
+        lock(&self.assocs).get(&id).map(|e| e.snapshot.borrow().1.clone())
+    }
+
     /// The latest snapshot of every association.
     pub fn snapshots(&self) -> Vec<AssocSnapshot> {
         lock(&self.assocs).values().map(|e| e.snapshot.borrow().1.clone()).collect()

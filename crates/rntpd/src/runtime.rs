@@ -12,22 +12,23 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rntp_config::{AddressFamily, Config, Host, SourceConfig};
 use std::collections::VecDeque;
 
+use rntp_config::{AddressFamily, Config, Host, SourceConfig};
 use rntp_control::{
     AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, Reply, ResolutionInfo, SourceInfo,
     StatusInfo,
 };
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
 use rntp_proto::discipline::VirtualClock;
-use rntp_proto::select::{self, Candidate, SelectConfig, Selection, Unusable, Verdict};
+use rntp_proto::select::{SelectConfig, Unusable, Verdict};
 use rntp_proto::server::{Responder, SystemState};
 use rntp_proto::source::{
     self, AddError, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent, SourceId,
     SourceKind, SourceManager, SourceSpec, Target,
 };
-use rntp_proto::time::{Instant, NtpTimestamp, PollInterval};
+use rntp_proto::steer::{SourceInput, SteeringEvent};
+use rntp_proto::time::{Instant, NtpDuration, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, ReferenceId};
 use tokio::sync::{mpsc, watch};
 
@@ -37,7 +38,7 @@ use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
 use crate::observe::{AssocEntry, Registry};
 use crate::server::SharedResponder;
-use crate::timekeeping::{ClockMode, Timekeeper, Update};
+use crate::timekeeping::{ClockMode, Timekeeper};
 
 /// What `main` hands to the runtime.
 #[derive(Debug)]
@@ -58,10 +59,6 @@ const FIRST_POLL_SPREAD: f64 = 0.5;
 const DEFAULT_MAXSOURCES: u8 = 4;
 /// History entries kept for `rntpctl history`.
 const HISTORY_LEN: usize = 1_000;
-/// Consecutive selection rounds a pool member must be a falseticker before it is replaced.
-/// Rounds run after every sample of any association, so with 4 members at 64 s this is about
-/// two and a half minutes of disagreement, long enough to ride out a single bad sample.
-const FALSETICKER_ROUNDS: u32 = 10;
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(settings: Settings) -> io::Result<()> {
@@ -122,7 +119,18 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         },
         None => None,
     };
-    let timekeeper = Timekeeper::new(mode, settings.config.driftfile.clone(), initial_freq);
+    let select = SelectConfig {
+        minclock: usize::from(settings.config.tos.minclock),
+        minsane: usize::from(settings.config.tos.minsane),
+        ..SelectConfig::default()
+    };
+    let timekeeper = Timekeeper::new(
+        mode,
+        select,
+        poll_bounds(&settings.config),
+        settings.config.driftfile.clone(),
+        initial_freq,
+    );
     let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx.clone(), timekeeper);
     let mut server_tasks = Vec::new();
     for (addr, socket) in server_sockets {
@@ -191,12 +199,6 @@ struct Daemon {
     served_clock_tx: watch::Sender<Option<VirtualClock>>,
     /// `prefer` and `noselect` per source, for selection.
     select_flags: BTreeMap<SourceId, (bool, bool)>,
-    /// `tos` settings for selection.
-    select_config: SelectConfig,
-    /// The last selection round.
-    selection: Option<Selection>,
-    /// Consecutive falseticker verdicts per association.
-    falseticker_runs: BTreeMap<AssocId, u32>,
     /// Mobilizations, moves and retirements, newest last.
     history: VecDeque<HistoryEntry>,
     /// Totals of the history by `event:reason`, since start.
@@ -239,13 +241,6 @@ impl Daemon {
             history: VecDeque::new(),
             history_totals: BTreeMap::new(),
             select_flags: BTreeMap::new(),
-            select_config: SelectConfig {
-                minclock: usize::from(settings.config.tos.minclock),
-                minsane: usize::from(settings.config.tos.minsane),
-                ..SelectConfig::default()
-            },
-            selection: None,
-            falseticker_runs: BTreeMap::new(),
             clock,
             rng,
             started: clock.now(),
@@ -320,12 +315,23 @@ impl Daemon {
                 Some((assoc, event)) = self.events_rx.recv() => {
                     let now = self.clock.now();
                     self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
-                    if let AssocEvent::Sample(sample) = event {
-                        self.timekeeper.record_sample(now, sample.time);
+                    match event {
+                        AssocEvent::Sample(sample) => {
+                            // The association published its snapshot before sending the
+                            // event, so its estimate already includes this sample.
+                            let best = self
+                                .registry
+                                .snapshot(assoc)
+                                .and_then(|s| s.estimate)
+                                .is_some_and(|e| e.time == sample.time);
+                            self.timekeeper.handle_sample(now, assoc, &sample, best);
+                        }
+                        AssocEvent::Unreachable | AssocEvent::Demobilized(_) => {
+                            self.timekeeper.handle_source_change();
+                        }
+                        _ => {}
                     }
-                    if matches!(event, AssocEvent::Sample(_) | AssocEvent::Unreachable | AssocEvent::Demobilized(_)) {
-                        self.select_round(now);
-                    }
+                    self.steer(now);
                 }
                 Some((command, reply)) = ctl_rx.recv() => {
                     let _ = reply.send(self.control(command));
@@ -360,11 +366,13 @@ impl Daemon {
                     self.mobilize(assoc, source, remote, config).await;
                 }
                 SourceAction::Move { assoc, remote } => {
+                    self.timekeeper.handle_reset(assoc);
                     if let Some(h) = self.assocs.get(&assoc) {
                         let _ = h.commands.send(AssocCommand::Move(remote));
                     }
                 }
                 SourceAction::Demobilize { assoc, reason } => {
+                    self.timekeeper.handle_reset(assoc);
                     if let Some(h) = self.assocs.remove(&assoc) {
                         let _ = h.commands.send(AssocCommand::Demobilize(reason));
                     }
@@ -477,128 +485,68 @@ impl Daemon {
         }
     }
 
-    /// One selection round over the latest association snapshots: verdicts for `rntpctl peers`,
-    /// the system peer, and falseticker retirement for pool members.
-    fn select_round(&mut self, now: Instant) {
-        let candidates: Vec<Candidate> = self
+    /// One steering round when something new arrived: selection over every association's
+    /// latest estimate, the discipline, and what server mode tells clients.
+    fn steer(&mut self, now: Instant) {
+        if !self.timekeeper.wants_round() {
+            return;
+        }
+        let inputs: Vec<SourceInput> = self
             .registry
             .snapshots()
-            .into_iter()
-            .filter_map(|snap| {
-                let est = snap.estimate?;
-                let server = snap.server?;
+            .iter()
+            .map(|snap| {
                 let (prefer, noselect) = self
                     .manager
                     .owner(snap.id)
                     .and_then(|s| self.select_flags.get(&s).copied())
                     .unwrap_or((false, false));
-                let age = now.secs_since(est.time).max(0.0);
-                Some(Candidate {
-                    id: snap.id,
-                    offset: self.timekeeper.candidate_offset(now, est.offset, est.time),
-                    delay: est.delay,
-                    dispersion: est.dispersion,
-                    // A stale estimate is also off by the frequency error times its age.
-                    jitter: est.jitter.hypot(self.timekeeper.frequency_error_ppm() * 1e-6 * age),
-                    sample_time: est.time,
-                    stratum: server.stratum,
-                    leap: server.leap,
-                    root_delay: server.root_delay,
-                    root_dispersion: server.root_dispersion,
-                    reference_id: server.reference_id,
-                    refid_for_us: refid_for_address(snap.remote.ip()),
-                    reach: snap.reach,
+                SourceInput {
                     prefer,
                     noselect,
-                })
+                    ..SourceInput::from_snapshot(snap, refid_for_address(snap.remote.ip()))
+                }
             })
             .collect();
-        let previous = self.selection.as_ref().and_then(|s| s.system_peer);
-        let config = SelectConfig { current: previous, ..self.select_config };
-        let selection = select::select(now, &candidates, &config);
-        if selection.system_peer != previous {
-            match (selection.system_peer, selection.combined) {
-                (Some(peer), Some(c)) => tracing::info!(
-                    id = peer.0,
-                    stratum = c.stratum,
-                    offset = c.offset,
-                    jitter = c.jitter,
-                    "system peer selected"
-                ),
-                _ => tracing::warn!(
-                    candidates = candidates.len(),
+        let outcome = self.timekeeper.round(now, &inputs);
+        while let Some(event) = self.timekeeper.poll_event() {
+            match event {
+                SteeringEvent::SystemPeer { to: Some(peer), .. } => {
+                    let combined = self.timekeeper.selection().and_then(|s| s.combined);
+                    tracing::info!(
+                        id = peer.0,
+                        stratum = combined.map(|c| c.stratum),
+                        offset = combined.map(|c| c.offset),
+                        "system peer selected"
+                    );
+                }
+                SteeringEvent::SystemPeer { to: None, .. } => tracing::warn!(
                     "no system peer: too few sources agree (see `rntpctl peers` for each verdict)"
                 ),
-            }
-        }
-        self.discipline(now, &candidates, &selection);
-        let mut retire = Vec::new();
-        for (id, verdict) in &selection.verdicts {
-            if *verdict == Verdict::Falseticker {
-                let run = self.falseticker_runs.entry(*id).or_default();
-                *run += 1;
-                if *run == FALSETICKER_ROUNDS {
-                    retire.push(*id);
+                SteeringEvent::PersistentFalseticker(id) => {
+                    self.manager.handle_falseticker(now, id, &mut self.rng);
                 }
-            } else {
-                self.falseticker_runs.remove(id);
             }
         }
-        self.selection = Some(selection);
-        for id in retire {
-            self.manager.handle_falseticker(now, id, &mut self.rng);
-        }
-    }
-
-    /// Hands the combined offset to the discipline (once per new best sample of the system
-    /// peer) and updates what server mode tells clients.
-    fn discipline(&mut self, now: Instant, candidates: &[Candidate], selection: &Selection) {
-        let (Some(peer), Some(combined)) = (selection.system_peer, selection.combined) else {
-            return;
-        };
-        let Some(peer_candidate) = candidates.iter().find(|c| c.id == peer) else { return };
-        let poll = self
-            .registry
-            .snapshots()
-            .iter()
-            .find(|s| s.id == peer)
-            .map_or(PollInterval::DEFAULT_MIN, |s| s.poll);
-        let leap = match combined.leap {
-            LeapIndicator::AddSecond => rntp_sys::KernelLeap::Insert,
-            LeapIndicator::DeleteSecond => rntp_sys::KernelLeap::Delete,
-            _ => rntp_sys::KernelLeap::None,
-        };
-        let max_error = combined.root_delay / 2.0 + combined.root_dispersion;
-        let action = self.timekeeper.update(
-            now,
-            Update {
-                peer_sample_time: peer_candidate.sample_time,
-                offset: combined.offset,
-                jitter: combined.jitter,
-                poll,
-                leap,
-                max_error,
-            },
-        );
-        if action.is_none() {
+        if outcome.updates() == 0 {
             return;
         }
         self.served_clock_tx.send_replace(self.timekeeper.served_clock());
-        let state = if self.timekeeper.synchronized() {
-            let wall = self.clock.wall().add_duration(
-                rntp_proto::time::NtpDuration::from_secs_f64(self.timekeeper.correction(now)),
-            );
-            SystemState {
-                leap: combined.leap,
-                stratum: combined.stratum,
-                precision: self.clock.precision_log2(),
-                root_delay: combined.root_delay,
-                root_dispersion: combined.root_dispersion,
-                reference_id: combined.reference_id,
-                reference_time: wall,
+        let combined = self.timekeeper.selection().and_then(|s| s.combined);
+        let state = match combined {
+            Some(c) if self.timekeeper.synchronized() => {
+                let correction = NtpDuration::from_secs_f64(self.timekeeper.correction(now));
+                SystemState {
+                    leap: c.leap,
+                    stratum: c.stratum,
+                    precision: self.clock.precision_log2(),
+                    root_delay: c.root_delay,
+                    root_dispersion: c.root_dispersion,
+                    reference_id: c.reference_id,
+                    reference_time: self.clock.wall().add_duration(correction),
+                }
             }
-        } else {
-            initial_system_state(self.clock.precision_log2(), self.orphan)
+            _ => initial_system_state(self.clock.precision_log2(), self.orphan),
         };
         self.system_tx.send_replace(state);
     }
@@ -701,19 +649,23 @@ impl Daemon {
                     }
                     .to_string(),
                     stratum: self.system_tx.borrow().stratum,
-                    clock_state: self.timekeeper.status(now).0.to_string(),
-                    clock_frequency_ppm: self.timekeeper.status(now).1,
+                    clock_state: self.timekeeper.status().0.to_string(),
+                    clock_frequency_ppm: self.timekeeper.status().1,
                     clock_correction: self.timekeeper.correction(now),
-                    clock_offset: self.timekeeper.status(now).3,
-                    system_peer: self.selection.as_ref().and_then(|s| s.system_peer).map(|a| a.0),
+                    clock_offset: self.timekeeper.status().2,
+                    system_peer: self
+                        .timekeeper
+                        .selection()
+                        .and_then(|s| s.system_peer)
+                        .map(|a| a.0),
                     system_offset: self
-                        .selection
-                        .as_ref()
+                        .timekeeper
+                        .selection()
                         .and_then(|s| s.combined)
                         .map(|c| c.offset),
                     system_jitter: self
-                        .selection
-                        .as_ref()
+                        .timekeeper
+                        .selection()
                         .and_then(|s| s.combined)
                         .map(|c| c.jitter),
                     history_totals: self
@@ -771,7 +723,7 @@ impl Daemon {
     /// Association rows, plus a row for each pool and each source without an association.
     fn peers(&self, now: Instant) -> Vec<PeerInfo> {
         let mut rows = self.registry.peers(now);
-        if let Some(selection) = &self.selection {
+        if let Some(selection) = self.timekeeper.selection() {
             for row in &mut rows {
                 let verdict = row
                     .id
@@ -945,6 +897,17 @@ fn add_line(a: &AddSource) -> String {
         line.push_str(&format!(" maxsources {m}"));
     }
     line
+}
+
+/// The lowest `minpoll` and highest `maxpoll` of all configured sources (the discipline's
+/// start-up grace and correction horizon follow them); the defaults without sources.
+fn poll_bounds(config: &Config) -> (PollInterval, PollInterval) {
+    let min = config.sources.iter().map(|s| s.options.minpoll).min();
+    let max = config.sources.iter().map(|s| s.options.maxpoll).max();
+    (
+        min.map_or(PollInterval::DEFAULT_MIN, PollInterval::from_log2),
+        max.map_or(PollInterval::DEFAULT_MAX, PollInterval::from_log2),
+    )
 }
 
 /// Observe unless asked to control and allowed to.
