@@ -4,6 +4,8 @@
 //!   measured the same way on the same core, and the ratio of the two.
 //! * `flood`: a million malformed requests and a million requests from spoofed sources at
 //!   rntpd; memory must stay bounded and a legitimate client must still be served.
+//! * `dns-stall`: server-mode latency and association timing while 60 name lookups hang on a
+//!   slow or silent DNS server, against idle.
 //!
 //! These are benchmarks, not tests: they take minutes, print numbers and their ratios, and
 //! make no pass/fail claim about speed (docs/benchmarks.md has the commands and the last
@@ -14,6 +16,7 @@
 //! server runs without CAP_SYS_TIME and with its own no-clock option, and is stopped by pid.
 #![forbid(unsafe_code)]
 
+mod dns_stall;
 mod flood;
 mod load;
 mod ntp;
@@ -50,6 +53,8 @@ enum Cmd {
     Throughput(ThroughputArgs),
     /// Malformed and spoofed-source floods at rntpd: memory, rate table, service afterwards.
     Flood(flood::FloodArgs),
+    /// Latency and association timing while DNS answers are slow or never come, vs idle.
+    DnsStall(dns_stall::DnsStallArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +112,11 @@ fn run(args: Args) -> Result<(), String> {
             let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
             let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
             flood::run(&rntpd, &rntpctl, &work.path, &block, &f)
+        }
+        Cmd::DnsStall(d) => {
+            let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
+            let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
+            dns_stall::run(&rntpd, &rntpctl, &work.path, &block, &d)
         }
     }
 }
