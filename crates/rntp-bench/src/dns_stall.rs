@@ -397,15 +397,15 @@ fn report(results: &[PhaseResult]) {
                resolved: &str,
                others: &str| {
         println!(
-            "{label:<22} {:>7.3} {:>8.1} {:>8.1} {:>6.2} {:>6} {:>9.3} {:>8.3} {:>6.2} {:>9.3} {:>6.3} {others:>8} {resolved:>8}",
+            "{label:<22} {:>7.3} {:>8.1} {:>8.1} {:>6} {:>6} {:>9.3} {:>8.3} {:>6} {:>9.3} {:>6.3} {others:>8} {resolved:>8}",
             s.loss() * 100.0,
             s.p50_us,
             s.p99_us,
-            s.p99_us / idle.0,
+            ratio(s.p99_us, idle.0),
             t.intervals,
             t.late_p99,
             t.late_max,
-            t.late_p99 / idle.1,
+            ratio(t.late_p99, idle.1),
             t.dev_p99,
             t.dev_max,
         );
@@ -466,12 +466,13 @@ fn report(results: &[PhaseResult]) {
         };
         println!(
             "{name:<16} server p99 {:.0} µs: {lat_ratio:.2}x idle (<= 2x: {}), < 1 ms: {};  \
-             association lateness p99 {:.3} ms: {late_ratio:.2}x idle (<= 2x: {}), < 1 ms: {}  \
+             association lateness p99 {:.3} ms: {}x idle (<= 2x: {}), < 1 ms: {}  \
              => {verdict}",
             s.p99_us,
             yes(lat_2x),
             yes(lat_abs),
             t.late_p99,
+            ratio(t.late_p99, idle.1),
             yes(late_2x),
             yes(late_abs),
         );
@@ -894,5 +895,14 @@ impl Query {
         m.extend_from_slice(&4u16.to_be_bytes());
         m.extend_from_slice(&addr.octets());
         m
+    }
+}
+
+/// `a / b` for display, or `-` when the idle value is zero (nothing to compare against).
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}", a / b)
+    } else {
+        "-".to_string()
     }
 }

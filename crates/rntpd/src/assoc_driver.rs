@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use std::net::SocketAddr;
 
-use rntp_proto::assoc::{AssocEvent, AssocId, Association, DemobilizeReason};
+use rntp_proto::assoc::{AssocEvent, AssocId, Association, DemobilizeReason, TIMER_SLACK};
 use rntp_proto::wire::KissCode;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -61,7 +61,11 @@ impl AssocTask {
         loop {
             self.drain().await;
             let sleep = match self.assoc.poll_timeout() {
-                Some(deadline) => tokio::time::sleep(self.clock.until(deadline)),
+                // tokio rounds sleeps up to its millisecond tick; waking up to TIMER_SLACK early
+                // (which the association accepts as due) sends requests on time.
+                Some(deadline) => {
+                    tokio::time::sleep(self.clock.until(deadline).saturating_sub(TIMER_SLACK))
+                }
                 // Demobilized: stay around (idle) so the control socket can show why.
                 None => tokio::time::sleep(std::time::Duration::from_secs(86_400)),
             };

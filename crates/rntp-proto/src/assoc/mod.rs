@@ -41,6 +41,12 @@ use crate::wire::{KissCode, LeapIndicator, Mode, NtpHeader, PacketRepr, Referenc
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AssocId(pub u32);
 
+/// How early a timer may fire and still count as due. Event-loop timers (tokio's among them)
+/// have a granularity of about a millisecond and round sleeps *up*; drivers sleep until the
+/// deadline minus this slack, so requests go out on time rather than up to a millisecond late.
+/// A poll a millisecond early is harmless: poll intervals are randomized by up to 1/16 anyway.
+pub const TIMER_SLACK: core::time::Duration = core::time::Duration::from_millis(1);
+
 /// Number of requests sent in a burst (`burst`, `iburst`), as ntpd.
 pub const BURST_COUNT: u8 = 8;
 /// Spacing of burst requests, as ntpd's and chrony's 2 s.
@@ -363,11 +369,11 @@ impl Association {
         self.next_transmit
     }
 
-    /// Advances timers. Call when the deadline from [`Self::poll_timeout`] has passed; calling
-    /// early is a no-op.
+    /// Advances timers. Call when the deadline from [`Self::poll_timeout`] has passed (up to
+    /// [`TIMER_SLACK`] early counts as passed); calling earlier is a no-op.
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngSource) {
         let Some(due) = self.next_transmit else { return };
-        if now < due || matches!(self.state, AssocState::Demobilized(_)) {
+        if now + TIMER_SLACK < due || matches!(self.state, AssocState::Demobilized(_)) {
             return;
         }
         if self.next_is_poll {

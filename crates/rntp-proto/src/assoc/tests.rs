@@ -304,3 +304,17 @@ fn filter_prefers_low_delay_sample_across_polls() {
     let e = h.assoc.estimate(h.now).unwrap();
     assert!((e.offset - 0.1).abs() < 1e-6, "{e:?}");
 }
+
+#[test]
+fn timer_firing_within_the_slack_counts_as_due() {
+    let mut h = Harness::new(AssocConfig::default());
+    h.next_request();
+    let due = h.assoc.poll_timeout().unwrap();
+    let early = Instant::from_nanos(due.as_nanos() - 500_000);
+    h.assoc.handle_timeout(early, &mut h.rng);
+    assert!(h.assoc.poll_transmit(wall(early), &mut h.rng).is_some(), "0.5 ms early is due");
+    let due = h.assoc.poll_timeout().unwrap();
+    let too_early = Instant::from_nanos(due.as_nanos() - 2_000_000);
+    h.assoc.handle_timeout(too_early, &mut h.rng);
+    assert!(h.assoc.poll_transmit(wall(too_early), &mut h.rng).is_none(), "2 ms early is not");
+}
