@@ -282,9 +282,6 @@ impl Daemon {
                         "{origin}: duplicate source `{target}` ignored: already configured at {first}{hint}"
                     );
                 }
-                Err(e @ AddError::AddressInUse(_)) => {
-                    tracing::warn!("{origin}: source ignored: {e}")
-                }
                 Err(e) => tracing::warn!("{origin}: source ignored: {e}"),
             }
         }
@@ -317,8 +314,9 @@ impl Daemon {
                     self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
                     match event {
                         AssocEvent::Sample(sample) => {
-                            // The association published its snapshot before sending the
-                            // event, so its estimate already includes this sample.
+                            // The association task publishes its snapshot in the same step that
+                            // sends the event (one thread: it runs to its next await before we
+                            // do), so the estimate already includes this sample.
                             let best = self
                                 .registry
                                 .snapshot(assoc)
