@@ -34,6 +34,89 @@ pub struct Config {
     pub restrict: Vec<RestrictConfig>,
     /// Rate-limit settings from `discard` lines.
     pub discard: DiscardConfig,
+    /// Clock-discipline thresholds from `tinker` lines; each `None` means
+    /// "the daemon's default".
+    pub tinker: TinkerConfig,
+    /// chrony-style initial stepping from `makestep` (rntpd extension);
+    /// `None` when the file has no `makestep` line.
+    pub makestep: Option<MakeStepConfig>,
+}
+
+/// Clock-discipline thresholds from `tinker step|panic|stepout` lines.
+///
+/// Durations are whole microseconds so that the configuration stays `Eq`;
+/// the `*_secs` helpers give them in seconds. `None` means the value was
+/// not given and the daemon uses its default (the `DEFAULT_*` constants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TinkerConfig {
+    /// `tinker step`: offsets larger than this are stepped rather than
+    /// slewed; `Some(0)` means never step. 0..=[`TinkerConfig::MAX_THRESHOLD_US`].
+    pub step_us: Option<u64>,
+    /// `tinker panic`: offsets larger than this make the daemon give up
+    /// rather than set the clock; `Some(0)` means no limit.
+    /// 0..=[`TinkerConfig::MAX_THRESHOLD_US`].
+    pub panic_us: Option<u64>,
+    /// `tinker stepout`: how long an offset must persist above `step` before
+    /// it is stepped.
+    /// [`TinkerConfig::MIN_STEPOUT_US`]..=[`TinkerConfig::MAX_STEPOUT_US`].
+    pub stepout_us: Option<u64>,
+}
+
+impl TinkerConfig {
+    /// Default `step` when not given: 0.128 s (as ntpd).
+    pub const DEFAULT_STEP_US: u64 = 128_000;
+    /// Default `panic` when not given: 1000 s (as ntpd).
+    pub const DEFAULT_PANIC_US: u64 = 1_000_000_000;
+    /// Default `stepout` when not given: 300 s (as ntpd 4.2.8 and NTPsec).
+    pub const DEFAULT_STEPOUT_US: u64 = 300_000_000;
+    /// Largest accepted `step` and `panic` (and `makestep` threshold):
+    /// 1000000 s, about 11.6 days. Use 0 to disable the limit instead.
+    pub const MAX_THRESHOLD_US: u64 = 1_000_000 * 1_000_000;
+    /// Smallest accepted `stepout`: 1 s.
+    pub const MIN_STEPOUT_US: u64 = 1_000_000;
+    /// Largest accepted `stepout`: 3600 s.
+    pub const MAX_STEPOUT_US: u64 = 3_600 * 1_000_000;
+
+    /// `step` in seconds, if given.
+    pub fn step_secs(&self) -> Option<f64> {
+        self.step_us.map(us_to_secs)
+    }
+
+    /// `panic` in seconds, if given.
+    pub fn panic_secs(&self) -> Option<f64> {
+        self.panic_us.map(us_to_secs)
+    }
+
+    /// `stepout` in seconds, if given.
+    pub fn stepout_secs(&self) -> Option<f64> {
+        self.stepout_us.map(us_to_secs)
+    }
+}
+
+/// `makestep THRESHOLD LIMIT` (rntpd extension, as in chrony): step the
+/// clock when the offset exceeds `threshold_us` during the first `limit`
+/// clock updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MakeStepConfig {
+    /// Offset above which the clock is stepped, in microseconds,
+    /// 0..=[`TinkerConfig::MAX_THRESHOLD_US`].
+    pub threshold_us: u64,
+    /// How many clock updates after start stepping is allowed for;
+    /// `None` (written `-1`) means always.
+    pub limit: Option<u32>,
+}
+
+impl MakeStepConfig {
+    /// `threshold` in seconds.
+    pub fn threshold_secs(&self) -> f64 {
+        us_to_secs(self.threshold_us)
+    }
+}
+
+/// Microseconds to seconds (exact for every value the parser accepts,
+/// which are far below 2^53).
+fn us_to_secs(us: u64) -> f64 {
+    us as f64 / 1e6
 }
 
 /// One address to serve time on (`interface listen ADDR [port N]`).

@@ -59,6 +59,14 @@ pub enum Expected {
     /// What may follow `interface listen`: an IP address or a wildcard
     /// keyword.
     ListenAddress,
+    /// A decimal number of seconds within an inclusive range, given in
+    /// microseconds (the finest unit accepted).
+    Seconds {
+        /// Smallest accepted value, in microseconds.
+        min_us: u64,
+        /// Largest accepted value, in microseconds.
+        max_us: u64,
+    },
 }
 
 impl fmt::Display for Expected {
@@ -83,7 +91,29 @@ impl fmt::Display for Expected {
                 "an IP address (such as 192.0.2.1, ::1 or [2001:db8::1]) or one of all, \
                  wildcard, ipv4, ipv6",
             ),
+            Self::Seconds { min_us, max_us } => write!(
+                f,
+                "a number of seconds from {} to {} (decimals allowed, at most 6 digits after the \
+                 point)",
+                Secs(*min_us),
+                Secs(*max_us)
+            ),
         }
+    }
+}
+
+/// Microseconds shown as seconds without trailing zeros (`128000` as
+/// `0.128`).
+struct Secs(u64);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.0 / 1_000_000, self.0 % 1_000_000);
+        if frac == 0 {
+            return write!(f, "{whole}");
+        }
+        let digits = format!("{frac:06}");
+        write!(f, "{whole}.{}", digits.trim_end_matches('0'))
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "interface",
     "restrict",
     "discard",
+    "tinker",
+    "makestep",
 ];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
@@ -72,7 +74,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "statistics",
     "statsdir",
     "tick",
-    "tinker",
     "trap",
     "trustedkey",
     "ttl",
@@ -188,6 +189,13 @@ pub(crate) const RESTRICT_ALL: &[&str] = &[
     "mssntp",
     "flake",
 ];
+
+/// `tinker` keywords rntpd implements (each takes a number of seconds).
+pub(crate) const TINKER_OPTIONS: &[&str] = &["step", "panic", "stepout"];
+
+/// `tinker` keywords of ntpd that rntpd ignores (each takes one value).
+pub(crate) const UNSUPPORTED_TINKER: &[&str] =
+    &["allan", "dispersion", "freq", "huffpuff", "tick", "stepback", "stepfwd"];
 
 /// `discard` keywords rntpd implements.
 pub(crate) const DISCARD_OPTIONS: &[&str] = &["average", "minimum"];

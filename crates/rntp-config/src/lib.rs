@@ -106,6 +106,32 @@
 //! * `driftfile PATH` — where the frequency estimate is kept. Given twice,
 //!   the last one wins (with a warning).
 //!
+//! * `tinker KEYWORD SECONDS [KEYWORD SECONDS ...]` — clock-discipline
+//!   thresholds, in seconds; decimals are allowed (`0.128`), with at most 6
+//!   digits after the point. Keywords may come in any order and several
+//!   `tinker` lines combine (a later value wins).
+//!
+//!   | keyword | meaning | range | default |
+//!   |---|---|---|---|
+//!   | `step` | offsets larger than this are corrected by stepping the clock instead of slewing it; `0` means never step (always slew) | 0-1000000 | 0.128 |
+//!   | `panic` | offsets larger than this make rntpd give up instead of setting the clock; `0` means no limit (e.g. for virtual machines whose clock may be far off after a pause) | 0-1000000 | 1000 |
+//!   | `stepout` | how long a large offset must persist before it is stepped | 1-3600 | 300 |
+//!
+//!   The upper bound of 1000000 s (about 11.6 days) catches typos; to lift
+//!   a limit entirely, use `0`. The ntpd keywords `allan`, `dispersion`,
+//!   `freq`, `huffpuff`, `tick`, `stepback` and `stepfwd` are accepted with
+//!   a warning ("not supported yet") and their value is ignored; the rest of
+//!   the line still applies.
+//!
+//! * `makestep THRESHOLD LIMIT` — **rntpd extension**, borrowed from chrony
+//!   (ntpd has no such directive): step the clock whenever the offset
+//!   exceeds `THRESHOLD` seconds (0-1000000, decimals allowed as for
+//!   `tinker`), but only during the first `LIMIT` clock updates after rntpd
+//!   starts; `LIMIT` `-1` means always. `makestep 1 3` is the usual choice
+//!   for a machine whose clock may be far off at boot. Exactly two
+//!   arguments. Given twice, the last one wins (with a warning). Without a
+//!   `makestep` line only the `tinker` thresholds apply.
+//!
 //! * `includefile PATH` — reads another file at this point. A relative
 //!   `PATH` is relative to the directory of the file that includes it.
 //!   Includes nest at most 10 deep; a file that (directly or indirectly)
@@ -217,8 +243,7 @@
 //! `ntpsigndsocket`, `peer`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
 //! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
-//! `tinker`, `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`,
-//! `unrestrict`.
+//! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
 //!
 //! ## Errors
 //!
@@ -239,8 +264,9 @@ use std::io::{self, Read};
 use std::path::Path;
 
 pub use config::{
-    AddressFamily, Config, DiscardConfig, ListenConfig, Origin, ResolveConfig, RestrictConfig,
-    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, TosConfig,
+    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
+    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
+    TinkerConfig, TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
 pub use host::{Host, HostName, HostNameError};

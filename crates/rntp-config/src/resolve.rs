@@ -12,17 +12,18 @@ use std::rc::Rc;
 use std::str::FromStr;
 
 use crate::config::{
-    AddressFamily, Config, DiscardConfig, ListenConfig, Origin, ResolveConfig, RestrictConfig,
-    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
+    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
+    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
+    TinkerConfig,
 };
 use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
 use crate::known::{
     suggest, ADDRESS_FAMILY_FLAGS, DISCARD_OPTIONS, INTERFACE_ACTIONS, LISTEN_OPTIONS,
     POOL_OPTIONS, RESTRICT_ALL, RESTRICT_AUTH_FLAGS, RESTRICT_MOOT_FLAGS, RESTRICT_VALUED,
-    SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES,
-    UNSUPPORTED_DISCARD, UNSUPPORTED_RESTRICT_FLAGS, UNSUPPORTED_SOURCE_FLAGS,
-    UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TOS,
+    SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES, TINKER_OPTIONS, TOS_OPTIONS,
+    UNSUPPORTED_DIRECTIVES, UNSUPPORTED_DISCARD, UNSUPPORTED_RESTRICT_FLAGS,
+    UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TINKER, UNSUPPORTED_TOS,
 };
 use crate::lex::Token;
 use crate::raw::{RawConfig, RawDirective, SourceLine};
@@ -52,6 +53,7 @@ struct TosLoc {
 struct Resolver {
     config: Config,
     driftfile_at: Option<(PathBuf, u32)>,
+    makestep_at: Option<(PathBuf, u32)>,
     minclock_at: Option<TosLoc>,
     maxclock_at: Option<TosLoc>,
     minsane_at: Option<TosLoc>,
@@ -160,6 +162,33 @@ impl<'a> Line<'a, '_> {
     }
 }
 
+impl Line<'_, '_> {
+    /// Takes a value of option `what` in seconds (a decimal number) within
+    /// `min_us..=max_us` microseconds.
+    fn seconds(
+        &mut self,
+        what: &str,
+        min_us: u64,
+        max_us: u64,
+        keywords: &[&[&str]],
+    ) -> Option<u64> {
+        let expected = Expected::Seconds { min_us, max_us };
+        let token = self.value(what, expected.clone(), keywords)?;
+        match parse_seconds_us(&token.text) {
+            Some(v) if (min_us..=max_us).contains(&v) => Some(v),
+            _ => {
+                let kind = DiagnosticKind::BadValue {
+                    what: what.into(),
+                    expected,
+                    found: token.text.clone(),
+                };
+                self.report_at(token, kind);
+                None
+            }
+        }
+    }
+}
+
 impl Resolver {
     fn directive(&mut self, d: &RawDirective, diags: &mut Diags) {
         let mut line = Line { d, pos: 0, errors: 0, diags };
@@ -173,6 +202,8 @@ impl Resolver {
             "interface" => self.interface(&mut line),
             "restrict" => self.restrict(&mut line),
             "discard" => self.discard(&mut line),
+            "tinker" => self.tinker(&mut line),
+            "makestep" => self.makestep(&mut line),
             word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
                 &d.keyword,
                 DiagnosticKind::UnsupportedDirective { directive: word.into() },
@@ -821,6 +852,93 @@ impl Resolver {
         }
     }
 
+    fn tinker(&mut self, line: &mut Line<'_, '_>) {
+        let keywords: &[&[&str]] = &[TINKER_OPTIONS, UNSUPPORTED_TINKER];
+        if line.peek().is_none() {
+            line.missing("tinker", Expected::OneOf(TINKER_OPTIONS));
+            return;
+        }
+        while let Some(token) = line.next() {
+            let word = token.text.as_str();
+            match word {
+                "step" | "panic" | "stepout" => {
+                    let (min, max) = match word {
+                        "stepout" => (TinkerConfig::MIN_STEPOUT_US, TinkerConfig::MAX_STEPOUT_US),
+                        _ => (0, TinkerConfig::MAX_THRESHOLD_US),
+                    };
+                    let what = format!("tinker {word}");
+                    let Some(v) = line.seconds(&what, min, max, keywords) else { continue };
+                    let tinker = &mut self.config.tinker;
+                    match word {
+                        "step" => tinker.step_us = Some(v),
+                        "panic" => tinker.panic_us = Some(v),
+                        _ => tinker.stepout_us = Some(v),
+                    }
+                }
+                w if UNSUPPORTED_TINKER.contains(&w) => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnsupportedOption {
+                            directive: "tinker".into(),
+                            option: w.into(),
+                        },
+                    );
+                    line.value(w, Expected::Value, keywords);
+                }
+                w => {
+                    line.report_at(
+                        token,
+                        DiagnosticKind::UnknownOption {
+                            directive: "tinker".into(),
+                            found: w.into(),
+                            expected: TINKER_OPTIONS,
+                            suggestion: suggest(w, &[TINKER_OPTIONS, UNSUPPORTED_TINKER]),
+                        },
+                    );
+                    // Every tinker keyword takes a value.
+                    line.skip_value_of_unknown(true, keywords);
+                }
+            }
+        }
+    }
+
+    fn makestep(&mut self, line: &mut Line<'_, '_>) {
+        let max = TinkerConfig::MAX_THRESHOLD_US;
+        if line.peek().is_none() {
+            line.missing("makestep threshold", Expected::Seconds { min_us: 0, max_us: max });
+            return;
+        }
+        let threshold = line.seconds("makestep threshold", 0, max, &[]);
+        let limit = line.int("makestep limit", -1i64, i64::from(u32::MAX), &[]);
+        if let Some(extra) = line.next() {
+            line.report_at(
+                extra,
+                DiagnosticKind::UnexpectedArgument {
+                    directive: "makestep".into(),
+                    takes: "two arguments, THRESHOLD (seconds) and LIMIT (updates, -1 for always)",
+                    found: extra.text.clone(),
+                },
+            );
+        }
+        let (Some(threshold_us), Some(limit), 0) = (threshold, limit, line.errors) else {
+            return;
+        };
+        let here = (line.d.line.file.to_path_buf(), line.d.line.number);
+        if let Some((previous_file, previous_line)) = self.makestep_at.replace(here) {
+            line.report_at(
+                &line.d.keyword,
+                DiagnosticKind::RepeatedDirective {
+                    directive: "makestep".into(),
+                    previous_file,
+                    previous_line,
+                },
+            );
+        }
+        // -1 (the only negative value accepted) means "always", as in chrony.
+        let limit = u32::try_from(limit).ok();
+        self.config.makestep = Some(MakeStepConfig { threshold_us, limit });
+    }
+
     fn finish(self, diags: &mut Diags) -> Config {
         let tos = &self.config.tos;
         let checks = [
@@ -856,6 +974,34 @@ impl Resolver {
         }
         self.config
     }
+}
+
+/// Parses a non-negative decimal number of seconds (`300`, `0.128`, `.5`,
+/// `1.`) into microseconds. At most 6 significant digits after the point
+/// (trailing zeros do not count); no sign, exponent, `inf` or `nan`.
+fn parse_seconds_us(word: &str) -> Option<u64> {
+    let (whole, frac) = word.split_once('.').unwrap_or((word, ""));
+    if whole.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(frac) {
+        return None;
+    }
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 6 {
+        return None;
+    }
+    let mut us: u64 = 0;
+    for b in whole.bytes() {
+        us = us.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    let mut frac_us: u64 = 0;
+    for i in 0..6 {
+        let digit = frac.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
+        frac_us = frac_us * 10 + digit;
+    }
+    us.checked_mul(1_000_000)?.checked_add(frac_us)
 }
 
 /// What a `restrict` line names, before `-4`/`-6` and `mask` are applied.
@@ -1042,6 +1188,33 @@ fn parse_resolver(word: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seconds_forms() {
+        assert_eq!(parse_seconds_us("0"), Some(0));
+        assert_eq!(parse_seconds_us("0.128"), Some(128_000));
+        assert_eq!(parse_seconds_us(".5"), Some(500_000));
+        assert_eq!(parse_seconds_us("1."), Some(1_000_000));
+        assert_eq!(parse_seconds_us("300"), Some(300_000_000));
+        assert_eq!(parse_seconds_us("0.000001"), Some(1));
+        assert_eq!(parse_seconds_us("0.1000000000"), Some(100_000));
+        assert_eq!(parse_seconds_us("0.0000001"), None);
+        for bad in [
+            "",
+            ".",
+            "-1",
+            "+1",
+            "1e3",
+            "inf",
+            "nan",
+            "1.2.3",
+            "abc",
+            "1,5",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_seconds_us(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn resolver_forms() {

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use rntp_config::{
     parse_str, Config, ConfigErrors, DiagnosticKind, DiscardConfig, Expected, Host, HostName,
-    HostNameError, ListenConfig, Loaded, Origin, RestrictConfig, RestrictFlagsConfig,
-    RestrictTarget, Severity, SourceKind, SourceOptions, TosConfig,
+    HostNameError, ListenConfig, Loaded, MakeStepConfig, Origin, RestrictConfig,
+    RestrictFlagsConfig, RestrictTarget, Severity, SourceKind, SourceOptions, TinkerConfig,
+    TosConfig,
 };
 
 const MAIN: &str = "/etc/ntp.conf";
@@ -1166,4 +1167,265 @@ fn server_directives_together() {
     assert_eq!(c.restrict[1].target, net("127.0.0.0", 8));
     assert_eq!(c.discard.average_log2, 4);
     assert_eq!(c.tos.orphan, Some(8));
+}
+
+fn bad_secs(what: &str, min_us: u64, max_us: u64, found: &str) -> DiagnosticKind {
+    DiagnosticKind::BadValue {
+        what: what.into(),
+        expected: Expected::Seconds { min_us, max_us },
+        found: found.into(),
+    }
+}
+
+const MAX_US: u64 = TinkerConfig::MAX_THRESHOLD_US;
+
+#[test]
+fn tinker_defaults_are_none_and_documented_constants() {
+    let c = Config::default();
+    assert_eq!(c.tinker, TinkerConfig::default());
+    assert_eq!(c.tinker, TinkerConfig { step_us: None, panic_us: None, stepout_us: None });
+    assert_eq!(c.makestep, None);
+    assert_eq!(TinkerConfig::DEFAULT_STEP_US, 128_000);
+    assert_eq!(TinkerConfig::DEFAULT_PANIC_US, 1_000_000_000);
+    assert_eq!(TinkerConfig::DEFAULT_STEPOUT_US, 300_000_000);
+    assert_eq!(ok("server a.example\n").config.tinker, TinkerConfig::default());
+}
+
+#[test]
+fn tinker_each_form() {
+    let t = ok("tinker step 0.5\n").config.tinker;
+    assert_eq!(t, TinkerConfig { step_us: Some(500_000), ..TinkerConfig::default() });
+    assert_eq!(t.step_secs(), Some(0.5));
+    let t = ok("tinker panic 0\n").config.tinker;
+    assert_eq!(t, TinkerConfig { panic_us: Some(0), ..TinkerConfig::default() });
+    assert_eq!(t.panic_secs(), Some(0.0));
+    let t = ok("tinker stepout 900\n").config.tinker;
+    assert_eq!(t, TinkerConfig { stepout_us: Some(900_000_000), ..TinkerConfig::default() });
+    assert_eq!(t.stepout_secs(), Some(900.0));
+    assert_eq!(t.step_secs(), None);
+    // step 0 means "never step" and is kept as Some(0), not the default.
+    assert_eq!(ok("tinker step 0\n").config.tinker.step_us, Some(0));
+    // Decimals: leading/trailing point, trailing zeros beyond microseconds.
+    assert_eq!(ok("tinker step .128\n").config.tinker.step_us, Some(128_000));
+    assert_eq!(ok("tinker step 1.\n").config.tinker.step_us, Some(1_000_000));
+    assert_eq!(ok("tinker step 0.1280000\n").config.tinker.step_us, Some(128_000));
+    assert_eq!(ok("tinker step 0.000001\n").config.tinker.step_us, Some(1));
+    // Range ends.
+    assert_eq!(ok("tinker panic 1000000\n").config.tinker.panic_us, Some(MAX_US));
+    assert_eq!(ok("tinker stepout 1 stepout 3600\n").config.tinker.stepout_us, Some(3_600_000_000));
+    assert!(ok("tinker step 0.128\n").warnings.is_empty());
+}
+
+#[test]
+fn tinker_any_order_and_lines_combine() {
+    let t = ok("tinker stepout 60 panic 0 step 0.25\n").config.tinker;
+    assert_eq!(
+        t,
+        TinkerConfig { step_us: Some(250_000), panic_us: Some(0), stepout_us: Some(60_000_000) }
+    );
+    let t = ok("tinker panic 0\nserver a.example\ntinker step 0\ntinker step 2 stepout 10\n")
+        .config
+        .tinker;
+    assert_eq!(
+        t,
+        TinkerConfig { step_us: Some(2_000_000), panic_us: Some(0), stepout_us: Some(10_000_000) }
+    );
+}
+
+#[test]
+fn tinker_bad_values_point_at_the_word() {
+    assert_eq!(only_error("tinker step abc\n"), (1, 13, bad_secs("tinker step", 0, MAX_US, "abc")));
+    assert_eq!(only_error("tinker step -1\n"), (1, 13, bad_secs("tinker step", 0, MAX_US, "-1")));
+    assert_eq!(
+        only_error("tinker panic 1000000.5\n"),
+        (1, 14, bad_secs("tinker panic", 0, MAX_US, "1000000.5"))
+    );
+    assert_eq!(
+        only_error("tinker stepout 0\n"),
+        (1, 16, bad_secs("tinker stepout", 1_000_000, 3_600_000_000, "0"))
+    );
+    assert_eq!(
+        only_error("tinker step 0 stepout 3601\n"),
+        (1, 23, bad_secs("tinker stepout", 1_000_000, 3_600_000_000, "3601"))
+    );
+    for word in ["1e3", "inf", "nan", "0.0000001", "1,5", "+1", "."] {
+        let text = format!("tinker step {word}\n");
+        assert_eq!(only_error(&text), (1, 13, bad_secs("tinker step", 0, MAX_US, word)), "{word}");
+    }
+    // A keyword where a value belongs is the bad value, and still processed.
+    let e = errors("tinker step panic 5\n");
+    assert_eq!(e, vec![(1, 13, bad_secs("tinker step", 0, MAX_US, "panic"))]);
+    // Missing values and an empty tinker line.
+    assert_eq!(
+        only_error("tinker step\n"),
+        (
+            1,
+            12,
+            DiagnosticKind::MissingValue {
+                what: "tinker step".into(),
+                expected: Expected::Seconds { min_us: 0, max_us: MAX_US }
+            }
+        )
+    );
+    assert!(matches!(
+        only_error("tinker\n"),
+        (1, 7, DiagnosticKind::MissingValue { expected: Expected::OneOf(_), .. })
+    ));
+    // Unknown keyword: error with suggestion, its value skipped.
+    assert_eq!(
+        only_error("tinker stpe 1 panic 0\n"),
+        (
+            1,
+            8,
+            DiagnosticKind::UnknownOption {
+                directive: "tinker".into(),
+                found: "stpe".into(),
+                expected: &["step", "panic", "stepout"],
+                suggestion: Some("step"),
+            }
+        )
+    );
+    // Several errors on one line are all reported.
+    let pos: Vec<_> = errors("tinker step x panic y\n").iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(pos, vec![(1, 13), (1, 21)]);
+}
+
+#[test]
+fn tinker_error_message_for_the_admin() {
+    let e = parse("tinker step 0,5\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/etc/ntp.conf:1:13: error: tinker step expects a number of seconds from 0 to 1000000 \
+         (decimals allowed, at most 6 digits after the point), found \"0,5\"\n\
+         1 | tinker step 0,5\n  \
+           |             ^^^"
+    );
+    let e = parse("tinker stepout 0.5\n").unwrap_err();
+    assert!(e.to_string().contains("seconds from 1 to 3600"), "{e}");
+}
+
+#[test]
+fn tinker_unsupported_keywords_warn_and_keep_the_rest() {
+    let l = ok("tinker allan 1500 step 0 dispersion 15 freq 0 huffpuff 7200 panic 0\n\
+                tinker tick 0.01 stepback 600 stepfwd 600 stepout 120\n");
+    assert_eq!(
+        l.config.tinker,
+        TinkerConfig { step_us: Some(0), panic_us: Some(0), stepout_us: Some(120_000_000) }
+    );
+    let got: Vec<_> = l.warnings.iter().map(|w| (w.line, w.col, w.kind.to_string())).collect();
+    let warn = |option: &str| {
+        format!("option `{option}` of tinker is not supported by rntpd yet; option ignored")
+    };
+    assert_eq!(
+        got,
+        vec![
+            (1, 8, warn("allan")),
+            (1, 26, warn("dispersion")),
+            (1, 40, warn("freq")),
+            (1, 47, warn("huffpuff")),
+            (2, 8, warn("tick")),
+            (2, 18, warn("stepback")),
+            (2, 31, warn("stepfwd")),
+        ]
+    );
+    assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
+    // An unsupported keyword without its value is still an error.
+    assert!(matches!(only_error("tinker allan\n"), (1, 13, DiagnosticKind::MissingValue { .. })));
+}
+
+#[test]
+fn makestep_extension() {
+    let c = ok("makestep 1 3\n").config;
+    assert_eq!(c.makestep, Some(MakeStepConfig { threshold_us: 1_000_000, limit: Some(3) }));
+    assert_eq!(c.makestep.unwrap().threshold_secs(), 1.0);
+    let c = ok("makestep 0.5 -1\n").config;
+    assert_eq!(c.makestep, Some(MakeStepConfig { threshold_us: 500_000, limit: None }));
+    assert_eq!(
+        ok("makestep 0 0\n").config.makestep,
+        Some(MakeStepConfig { threshold_us: 0, limit: Some(0) })
+    );
+    assert_eq!(
+        ok("makestep 1000000 4294967295\n").config.makestep,
+        Some(MakeStepConfig { threshold_us: MAX_US, limit: Some(u32::MAX) })
+    );
+    // makestep does not touch tinker, and vice versa.
+    let c = ok("makestep 1 3\ntinker step 0\n").config;
+    assert_eq!(c.tinker.step_us, Some(0));
+    assert_eq!(c.makestep.map(|m| m.limit), Some(Some(3)));
+
+    // Given twice: the last wins, with a warning.
+    let l = ok("makestep 1 3\nmakestep 10 -1\n");
+    assert_eq!(l.config.makestep, Some(MakeStepConfig { threshold_us: 10_000_000, limit: None }));
+    assert_eq!(
+        l.warnings[0].kind,
+        DiagnosticKind::RepeatedDirective {
+            directive: "makestep".into(),
+            previous_file: MAIN.into(),
+            previous_line: 1
+        }
+    );
+    assert_eq!((l.warnings[0].line, l.warnings[0].col), (2, 1));
+}
+
+#[test]
+fn makestep_argument_errors() {
+    let limit = |found: &str| bad("makestep limit", -1, i64::from(u32::MAX), found);
+    // One argument: the limit is missing, reported after the threshold.
+    assert_eq!(
+        only_error("makestep 1\n"),
+        (
+            1,
+            11,
+            DiagnosticKind::MissingValue {
+                what: "makestep limit".into(),
+                expected: Expected::Integer { min: -1, max: i64::from(u32::MAX) }
+            }
+        )
+    );
+    assert_eq!(
+        only_error("makestep\n"),
+        (
+            1,
+            9,
+            DiagnosticKind::MissingValue {
+                what: "makestep threshold".into(),
+                expected: Expected::Seconds { min_us: 0, max_us: MAX_US }
+            }
+        )
+    );
+    assert_eq!(
+        only_error("makestep 1 3 5\n"),
+        (
+            1,
+            14,
+            DiagnosticKind::UnexpectedArgument {
+                directive: "makestep".into(),
+                takes: "two arguments, THRESHOLD (seconds) and LIMIT (updates, -1 for always)",
+                found: "5".into()
+            }
+        )
+    );
+    assert_eq!(only_error("makestep 1 -2\n"), (1, 12, limit("-2")));
+    assert_eq!(only_error("makestep 1 1.5\n"), (1, 12, limit("1.5")));
+    assert_eq!(only_error("makestep 1 4294967296\n"), (1, 12, limit("4294967296")));
+    assert_eq!(
+        only_error("makestep -1 3\n"),
+        (1, 10, bad_secs("makestep threshold", 0, MAX_US, "-1"))
+    );
+    // Both arguments bad: both reported; nothing is configured.
+    let e = parse("makestep x y\n").unwrap_err();
+    let pos: Vec<_> = e.errors.iter().map(|d| (d.line, d.col)).collect();
+    assert_eq!(pos, vec![(1, 10), (1, 12)]);
+    assert_eq!(
+        e.to_string().lines().next(),
+        Some(
+            "/etc/ntp.conf:1:10: error: makestep threshold expects a number of seconds from 0 \
+             to 1000000 (decimals allowed, at most 6 digits after the point), found \"x\""
+        )
+    );
+    // A typo of the directive gets a suggestion.
+    assert_eq!(
+        only_error("makestpe 1 3\n").2,
+        DiagnosticKind::UnknownDirective { found: "makestpe".into(), suggestion: Some("makestep") }
+    );
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
 use rntp_config::{
-    parse_str, Config, DiscardConfig, Host, HostName, ListenConfig, Origin, RestrictConfig,
-    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, TosConfig,
+    parse_str, Config, DiscardConfig, Host, HostName, ListenConfig, MakeStepConfig, Origin,
+    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
+    TinkerConfig, TosConfig,
 };
 
 const FILE: &str = "/etc/rntpd/ntp.conf";
@@ -49,6 +50,16 @@ fn token_soup() -> impl Strategy<Value = String> {
         Just("discard"),
         Just("average"),
         Just("monitor"),
+        Just("tinker"),
+        Just("step"),
+        Just("panic"),
+        Just("stepout"),
+        Just("allan"),
+        Just("makestep"),
+        Just("0.128"),
+        Just(".5"),
+        Just("-1"),
+        Just("1e3"),
         Just("iburst"),
         Just("minpoll"),
         Just("maxpoll"),
@@ -345,6 +356,37 @@ fn print_listen((addr, port, alt): &(IpAddr, u16, bool)) -> String {
     }
 }
 
+/// Microseconds printed as seconds: whole (`300`) when exact, otherwise
+/// with all six decimals (`0.128000`) or trimmed (`0.128`).
+fn print_secs(us: u64, trim: bool) -> String {
+    let (whole, frac) = (us / 1_000_000, us % 1_000_000);
+    match (frac, trim) {
+        (0, true) => whole.to_string(),
+        (_, false) => format!("{whole}.{frac:06}"),
+        (_, true) => format!("{whole}.{}", format!("{frac:06}").trim_end_matches('0')),
+    }
+}
+
+/// A tinker configuration, with whether to print each keyword on its own line.
+fn tinker() -> impl Strategy<Value = (TinkerConfig, bool)> {
+    let max = TinkerConfig::MAX_THRESHOLD_US;
+    let stepout = TinkerConfig::MIN_STEPOUT_US..=TinkerConfig::MAX_STEPOUT_US;
+    (
+        prop::option::of(prop_oneof![Just(0u64), Just(128_000u64), 0..=max]),
+        prop::option::of(prop_oneof![Just(0u64), 0..=max]),
+        prop::option::of(stepout),
+        any::<bool>(),
+    )
+        .prop_map(|(step_us, panic_us, stepout_us, split)| {
+            (TinkerConfig { step_us, panic_us, stepout_us }, split)
+        })
+}
+
+fn makestep() -> impl Strategy<Value = MakeStepConfig> {
+    (0..=TinkerConfig::MAX_THRESHOLD_US, prop::option::of(any::<u32>()))
+        .prop_map(|(threshold_us, limit)| MakeStepConfig { threshold_us, limit })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -375,6 +417,9 @@ proptest! {
         restricts in prop::collection::vec(restrict(), 0..6),
         listens in prop::collection::vec(listen(), 0..4),
         discard in prop::option::of((0u8..=16, 0u8..=255)),
+        (tinker, split_tinker) in tinker(),
+        makestep in prop::option::of(makestep()),
+        trim in any::<bool>(),
     ) {
         let mut lines: Vec<String> = vec!["# generated".into()];
         let mut expected = Config { tos: tos.clone(), ..Config::default() };
@@ -424,6 +469,25 @@ proptest! {
             lines.push(format!("discard minimum {minimum}"));
             lines.push(format!("discard average {average}"));
             expected.discard = DiscardConfig { average_log2: average, minimum_secs: minimum };
+        }
+        let tinker_words: Vec<String> = [
+            ("stepout", tinker.stepout_us),
+            ("step", tinker.step_us),
+            ("panic", tinker.panic_us),
+        ]
+        .iter()
+        .filter_map(|(k, v)| v.map(|us| format!("{k} {}", print_secs(us, trim))))
+        .collect();
+        if split_tinker {
+            lines.extend(tinker_words.iter().map(|w| format!("tinker {w}")));
+        } else if !tinker_words.is_empty() {
+            lines.push(format!("tinker {}", tinker_words.join(" ")));
+        }
+        expected.tinker = tinker;
+        if let Some(m) = makestep {
+            let limit = m.limit.map_or("-1".to_string(), |l| l.to_string());
+            lines.push(format!("makestep {} {limit}", print_secs(m.threshold_us, trim)));
+            expected.makestep = Some(m);
         }
         let text = lines.join("\n");
         let loaded = parse_str(Path::new(FILE), &text, &mut |_| Err(io::ErrorKind::NotFound.into()))

@@ -20,7 +20,7 @@ use rntp_control::{
     StatusInfo,
 };
 use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
-use rntp_proto::discipline::VirtualClock;
+use rntp_proto::discipline::{DisciplineConfig, MakeStep, VirtualClock};
 use rntp_proto::select::{SelectConfig, Unusable, Verdict};
 use rntp_proto::server::{Responder, SystemState};
 use rntp_proto::source::{
@@ -127,7 +127,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let timekeeper = Timekeeper::new(
         mode,
         select,
-        poll_bounds(&settings.config),
+        discipline_config(&settings.config),
         settings.config.driftfile.clone(),
         initial_freq,
     );
@@ -897,15 +897,26 @@ fn add_line(a: &AddSource) -> String {
     line
 }
 
-/// The lowest `minpoll` and highest `maxpoll` of all configured sources (the discipline's
-/// start-up grace and correction horizon follow them); the defaults without sources.
-fn poll_bounds(config: &Config) -> (PollInterval, PollInterval) {
+/// The discipline as configured: `tinker step/panic/stepout`, `makestep`, and the poll bounds
+/// (the lowest `minpoll` and highest `maxpoll` of all sources: the start-up grace and the
+/// correction horizon follow them).
+fn discipline_config(config: &Config) -> DisciplineConfig {
     let min = config.sources.iter().map(|s| s.options.minpoll).min();
     let max = config.sources.iter().map(|s| s.options.maxpoll).max();
-    (
-        min.map_or(PollInterval::DEFAULT_MIN, PollInterval::from_log2),
-        max.map_or(PollInterval::DEFAULT_MAX, PollInterval::from_log2),
-    )
+    let defaults = DisciplineConfig::default();
+    let t = &config.tinker;
+    DisciplineConfig {
+        minpoll: min.map_or(PollInterval::DEFAULT_MIN, PollInterval::from_log2),
+        maxpoll: max.map_or(PollInterval::DEFAULT_MAX, PollInterval::from_log2),
+        step_threshold: t.step_secs().unwrap_or(defaults.step_threshold),
+        panic_threshold: t.panic_secs().unwrap_or(defaults.panic_threshold),
+        stepout: t.stepout_secs().unwrap_or(defaults.stepout),
+        makestep: config.makestep.map(|m| MakeStep {
+            threshold: m.threshold_secs(),
+            limit: m.limit.unwrap_or(u32::MAX),
+        }),
+        ..defaults
+    }
 }
 
 /// Observe unless asked to control and allowed to.

@@ -21,7 +21,7 @@ use rntp_proto::select::{SelectConfig, Selection};
 use rntp_proto::steer::{
     Combine, Feed, Reference, RoundOutcome, SourceInput, Steering, SteeringConfig, SteeringEvent,
 };
-use rntp_proto::time::{Instant, PollInterval};
+use rntp_proto::time::Instant;
 use rntp_proto::wire::LeapIndicator;
 use rntp_sys::{KernelClock, KernelLeap};
 
@@ -49,12 +49,12 @@ pub struct Timekeeper {
 }
 
 impl Timekeeper {
-    /// A timekeeper for associations polling within `minpoll..=maxpoll`, starting from the
-    /// drift file's frequency if any.
+    /// A timekeeper with the given discipline (its `minpoll`/`maxpoll` must span the
+    /// associations' poll bounds), starting from the drift file's frequency if any.
     pub fn new(
         mode: ClockMode,
         select: SelectConfig,
-        (minpoll, maxpoll): (PollInterval, PollInterval),
+        discipline: DisciplineConfig,
         driftfile: Option<PathBuf>,
         initial_freq_ppm: Option<f64>,
     ) -> Self {
@@ -63,7 +63,7 @@ impl Timekeeper {
             ClockMode::Control(_) => Reference::Disciplined,
         };
         let config = SteeringConfig {
-            discipline: DisciplineConfig { minpoll, maxpoll, ..DisciplineConfig::default() },
+            discipline,
             select,
             feed: Feed::Samples,
             combine: Combine::Select,
@@ -167,7 +167,7 @@ impl Timekeeper {
                 }
                 ClockAction::Panic { offset } => tracing::error!(
                     offset,
-                    "offset beyond the panic threshold (1000 s): the clock is left alone; check \
+                    "offset beyond the panic threshold (`tinker panic`, default 1000 s): the clock is left alone; check \
                      the servers, or set the time by hand once"
                 ),
                 _ => {}
