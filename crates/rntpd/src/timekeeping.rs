@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use rntp_proto::assoc::{AssocId, Sample};
-use rntp_proto::discipline::{ClockAction, DisciplineConfig, VirtualClock};
+use rntp_proto::discipline::{ClockAction, DisciplineConfig, DisciplineState, VirtualClock};
 use rntp_proto::select::{SelectConfig, Selection};
 use rntp_proto::steer::{
     Combine, Feed, Reference, RoundOutcome, SourceInput, Steering, SteeringConfig, SteeringEvent,
@@ -194,9 +194,13 @@ impl Timekeeper {
         }
     }
 
-    /// Whether the discipline considers the clock synchronized.
+    /// Whether rntpd serves time as synchronized: a system peer is selected and the discipline
+    /// tracks it (its frequency may still be settling, as with ntpd's FREQ state and chrony,
+    /// which serve from the first clock update on). Not while unset or holding a spike.
     pub fn synchronized(&self) -> bool {
-        self.steering.synchronized()
+        let tracking =
+            matches!(self.steering.state(), DisciplineState::Freq | DisciplineState::Sync);
+        tracking && self.steering.system_peer().is_some()
     }
 
     /// For status: (state, frequency ppm, last offset s).

@@ -3,9 +3,9 @@
 //! check_ntp_time monitoring plugin; and the restrict/rate-limit rules, judged by hand-built
 //! requests from chosen source addresses against both the wire and `rntpctl status --json`.
 //!
-//! rntpd has no clock discipline yet, so every test serves as a stratum-3 orphan
-//! (`tos orphan 3`), as NTPsec does without upstream; it serves the system clock as read, so
-//! every client must measure an offset of about zero. Nothing here changes the clock: rntpd
+//! Most tests serve as a stratum-3 orphan (`tos orphan 3`, as NTPsec does without upstream),
+//! so they do not depend on synchronization; `serves_synchronized_time_from_its_upstream` checks
+//! the whole chain: real upstream servers → selection → discipline → what clients are told. Nothing here changes the clock: rntpd
 //! runs `--observe` and every process runs without CAP_SYS_TIME (see support/).
 //!
 //! Addresses: 127.13.Y.0/24 blocks (`Net::new(13)`), one per test.
@@ -15,7 +15,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::clients::{self, ChronyClient, RawClient};
-use support::{assert_udp_free, ntp, Net, Rntpd, TestDir};
+use support::{assert_udp_free, ntp, ChronyServer, Net, Rntpd, Shift, TestDir};
 
 static NET: Net = Net::new(13);
 
@@ -246,4 +246,49 @@ fn rate_limit_drops_and_kods_only_where_configured() {
     let used = after["server"]["rate_table_used"].as_u64().unwrap_or(0);
     assert!(used >= 2, "the two limited clients hold rate-table slots: {summary}");
     assert_eq!(kod.unmatched + limited.unmatched + free.unmatched, 0, "{summary}");
+}
+
+/// rntpd synchronized to two real chronyd servers (stratum 1) serves stratum 2, leap 0, and
+/// its system peer's address as reference id; chronyd -Q accepts the time. No orphan mode.
+#[test]
+fn serves_synchronized_time_from_its_upstream() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let upstream: Vec<ChronyServer> =
+        (2..=3u8).map(|h| ChronyServer::start(&dir, net.addr(h), PORT, Shift::None)).collect();
+    for u in &upstream {
+        u.wait_ready();
+    }
+    let addr = net.sock(1, PORT);
+    assert_udp_free(addr);
+    let mut config =
+        format!("interface listen {} port {}\nrestrict default\n", addr.ip(), addr.port());
+    for u in &upstream {
+        let a = u.addr();
+        config += &format!("server {} port {} iburst\n", a.ip(), a.port());
+    }
+    let rntpd = Rntpd::start(&dir, &config);
+    // Right after start (its filters need several samples, seconds away) it must say it is
+    // unsynchronized: leap 3, stratum 16, so no client uses its time yet.
+    let early = ntp::query(addr, Duration::from_secs(1)).expect("query rntpd at start");
+    assert_eq!((early.leap, early.stratum), (3, 16), "{early:?}");
+    if let Err(e) = ntp::wait_synced(addr, 2, Duration::from_secs(30)) {
+        panic!("{e}\n{}\n{}", rntpd.ctl_ok(&["status"]), rntpd.logs());
+    }
+    let reply = ntp::query(addr, Duration::from_secs(1)).expect("query rntpd");
+    assert_eq!((reply.leap, reply.stratum), (0, 2), "{reply:?}");
+    let refid = std::net::Ipv4Addr::from(reply.refid);
+    let upstream_ips: Vec<std::net::IpAddr> = upstream.iter().map(|u| u.addr().ip()).collect();
+    assert!(
+        upstream_ips.contains(&std::net::IpAddr::V4(refid)),
+        "refid {refid} is not an upstream"
+    );
+    assert!(reply.offset.abs() < MAX_OFFSET, "{reply:?}");
+    let status = rntpd.status_json();
+    assert_eq!(status["serving_as"].as_str(), Some("synchronized"), "{status}");
+    let offset =
+        clients::chronyd_query(addr, 4, 10).unwrap_or_else(|e| panic!("{e}\n{}", rntpd.logs()));
+    assert!(offset.abs() < MAX_OFFSET, "chronyd -Q measured {offset:+.6} s against rntpd");
+    drop(rntpd);
+    drop(upstream);
 }
