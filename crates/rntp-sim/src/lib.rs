@@ -31,15 +31,17 @@ pub mod bench;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::assoc::{
+    AssocConfig, AssocEvent, AssocId, AssocState, Association, DemobilizeReason,
+};
 use rntp_proto::discipline::DisciplineConfig;
 use rntp_proto::rng::{RngSource, SplitMix64};
 use rntp_proto::select::Verdict;
 use rntp_proto::source::{
-    AddrFamily, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceKind, SourceManager,
-    SourceSpec, Target,
+    AddrFamily, MobilizeReason, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent,
+    SourceKind, SourceManager, SourceSpec, Target,
 };
-use rntp_proto::steer::{RoundOutcome, SourceInput, Steering, SteeringConfig};
+use rntp_proto::steer::{RoundOutcome, SourceInput, Steering, SteeringConfig, SteeringEvent};
 use rntp_proto::time::{Instant, NtpDuration, NtpShort, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, Mode, NtpHeader, ReferenceId};
 
@@ -55,6 +57,11 @@ const EPOCH_UNIX: i64 = 1_795_675_301;
 const SERVER_PROCESSING: f64 = 5e-6;
 /// Our clock precision as told to associations (s).
 const LOCAL_PRECISION: f64 = 1e-7;
+/// Consecutive falseticker rounds before a pool member is replaced: the daemon's value
+/// (`rntpd::timekeeping::FALSETICKER_ROUNDS`).
+pub const FALSETICKER_ROUNDS: u32 = 10;
+/// `tos maxclock` of the sim unless a scenario says otherwise.
+pub const DEFAULT_MAXCLOCK: usize = 16;
 
 /// A one-way network path model, the same in both directions except for `asymmetry`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,6 +94,8 @@ pub struct ServerSpec {
     pub step: Option<(f64, f64)>,
     /// No replies between these times (s).
     pub outage: Option<(f64, f64)>,
+    /// More outages: no replies in any of these `[from, to)` intervals (s).
+    pub outages: Vec<(f64, f64)>,
     /// Leap indicator it announces.
     pub leap: LeapIndicator,
     /// Stratum it announces.
@@ -102,6 +111,7 @@ impl ServerSpec {
             offset: 0.0,
             step: None,
             outage: None,
+            outages: Vec::new(),
             leap: LeapIndicator::NoWarning,
             stratum: 1,
             link,
@@ -113,8 +123,9 @@ impl ServerSpec {
         self.offset + stepped
     }
 
-    fn down(&self, t: f64) -> bool {
-        self.outage.is_some_and(|(a, b)| t >= a && t < b)
+    /// Whether the server is out of service (answers nothing) at `t` seconds.
+    pub fn down(&self, t: f64) -> bool {
+        self.outage.iter().chain(&self.outages).any(|&(a, b)| t >= a && t < b)
     }
 }
 
@@ -159,11 +170,48 @@ pub struct ScriptedResolver {
     pub queries: BTreeMap<String, u32>,
 }
 
+/// A `pool` source: the scenario's servers are reached only through this name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// The pool's DNS name (answered by the scenario's [`ScriptedResolver`]).
+    pub name: String,
+    /// `maxsources`.
+    pub maxsources: u8,
+}
+
 impl ScriptedResolver {
     /// Adds an answer for `name` valid from `from` seconds on.
     pub fn answer(&mut self, name: &str, from: f64, answer: DnsAnswer) {
         let list = self.script.entry(name.to_ascii_lowercase()).or_default();
         list.push((from, answer));
+        list.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
+    /// A pool.ntp.org-like name: from 0 to `until` seconds, a new answer every `ttl` seconds,
+    /// each `pick` addresses drawn at random (seeded, without repetition) from `addrs`, valid
+    /// for `ttl` seconds.
+    pub fn rotating(
+        &mut self,
+        name: &str,
+        addrs: &[IpAddr],
+        pick: usize,
+        ttl: f64,
+        until: f64,
+        seed: u64,
+    ) {
+        let mut rng = SplitMix64::new(seed);
+        let list = self.script.entry(name.to_ascii_lowercase()).or_default();
+        let mut from = 0.0;
+        while from < until {
+            let mut all = addrs.to_vec();
+            for i in 0..pick.min(all.len()) {
+                let j = i + (rng.next_u64() % (all.len() - i) as u64) as usize;
+                all.swap(i, j);
+            }
+            all.truncate(pick);
+            list.push((from, DnsAnswer::Addrs { addrs: all, ttl }));
+            from += ttl;
+        }
         list.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
 
@@ -214,6 +262,13 @@ pub struct Scenario {
     pub settle: f64,
     /// What the discipline is fed.
     pub feed: Feed,
+    /// When set, the sources are this one pool instead of one `server s{i}.sim` per server;
+    /// without a scripted answer for its name, it lists every server with a 300 s TTL.
+    pub pool: Option<PoolSpec>,
+    /// `tos maxclock`.
+    pub maxclock: usize,
+    /// Consecutive falseticker rounds after which a pool member is retired (0: never).
+    pub falseticker_rounds: u32,
 }
 
 impl Scenario {
@@ -232,6 +287,25 @@ impl Scenario {
             dns: None,
             settle: 3_600.0,
             feed: Feed::Samples,
+            pool: None,
+            maxclock: DEFAULT_MAXCLOCK,
+            falseticker_rounds: FALSETICKER_ROUNDS,
+        }
+    }
+
+    /// `pool NAME maxsources N iburst` (minpoll 6, maxpoll 10) over `servers`, all behind
+    /// `name`; 1 day, settling after 1 h.
+    pub fn pool(
+        name: &str,
+        pool_name: &str,
+        maxsources: u8,
+        servers: Vec<ServerSpec>,
+        client: ClientSpec,
+    ) -> Self {
+        Scenario {
+            servers,
+            pool: Some(PoolSpec { name: pool_name.to_string(), maxsources }),
+            ..Scenario::three_servers(name, LinkSpec::LAN, client)
         }
     }
 }
@@ -283,6 +357,63 @@ pub struct RunResult {
     pub dns_queries: u32,
     /// The run stopped early: the core kept asking to be woken at the same instant.
     pub stalled: bool,
+    /// Every [`SourceEvent`] (mobilizations, retirements, lookups...) with its time (s).
+    pub source_events: Vec<(f64, SourceEvent)>,
+    /// When each DNS lookup was started (s).
+    pub lookups: Vec<f64>,
+    /// Reachable (`true`) and Unreachable (`false`) association events (s).
+    pub reach_events: Vec<(f64, AssocId, bool)>,
+    /// Steering's `PersistentFalseticker` verdicts (s).
+    pub persistent_falsetickers: Vec<(f64, AssocId)>,
+    /// Pool scenarios only: the pool's state at every series point.
+    pub pool_samples: Vec<PoolSample>,
+}
+
+/// A pool's state at one instant, seen from the sim.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PoolSample {
+    /// Time (s).
+    pub t: f64,
+    /// Members (associations of the pool).
+    pub members: usize,
+    /// Members whose association is in the Reachable state.
+    pub reachable: usize,
+    /// Reachable members whose server is really up now (ground truth).
+    pub serving: usize,
+    /// The pool's target.
+    pub target: usize,
+    /// Replacements available now (`None` during the first fill).
+    pub tokens: Option<u32>,
+    /// A lookup is running or planned within 60 s.
+    pub waiting_dns: bool,
+}
+
+impl RunResult {
+    /// Mobilizations for `reason`: (time s, address).
+    pub fn mobilized(&self, reason: MobilizeReason) -> Vec<(f64, SocketAddr)> {
+        self.source_events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                SourceEvent::Mobilized { remote, reason: r, .. } if *r == reason => {
+                    Some((*t, *remote))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Retirements for `reason`: (time s, address).
+    pub fn retired(&self, reason: DemobilizeReason) -> Vec<(f64, SocketAddr)> {
+        self.source_events
+            .iter()
+            .filter_map(|(t, e)| match e {
+                SourceEvent::Retired { remote, reason: r, .. } if *r == reason => {
+                    Some((*t, *remote))
+                }
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// A packet on the wire.
@@ -370,6 +501,7 @@ impl Sim<'_> {
             let now = secs(self.now);
             match action {
                 SourceAction::Resolve { source, name } => {
+                    self.res.lookups.push(self.now);
                     let at = self.now + self.dns.latency;
                     self.push(at, Flight::Dns { source, name });
                 }
@@ -396,11 +528,16 @@ impl Sim<'_> {
                     self.steering.handle_reset(assoc);
                     if let Some(mut a) = self.assocs.remove(&assoc) {
                         a.demobilize(reason);
+                        // As the daemon: the stopped association's Demobilized event is a
+                        // source change.
+                        self.steering.handle_source_change();
                     }
                 }
             }
         }
-        while self.sm.poll_event().is_some() {}
+        while let Some(ev) = self.sm.poll_event() {
+            self.res.source_events.push((self.now, ev));
+        }
     }
 
     fn send(&mut self, assoc: AssocId, remote: SocketAddr, bytes: [u8; NtpHeader::LEN]) {
@@ -463,12 +600,22 @@ impl Sim<'_> {
         let now = secs(self.now);
         while let Some(ev) = self.assocs.get_mut(&id).and_then(Association::poll_event) {
             self.sm.handle_assoc_event(now, id, &ev, &mut self.rng);
-            if let AssocEvent::Sample(s) = ev {
-                // RFC 5905 clock_filter: only a sample that became its filter's best is news
-                // for the combined offset (Feed::FilterBest).
-                let best = self.assocs.get(&id).and_then(|a| a.estimate(now));
-                let is_best = best.is_some_and(|e| e.time == s.time);
-                self.steering.handle_sample(now, id, &s, is_best);
+            match ev {
+                AssocEvent::Sample(s) => {
+                    // RFC 5905 clock_filter: only a sample that became its filter's best is
+                    // news for the combined offset (Feed::FilterBest).
+                    let best = self.assocs.get(&id).and_then(|a| a.estimate(now));
+                    let is_best = best.is_some_and(|e| e.time == s.time);
+                    self.steering.handle_sample(now, id, &s, is_best);
+                }
+                AssocEvent::Reachable => self.res.reach_events.push((self.now, id, true)),
+                AssocEvent::Unreachable => {
+                    self.res.reach_events.push((self.now, id, false));
+                    // As the daemon: selection runs again without this source.
+                    self.steering.handle_source_change();
+                }
+                AssocEvent::Demobilized(_) => self.steering.handle_source_change(),
+                _ => {}
             }
         }
         self.handle_actions();
@@ -505,7 +652,41 @@ impl Sim<'_> {
         }
         // The sim's clock reads the steering's model directly: nothing to execute.
         while self.steering.poll_action().is_some() {}
-        while self.steering.poll_event().is_some() {}
+        // As the daemon: a persistent falseticker is the source manager's to judge (a pool
+        // retires and replaces it; a configured server is kept).
+        while let Some(ev) = self.steering.poll_event() {
+            if let SteeringEvent::PersistentFalseticker(assoc) = ev {
+                self.res.persistent_falsetickers.push((self.now, assoc));
+                self.sm.handle_falseticker(now, assoc, &mut self.rng);
+            }
+        }
+        self.handle_actions();
+    }
+
+    /// The pool's state now (pool scenarios only).
+    fn pool_sample(&self) -> Option<PoolSample> {
+        self.sc.pool.as_ref()?;
+        let now = secs(self.now);
+        let snap = self.sm.snapshot().into_iter().find(|s| s.target.is_some())?;
+        let mut sample = PoolSample {
+            t: self.now,
+            members: snap.assocs.len(),
+            target: snap.target.unwrap_or(0),
+            tokens: snap.replacements_available,
+            waiting_dns: snap.resolving
+                || snap.next_resolution.is_some_and(|t| t.secs_since(now) <= 60.0),
+            ..PoolSample::default()
+        };
+        for (id, remote) in &snap.assocs {
+            let Some(a) = self.assocs.get(id) else { continue };
+            if a.state() == AssocState::Reachable {
+                sample.reachable += 1;
+                let up =
+                    self.addr_server(*remote).is_some_and(|i| !self.sc.servers[i].down(self.now));
+                sample.serving += usize::from(up);
+            }
+        }
+        Some(sample)
     }
 
     fn next_event(&self) -> f64 {
@@ -563,14 +744,31 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             dns.answer(&format!("s{i}.sim"), 0.0, DnsAnswer::Addrs { addrs, ttl: 3_600.0 });
         }
     }
-    let mut sm = SourceManager::new(ResolvePolicy::default(), 16);
+    if let Some(pool) = &sc.pool {
+        if !dns.script.contains_key(&pool.name.to_ascii_lowercase()) {
+            let addrs = (0..sc.servers.len()).map(server_addr).collect();
+            dns.answer(&pool.name, 0.0, DnsAnswer::Addrs { addrs, ttl: 300.0 });
+        }
+    }
+    let mut sm = SourceManager::new(ResolvePolicy::default(), sc.maxclock);
     let assoc = AssocConfig {
         minpoll: PollInterval::from_log2(sc.minpoll),
         maxpoll: PollInterval::from_log2(sc.maxpoll),
         iburst: sc.iburst,
         ..AssocConfig::default()
     };
-    for i in 0..sc.servers.len() {
+    if let Some(pool) = &sc.pool {
+        let spec = SourceSpec {
+            kind: SourceKind::Pool { maxsources: pool.maxsources },
+            target: Target::Name(pool.name.clone()),
+            port: 123,
+            assoc,
+            family: AddrFamily::Any,
+        };
+        let _ = sm.add(Instant::ZERO, spec, &mut rng);
+    }
+    let server_lines = if sc.pool.is_some() { 0 } else { sc.servers.len() };
+    for i in 0..server_lines {
         let spec = SourceSpec {
             kind: SourceKind::Server,
             target: Target::Name(format!("s{i}.sim")),
@@ -592,6 +790,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             discipline: dcfg,
             feed: sc.feed,
             combine: sc.combine,
+            falseticker_rounds: sc.falseticker_rounds,
             ..SteeringConfig::default()
         },
         sc.client.drift_file_ppm,
@@ -631,6 +830,9 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         if t >= next_record {
             let off = sim.true_offset();
             sim.res.series.push((t, off));
+            if let Some(p) = sim.pool_sample() {
+                sim.res.pool_samples.push(p);
+            }
             next_record += if t < 600.0 { 1.0 } else { 16.0 };
         }
         // Flights due now, in order.
