@@ -44,7 +44,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::assoc::filter::{FilterEstimate, Sample, NSTAGE};
+use crate::assoc::filter::{FilterEstimate, Sample, NSTAGE, PHI};
 use crate::assoc::{AssocId, AssocSnapshot, ServerInfo};
 use crate::discipline::{
     ClockAction, DelayNoise, Discipline, DisciplineConfig, DisciplineState, Measurement,
@@ -218,6 +218,9 @@ pub struct SteeringStats {
 
 /// Samples kept for the next round at most (a driver that never calls `handle_round`).
 const MAX_PENDING: usize = 1024;
+/// The slowest aging of an estimate's error bound (s/s), however well the frequency is known:
+/// 0.1 ppm covers a good oscillator's wander over a 1024 s poll.
+pub const MIN_AGING_RATE: f64 = 1e-7;
 /// Actions and events kept for the driver at most (a driver that never polls).
 const MAX_QUEUE: usize = 1024;
 /// The correction log is pruned once it holds more entries than this.
@@ -545,8 +548,21 @@ impl Steering {
         }
     }
 
+    /// How fast an estimate's error bound grows with its age (s/s): RFC 5905's PHI (15 ppm)
+    /// while the frequency is unknown, and three times the discipline's frequency uncertainty
+    /// once it is known (at least [`MIN_AGING_RATE`]). RFC's PHI bounds an *unknown* clock;
+    /// with it, sources polled every 1024 s look tens of milliseconds vague, and a freshly
+    /// mobilized pool member with one precise sample outweighs them all, falseticker or not
+    /// (the simulator's `falseticker_member_at_maxpoll_10`). chrony ages by its own frequency
+    /// estimate's error in the same way.
+    fn aging_rate(&self) -> f64 {
+        let known = 3.0 * self.discipline.frequency_error_ppm() * 1e-6;
+        known.clamp(MIN_AGING_RATE, PHI)
+    }
+
     fn candidates(&self, now: Instant, inputs: &[SourceInput]) -> Vec<Candidate> {
         let freq_sigma = self.discipline.frequency_error_ppm() * 1e-6;
+        let rate = self.aging_rate();
         inputs
             .iter()
             .filter_map(|i| {
@@ -555,7 +571,14 @@ impl Steering {
                     id: i.id,
                     offset: self.offset_now(now, est.offset, est.time),
                     delay: est.delay,
-                    dispersion: est.dispersion,
+                    // The filter aged every stage at PHI; every stage is at least as old as
+                    // the best sample, so PHI x its age (x the stage weights' sum, 1 - 2^-8)
+                    // is aging that we re-apply at the known rate instead.
+                    dispersion: {
+                        let age = now.secs_since(est.time).max(0.0);
+                        let unaged = est.dispersion - PHI * age * (1.0 - 1.0 / 256.0);
+                        unaged.max(0.0) + rate * age
+                    },
                     // A stale estimate is also off by the frequency error times its age; say
                     // so, so that selection's 1/λ weights prefer fresh estimates while the
                     // frequency is still uncertain (cold start).
@@ -589,7 +612,8 @@ impl Steering {
         let mut combined = None;
         let mut selected = false;
         if self.config.combine != Combine::Median {
-            let config = SelectConfig { current: self.peer, ..self.config.select };
+            let config =
+                SelectConfig { current: self.peer, phi: self.aging_rate(), ..self.config.select };
             let sel = select::select(now, &list, &config);
             if self.startup_hold(now, &list, &sel.verdicts) {
                 self.stats.held += 1;

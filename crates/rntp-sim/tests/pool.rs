@@ -218,9 +218,9 @@ fn pool_week_of_churn() {
     println!("lookups: {} over 7 days for {} losses", r.lookups.len(), losses.len());
     assert_no_thrash(&r);
 
-    // Falseticker and clock: with maxpoll 10 the core fails both (see
-    // `falseticker_member_at_maxpoll_10`); the driver's PersistentFalseticker →
-    // handle_falseticker wiring and the clock are checked on the same week at maxpoll 8.
+    // Falseticker and clock at maxpoll 8 as well (at the default 10 they are checked by
+    // `falseticker_member_at_maxpoll_10`): the driver's PersistentFalseticker →
+    // handle_falseticker wiring retires the bad member every time it joins.
     let r8 = run(&week(8), 1);
     assert!(!r8.stalled);
     let ft = sock(FT);
@@ -240,14 +240,14 @@ fn pool_week_of_churn() {
     assert_lookups_needed(&r8, target);
 }
 
-/// The brief's falseticker and clock expectations at the default poll bounds (6/10). Fails
-/// today: a fresh member (iburst, 64 s poll, best sample seconds old) has a root distance of
-/// ~2 ms while the established members at 1024 s carry PHI × best-sample age ≈ 60–90 ms, so
-/// their intervals contain +50 ms, the intersection keeps the falseticker, and it becomes the
-/// system peer (lowest λ): the clock is slewed 50 ms towards it and never 10 rounds in a row
-/// called a falseticker, so the pool never retires it.
+/// The brief's falseticker and clock expectations at the default poll bounds (6/10).
+/// Regression: with RFC 5905's fixed PHI (15 ppm) a fresh member (iburst, 64 s poll, best
+/// sample seconds old) had a root distance of ~2 ms while the established members at 1024 s
+/// carried PHI × best-sample age ≈ 60–90 ms, so their intervals contained +50 ms, the
+/// intersection kept the falseticker, and it became the system peer: the clock was slewed
+/// 50 ms towards it and the pool never retired it. Steering now ages estimates at the
+/// discipline's known frequency uncertainty (`steer::Steering::aging_rate`).
 #[test]
-#[ignore = "core bug: a fresh falseticker pool member becomes system peer at maxpoll 10"]
 fn falseticker_member_at_maxpoll_10() {
     let r = run(&week(10), 1);
     let ft = sock(FT);

@@ -32,11 +32,18 @@ pub const MINDISP: f64 = 0.001;
 /// is not NaN for finite inputs but may be infinite for absurd ones; [`super::select`] rejects
 /// such a candidate with [`Unusable::Distance`].
 pub fn root_distance(now: Instant, c: &Candidate) -> f64 {
+    root_distance_with(now, c, PHI)
+}
+
+/// [`root_distance`] with the age term growing at `phi` instead of PHI
+/// ([`SelectConfig::phi`]); a NaN or negative `phi` counts as PHI.
+pub(super) fn root_distance_with(now: Instant, c: &Candidate, phi: f64) -> f64 {
+    let phi = if phi.is_finite() && phi >= 0.0 { phi } else { PHI };
     let age = now.secs_since(c.sample_time).max(0.0);
     ((c.root_delay + c.delay) / 2.0).max(MINDISP)
         + c.root_dispersion
         + c.dispersion
-        + PHI * age
+        + phi * age
         + c.jitter
 }
 
@@ -64,7 +71,7 @@ pub(super) fn check(now: Instant, c: &Candidate, config: &SelectConfig) -> Resul
     if c.stratum > 1 && config.own_refid == Some(c.reference_id) {
         return Err(Unusable::Loop);
     }
-    let lambda = root_distance(now, c);
+    let lambda = root_distance_with(now, c, config.phi);
     // "Within" must be proven: a NaN `maxdist` compares as unordered and so rejects, instead of
     // admitting everything as a plain `lambda > maxdist` test would.
     let within =

@@ -101,11 +101,25 @@ pub struct SelectConfig {
     /// more than its own jitter; this avoids hopping between equally good sources on noise.
     /// `None` (the default) disables the rule.
     pub current: Option<AssocId>,
+    /// How fast (s/s) an estimate's error bound grows with its age, in the root distance:
+    /// RFC 5905's PHI (15 ppm, the tolerance of an unknown clock) by default. A caller that
+    /// knows its clock's frequency better passes a smaller rate (see `steer`): with RFC's
+    /// 15 ppm, a source polled every 1024 s looks tens of milliseconds vague between polls,
+    /// and a freshly mobilized falseticker with one precise sample outweighs every
+    /// established source.
+    pub phi: f64,
 }
 
 impl Default for SelectConfig {
     fn default() -> Self {
-        SelectConfig { minclock: 3, minsane: 1, maxdist: 1.5, own_refid: None, current: None }
+        SelectConfig {
+            minclock: 3,
+            minsane: 1,
+            maxdist: 1.5,
+            own_refid: None,
+            current: None,
+            phi: crate::assoc::filter::PHI,
+        }
     }
 }
 

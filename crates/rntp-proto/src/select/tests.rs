@@ -443,6 +443,7 @@ fn arb_candidate() -> impl Strategy<Value = Candidate> {
 fn arb_config() -> impl Strategy<Value = SelectConfig> {
     (0usize..6, 0usize..6, arb_f64(0.0..2.0), prop::option::of(0u32..4), any::<Option<u32>>())
         .prop_map(|(minclock, minsane, maxdist, own, current)| SelectConfig {
+            phi: crate::assoc::filter::PHI,
             minclock,
             minsane,
             maxdist,
