@@ -48,6 +48,8 @@ fn week(ttl: f64, seed: u64) -> (u64, u32) {
         port: 123,
         assoc: AssocConfig::default(),
         family: AddrFamily::Any,
+        prefer: false,
+        noselect: false,
     };
     let start = Instant::ZERO;
     let Ok(id) = m.add(start, spec, &mut rng) else { return (0, 0) };

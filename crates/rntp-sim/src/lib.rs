@@ -764,6 +764,8 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             port: 123,
             assoc,
             family: AddrFamily::Any,
+            prefer: false,
+            noselect: false,
         };
         let _ = sm.add(Instant::ZERO, spec, &mut rng);
     }
@@ -775,6 +777,8 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             port: 123,
             assoc,
             family: AddrFamily::Any,
+            prefer: false,
+            noselect: false,
         };
         // Names are unique by construction, so `add` cannot refuse them.
         let _ = sm.add(Instant::ZERO, spec, &mut rng);

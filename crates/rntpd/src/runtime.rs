@@ -197,8 +197,6 @@ struct Daemon {
     timekeeper: Timekeeper,
     /// Observe mode: the virtual clock server mode serves (None: the system clock).
     served_clock_tx: watch::Sender<Option<VirtualClock>>,
-    /// `prefer` and `noselect` per source, for selection.
-    select_flags: BTreeMap<SourceId, (bool, bool)>,
     /// Mobilizations, moves and retirements, newest last.
     history: VecDeque<HistoryEntry>,
     /// Totals of the history by `event:reason`, since start.
@@ -240,7 +238,6 @@ impl Daemon {
             orphan,
             history: VecDeque::new(),
             history_totals: BTreeMap::new(),
-            select_flags: BTreeMap::new(),
             clock,
             rng,
             started: clock.now(),
@@ -268,7 +265,6 @@ impl Daemon {
             match self.manager.add(now, spec, &mut self.rng) {
                 Ok(id) => {
                     self.origins.insert(id, origin);
-                    self.select_flags.insert(id, (source.options.prefer, source.options.noselect));
                 }
                 Err(AddError::Duplicate { target, existing, .. }) => {
                     let first = self.origins.get(&SourceId(existing)).cloned().unwrap_or_default();
@@ -497,8 +493,8 @@ impl Daemon {
                 let (prefer, noselect) = self
                     .manager
                     .owner(snap.id)
-                    .and_then(|s| self.select_flags.get(&s).copied())
-                    .unwrap_or((false, false));
+                    .and_then(|s| self.manager.spec(s))
+                    .map_or((false, false), |spec| (spec.prefer, spec.noselect));
                 SourceInput {
                     prefer,
                     noselect,
@@ -701,13 +697,11 @@ impl Daemon {
                 return Reply::Error { code: ErrorCode::InvalidArgument, message: e.to_string() }
             }
         };
-        let source = &config.sources[0];
-        let spec = spec_from_config(source);
+        let spec = spec_from_config(&config.sources[0]);
         let now = self.clock.now();
         match self.manager.add(now, spec, &mut self.rng) {
             Ok(id) => {
                 self.origins.insert(id, "rntpctl add".to_string());
-                self.select_flags.insert(id, (source.options.prefer, source.options.noselect));
                 tracing::info!(source = id.0, "added by rntpctl: {line}");
                 Reply::Added { source_id: id.0 }
             }
@@ -987,5 +981,7 @@ fn spec_from_config(source: &SourceConfig) -> SourceSpec {
             AddressFamily::V4 => source::AddrFamily::V4,
             AddressFamily::V6 => source::AddrFamily::V6,
         },
+        prefer: o.prefer,
+        noselect: o.noselect,
     }
 }

@@ -133,6 +133,10 @@ pub struct SourceSpec {
     pub assoc: AssocConfig,
     /// Allowed address families.
     pub family: AddrFamily,
+    /// `prefer`: selection favours this source's associations.
+    pub prefer: bool,
+    /// `noselect`: polled and shown, never used for time.
+    pub noselect: bool,
 }
 
 /// Re-resolution timing. All values in seconds.

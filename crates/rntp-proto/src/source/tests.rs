@@ -20,6 +20,8 @@ fn server(name: &str) -> SourceSpec {
         port: 123,
         assoc: AssocConfig::default(),
         family: AddrFamily::Any,
+        prefer: false,
+        noselect: false,
     }
 }
 
