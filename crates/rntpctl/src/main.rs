@@ -128,27 +128,27 @@ fn validate(file: &Path) -> ExitCode {
     match rntp_config::load_file(file) {
         Ok(loaded) => {
             for w in &loaded.warnings {
-                println!("{w}");
+                out_line(&w.to_string());
             }
             let n = loaded.config.sources.len();
-            println!(
+            out_line(&format!(
                 "{}: OK ({} source{}, {} warning{})",
                 file.display(),
                 n,
                 if n == 1 { "" } else { "s" },
                 loaded.warnings.len(),
                 if loaded.warnings.len() == 1 { "" } else { "s" }
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            println!("{errors}");
-            println!(
+            out_line(&errors.to_string());
+            out_line(&format!(
                 "{}: {} error{}; rntpd would not start with this file",
                 file.display(),
                 errors.errors.len(),
                 if errors.errors.len() == 1 { "" } else { "s" }
-            );
+            ));
             ExitCode::FAILURE
         }
     }
@@ -208,8 +208,21 @@ fn show(reply: Reply, json: bool) -> ExitCode {
         ),
         other => to_json(&other),
     };
-    println!("{out}");
+    out_line(&out);
     ExitCode::SUCCESS
+}
+
+/// Prints a line to stdout. A closed pipe (`rntpctl peers | head`) ends the program quietly
+/// instead of panicking, as Unix tools do; other write errors are reported.
+fn out_line(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("rntpctl: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {

@@ -65,3 +65,27 @@ fn missing_file_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("/nonexistent/ntp.conf"));
 }
+
+/// Regression: `rntpctl ... | head` panicked with "failed printing to stdout: Broken pipe".
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many-warnings.conf");
+    // Far more output than a pipe buffer holds, so the writer really meets the closed pipe.
+    std::fs::write(&file, "statistics loopstats\n".repeat(5_000)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rntpctl"))
+        .arg("validate")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: further writes get EPIPE.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
