@@ -380,6 +380,10 @@ pub struct StatusInfo {
     pub clock_correction: f64,
     /// The last offset the discipline acted on (s, selected time minus rntpd's clock).
     pub clock_offset: Option<f64>,
+    /// The kernel's own clock state as `adjtimex` reports it (read-only), e.g.
+    /// `"TIME_ERROR, status UNSYNC, frequency +0.000 ppm"`: in observe mode it shows that rntpd
+    /// leaves the kernel alone; `null` where it cannot be read.
+    pub kernel_clock: Option<String>,
     /// The system peer's association id, when selection has one.
     pub system_peer: Option<u32>,
     /// Combined offset of the selected sources (s, positive: they are ahead of this host's

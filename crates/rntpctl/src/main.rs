@@ -522,6 +522,9 @@ fn status_text(s: &StatusInfo) -> String {
         s.clock_correction,
         s.clock_offset.map_or_else(|| "-".to_string(), |o| format!("{o:+.6} s"))
     ));
+    if let Some(kernel) = &s.kernel_clock {
+        out.push_str(&format!("\nkernel clock:  {kernel}"));
+    }
     match (s.system_peer, s.system_offset) {
         (Some(peer), Some(offset)) => out.push_str(&format!(
             "\nsystem peer:   association {peer}; combined offset {:+.6} s, jitter {:.6} s",

@@ -643,6 +643,14 @@ impl Daemon {
                     }
                     .to_string(),
                     stratum: self.system_tx.borrow().stratum,
+                    kernel_clock: rntp_sys::kernel_clock_state().ok().map(|k| {
+                        format!(
+                            "{}, status {}, frequency {:+.3} ppm",
+                            k.state,
+                            k.status_names().join("|"),
+                            k.freq_ppm
+                        )
+                    }),
                     clock_state: self.timekeeper.status().0.to_string(),
                     clock_frequency_ppm: self.timekeeper.status().1,
                     clock_correction: self.timekeeper.correction(now),
