@@ -319,6 +319,18 @@ fn selection_votes_out_the_shifted_server() {
         offset.abs() < TOLERANCE,
         "combined offset {offset} s with the shifted server excluded"
     );
+    // The virtual clock of observe-only mode: a frequency estimate and a correction are
+    // reported; on loopback against servers serving this machine's own clock both are tiny.
+    assert_eq!(status["mode"].as_str(), Some("observe"));
+    let freq = status["clock_frequency_ppm"].as_f64().expect("virtual clock frequency");
+    let correction = status["clock_correction"].as_f64().expect("virtual clock correction");
+    assert!(freq.abs() < 500.0, "frequency {freq} ppm out of range");
+    assert!(correction.abs() < TOLERANCE, "virtual clock {correction} s from the servers' time");
+    assert!(status["clock_state"].as_str().is_some_and(|s| s != "unset"), "{status}");
+    // The kernel's own state is reported as the kernel says it (read-only).
+    let kernel = status["kernel_clock"].as_str().expect("kernel clock state in status");
+    let ours = rntp_sys::kernel_clock_state().expect("adjtimex read");
+    assert!(kernel.starts_with(&ours.state.to_string()), "{kernel} vs {ours:?}");
     let peers = rntpd.peers_json();
     let chosen = peers.iter().find(|p| p["id"].as_u64() == Some(peer)).expect("peer row");
     assert_ne!(
