@@ -71,6 +71,40 @@ struct Line<'a, 'd> {
 }
 
 impl<'a> Line<'a, '_> {
+    /// A keyword ntpd knows and rntpd does not support yet, in a `KEYWORD VALUE` directive
+    /// (`tos`, `discard`, `tinker`): a warning, and its value is skipped.
+    fn unsupported_keyword(&mut self, directive: &str, token: &'a Token, keywords: &[&[&str]]) {
+        let word = token.text.as_str();
+        self.report_at(
+            token,
+            DiagnosticKind::UnsupportedOption { directive: directive.into(), option: word.into() },
+        );
+        self.value(word, Expected::Value, keywords);
+    }
+
+    /// A keyword nobody knows in a `KEYWORD VALUE` directive: an error with a suggestion
+    /// from both lists; its value is skipped too, since every keyword there takes one.
+    fn unknown_keyword(
+        &mut self,
+        directive: &str,
+        token: &'a Token,
+        expected: &'static [&'static str],
+        unsupported: &'static [&'static str],
+        keywords: &[&[&str]],
+    ) {
+        let word = token.text.as_str();
+        self.report_at(
+            token,
+            DiagnosticKind::UnknownOption {
+                directive: directive.into(),
+                found: word.into(),
+                expected,
+                suggestion: suggest(word, &[expected, unsupported]),
+            },
+        );
+        self.skip_value_of_unknown(true, keywords);
+    }
+
     fn peek(&self) -> Option<&'a Token> {
         self.d.args.get(self.pos)
     }
@@ -409,28 +443,9 @@ impl Resolver {
                     }
                 }
                 w if UNSUPPORTED_TOS.contains(&w) => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnsupportedOption {
-                            directive: "tos".into(),
-                            option: w.into(),
-                        },
-                    );
-                    line.value(w, Expected::Value, keywords);
+                    line.unsupported_keyword("tos", token, keywords)
                 }
-                w => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnknownOption {
-                            directive: "tos".into(),
-                            found: w.into(),
-                            expected: TOS_OPTIONS,
-                            suggestion: suggest(w, &[TOS_OPTIONS, UNSUPPORTED_TOS]),
-                        },
-                    );
-                    // Every tos keyword takes a value.
-                    line.skip_value_of_unknown(true, keywords);
-                }
+                _ => line.unknown_keyword("tos", token, TOS_OPTIONS, UNSUPPORTED_TOS, keywords),
             }
         }
     }
@@ -826,28 +841,15 @@ impl Resolver {
                     }
                 }
                 w if UNSUPPORTED_DISCARD.contains(&w) => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnsupportedOption {
-                            directive: "discard".into(),
-                            option: w.into(),
-                        },
-                    );
-                    line.value(w, Expected::Value, keywords);
+                    line.unsupported_keyword("discard", token, keywords)
                 }
-                w => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnknownOption {
-                            directive: "discard".into(),
-                            found: w.into(),
-                            expected: DISCARD_OPTIONS,
-                            suggestion: suggest(w, &[DISCARD_OPTIONS, UNSUPPORTED_DISCARD]),
-                        },
-                    );
-                    // Every discard keyword takes a value.
-                    line.skip_value_of_unknown(true, keywords);
-                }
+                _ => line.unknown_keyword(
+                    "discard",
+                    token,
+                    DISCARD_OPTIONS,
+                    UNSUPPORTED_DISCARD,
+                    keywords,
+                ),
             }
         }
     }
@@ -876,28 +878,15 @@ impl Resolver {
                     }
                 }
                 w if UNSUPPORTED_TINKER.contains(&w) => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnsupportedOption {
-                            directive: "tinker".into(),
-                            option: w.into(),
-                        },
-                    );
-                    line.value(w, Expected::Value, keywords);
+                    line.unsupported_keyword("tinker", token, keywords)
                 }
-                w => {
-                    line.report_at(
-                        token,
-                        DiagnosticKind::UnknownOption {
-                            directive: "tinker".into(),
-                            found: w.into(),
-                            expected: TINKER_OPTIONS,
-                            suggestion: suggest(w, &[TINKER_OPTIONS, UNSUPPORTED_TINKER]),
-                        },
-                    );
-                    // Every tinker keyword takes a value.
-                    line.skip_value_of_unknown(true, keywords);
-                }
+                _ => line.unknown_keyword(
+                    "tinker",
+                    token,
+                    TINKER_OPTIONS,
+                    UNSUPPORTED_TINKER,
+                    keywords,
+                ),
             }
         }
     }
