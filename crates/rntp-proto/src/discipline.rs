@@ -31,6 +31,20 @@ use core::fmt;
 
 use crate::time::{Instant, PollInterval};
 
+pub mod pll;
+
+/// Which clock-control algorithm a [`Discipline`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DisciplineKind {
+    /// The two-state Kalman filter (this module; the default).
+    #[default]
+    Kalman,
+    /// RFC 5905's hybrid PLL/FLL ([`pll::PllFll`]), kept to measure the choice
+    /// (docs/accuracy.md). [`crate::steer::Steering`] always feeds it RFC-style
+    /// ([`crate::steer::Feed::FilterBest`]).
+    RfcPllFll,
+}
+
 /// The largest frequency correction we set, in ppm (the Linux kernel's limit, RFC 5905 MAXFREQ).
 pub const MAX_FREQ_PPM: f64 = 500.0;
 /// The kernel's `adjtime` slew rate, in ppm: how fast a pending phase correction is amortized.
@@ -67,6 +81,8 @@ pub struct DisciplineConfig {
     /// `adjtime`/`ADJ_OFFSET`, up to [`TICK_SLEW_RATE_PPM`] when the driver slews by adjusting
     /// the tick. The discipline must know it to predict what its slews have done so far.
     pub slew_rate_ppm: f64,
+    /// The algorithm: Kalman (default) or RFC 5905's PLL/FLL.
+    pub kind: DisciplineKind,
 }
 
 impl Default for DisciplineConfig {
@@ -81,6 +97,7 @@ impl Default for DisciplineConfig {
             maxpoll: PollInterval::DEFAULT_MAX,
             wander: 3e-9,
             slew_rate_ppm: DEFAULT_SLEW_RATE_PPM,
+            kind: DisciplineKind::Kalman,
         }
     }
 }
@@ -300,6 +317,8 @@ pub struct Discipline {
     gated: u32,
     poll: PollInterval,
     poll_counter: i32,
+    /// [`DisciplineKind::RfcPllFll`]: every call is handed to this loop instead.
+    pll: Option<Box<pll::PllFll>>,
 }
 
 impl Discipline {
@@ -328,38 +347,55 @@ impl Discipline {
             gated: 0,
             poll: minpoll,
             poll_counter: 0,
+            pll: (config.kind == DisciplineKind::RfcPllFll)
+                .then(|| Box::new(pll::PllFll::new(config, initial_freq_ppm))),
         }
     }
 
     /// The current state.
     pub fn state(&self) -> DisciplineState {
+        if let Some(p) = &self.pll {
+            return p.state();
+        }
         self.state
     }
 
     /// The frequency correction currently set (ppm); positive makes the clock run faster.
     pub fn frequency_ppm(&self) -> f64 {
+        if let Some(p) = &self.pll {
+            return p.frequency_ppm();
+        }
         self.model.freq_ppm
     }
 
     /// 1σ uncertainty of the frequency estimate (ppm).
     pub fn frequency_error_ppm(&self) -> f64 {
+        if let Some(p) = &self.pll {
+            return p.frequency_error_ppm();
+        }
         self.p[1][1].max(0.0).sqrt() * 1e6
     }
 
     /// The estimated measurement noise (s, 1σ): the system jitter as the filter sees it.
     pub fn jitter(&self) -> f64 {
+        if let Some(p) = &self.pll {
+            return p.jitter();
+        }
         self.r.max(0.0).sqrt()
     }
 
     /// The poll interval the discipline would like, within `minpoll..=maxpoll`: longer while
     /// the offset stays small against the jitter, shorter when not (RFC 5905 §12 rule).
     pub fn suggested_poll(&self) -> PollInterval {
+        if let Some(p) = &self.pll {
+            return p.suggested_poll();
+        }
         self.poll
     }
 
     /// Whether the frequency is known well enough to be worth saving in the drift file.
     pub fn frequency_settled(&self) -> bool {
-        self.state == DisciplineState::Sync
+        self.state() == DisciplineState::Sync
     }
 
     /// Processes the combined offset `offset` (s, server minus us) with jitter `jitter` (s),
@@ -376,6 +412,9 @@ impl Discipline {
         jitter: f64,
         poll: PollInterval,
     ) -> ClockAction {
+        if let Some(p) = &mut self.pll {
+            return p.update(now, offset, jitter, poll);
+        }
         let jitter = if jitter.is_finite() { jitter.abs().max(MIN_NOISE) } else { MIN_NOISE };
         self.process(now, offset, Input::Combined { jitter }, poll)
     }
@@ -388,6 +427,11 @@ impl Discipline {
     pub fn update_sample(&mut self, now: Instant, m: Measurement) -> ClockAction {
         if !m.sigma.is_finite() || !m.delay.is_finite() {
             return ClockAction::None;
+        }
+        if let Some(p) = &mut self.pll {
+            // Not the RFC's input; treated as a combined offset at the loop's own poll.
+            let poll = p.suggested_poll();
+            return p.update(now, m.offset, m.sigma, poll);
         }
         let sigma = m.sigma.abs().max(MIN_NOISE);
         // More than a second of round trip is not a sample worth moving in time precisely.

@@ -47,8 +47,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use crate::assoc::filter::{FilterEstimate, Sample, NSTAGE, PHI};
 use crate::assoc::{AssocId, AssocSnapshot, ServerInfo};
 use crate::discipline::{
-    ClockAction, DelayNoise, Discipline, DisciplineConfig, DisciplineState, Measurement,
-    VirtualClock,
+    ClockAction, DelayNoise, Discipline, DisciplineConfig, DisciplineKind, DisciplineState,
+    Measurement, VirtualClock,
 };
 use crate::select::{self, Candidate, SelectConfig, Selection, Verdict};
 use crate::time::{Instant, PollInterval};
@@ -102,7 +102,8 @@ pub struct SteeringConfig {
     pub discipline: DisciplineConfig,
     /// Selection settings; `current` is ignored (the system peer is kept here).
     pub select: SelectConfig,
-    /// What the discipline is fed.
+    /// What the discipline is fed ([`Feed::FilterBest`] whatever this says when the discipline
+    /// is [`DisciplineKind::RfcPllFll`]).
     pub feed: Feed,
     /// How estimates are combined.
     pub combine: Combine,
@@ -269,6 +270,11 @@ impl Steering {
     /// once, and the first [`Steering::poll_action`] is the corresponding
     /// `Slew { offset: 0, freq_ppm }` for the driver to execute.
     pub fn new(config: SteeringConfig, initial_freq_ppm: Option<f64>) -> Self {
+        let mut config = config;
+        if config.discipline.kind == DisciplineKind::RfcPllFll {
+            // RFC 5905's loop takes one combined offset per new filter-best sample.
+            config.feed = Feed::FilterBest;
+        }
         let mut applied = VirtualClock::with_slew_rate(config.discipline.slew_rate_ppm);
         let mut actions = VecDeque::new();
         if let Some(freq_ppm) = initial_freq_ppm {

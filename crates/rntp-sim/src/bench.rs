@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+use rntp_proto::discipline::DisciplineKind;
+
 use crate::{run, ClientSpec, Feed, LinkSpec, RunResult, Scenario, Stats};
 
 /// Frequency wander of the benchmark's client clock (1/√s).
@@ -108,11 +110,22 @@ pub struct Variant {
     pub feed: Feed,
     /// The client's slew rate (ppm): how the daemon slews (500: `adjtime`; 83 333: tick).
     pub slew_rate_ppm: f64,
+    /// The clock-control algorithm ([`DisciplineKind::RfcPllFll`] is always fed RFC-style,
+    /// whatever `feed` says).
+    pub discipline: DisciplineKind,
+    /// Caps every row's `maxpoll` (and `minpoll`) at this (log2 s): the RFC loop controls the
+    /// system poll itself, which the associations here do not follow.
+    pub maxpoll: Option<i8>,
 }
 
 impl Default for Variant {
     fn default() -> Self {
-        Variant { feed: Feed::Samples, slew_rate_ppm: SLEW_RATE_PPM }
+        Variant {
+            feed: Feed::Samples,
+            slew_rate_ppm: SLEW_RATE_PPM,
+            discipline: DisciplineKind::Kalman,
+            maxpoll: None,
+        }
     }
 }
 
@@ -126,6 +139,11 @@ pub fn bench(
     for mut row in rows(duration) {
         row.scenario.feed = variant.feed;
         row.scenario.client.slew_rate_ppm = variant.slew_rate_ppm;
+        row.scenario.discipline.kind = variant.discipline;
+        if let Some(m) = variant.maxpoll {
+            row.scenario.maxpoll = row.scenario.maxpoll.min(m);
+            row.scenario.minpoll = row.scenario.minpoll.min(m);
+        }
         let runs: Vec<RunResult> = (1..=seeds).map(|s| run(&row.scenario, s)).collect();
         let stats: Vec<Stats> = runs.iter().map(|r| r.stats).collect();
         let agg = aggregate(&stats);

@@ -3,20 +3,25 @@
 //! ```text
 //! rntp-sim bench [--seeds 5] [--out target/accuracy] [--hours 24] [OPTIONS]
 //! rntp-sim run SCENARIO [--seed 1] [--hours 24] [OPTIONS]   # prints "time offset" lines
-//! OPTIONS: --feed samples|filter-best (default samples), --slew-ppm PPM (default 500)
+//! OPTIONS: --feed samples|filter-best (default samples), --slew-ppm PPM (default 500),
+//!          --discipline kalman|rfc (default kalman; rfc = RFC 5905 PLL/FLL, fed filter-best),
+//!          --maxpoll LOG2 (bench: caps every row's poll bounds)
 //! ```
 //! It never touches this machine's clock: everything is simulated.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rntp_proto::discipline::DisciplineKind;
 use rntp_sim::{bench, Feed};
 
 fn usage() -> ExitCode {
     eprintln!(
         "usage: rntp-sim bench [--seeds N] [--out DIR] [--hours H] [OPTIONS]\n       \
          rntp-sim run SCENARIO [--seed N] [--hours H] [OPTIONS]\n\
-         options: --feed samples|filter-best   --slew-ppm PPM (500; 83333 = tick slewing)"
+         options: --feed samples|filter-best   --slew-ppm PPM (500; 83333 = tick slewing)\n         \
+         --discipline kalman|rfc (rfc: RFC 5905 PLL/FLL, always fed filter-best)   \
+         --maxpoll LOG2 (bench: cap every row's poll)"
     );
     ExitCode::from(2)
 }
@@ -44,6 +49,17 @@ fn main() -> ExitCode {
                     _ => return usage(),
                 }
             }
+            "--discipline" => {
+                variant.discipline = match value().as_str() {
+                    "kalman" => DisciplineKind::Kalman,
+                    "rfc" => DisciplineKind::RfcPllFll,
+                    _ => return usage(),
+                }
+            }
+            "--maxpoll" => match value().parse::<i8>() {
+                Ok(v) if (0..=17).contains(&v) => variant.maxpoll = Some(v),
+                _ => return usage(),
+            },
             "--slew-ppm" => match value().parse::<f64>() {
                 Ok(v) if v.is_finite() && v > 0.0 => variant.slew_rate_ppm = v,
                 _ => return usage(),
@@ -91,6 +107,7 @@ fn main() -> ExitCode {
             };
             row.scenario.feed = variant.feed;
             row.scenario.client.slew_rate_ppm = variant.slew_rate_ppm;
+            row.scenario.discipline.kind = variant.discipline;
             let r = rntp_sim::run(&row.scenario, seed);
             for (t, o) in &r.series {
                 println!("{t:.3} {o:.9}");
