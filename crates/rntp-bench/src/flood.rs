@@ -244,7 +244,7 @@ fn malformed(
         // ECONNREFUSED etc. would mean the server is gone: the final check reports that.
         let _ = s.send(&buf[..len]);
         sent += 1;
-        if sent % 4096 == 0 {
+        if sent.is_multiple_of(4096) {
             for s in &socks {
                 while s.recv(&mut rbuf).is_ok() {
                     replies += 1;

@@ -72,7 +72,7 @@ impl ExtensionField<'_> {
     /// Checks the length rules of RFC 7822 §3 for a field about to be written at `offset`.
     fn check_len(&self, offset: usize) -> Result<(), WireError> {
         let length = self.wire_len();
-        if length < EXT_MIN_LEN || length % EXT_ALIGN != 0 || length > EXT_MAX_LEN {
+        if length < EXT_MIN_LEN || !length.is_multiple_of(EXT_ALIGN) || length > EXT_MAX_LEN {
             return Err(WireError::BadExtensionLength { offset, length });
         }
         Ok(())
