@@ -530,7 +530,16 @@ impl Responder {
             poll: request_header.poll,
             precision: sys.precision,
             root_delay: NtpShort::from_secs_f64(sys.root_delay),
-            root_dispersion: NtpShort::from_secs_f64(sys.root_dispersion),
+            // RFC 5905 §7.3: the root dispersion grows at PHI since the clock was last set, so
+            // a server that lost its sources does not keep advertising a fresh error bound.
+            root_dispersion: NtpShort::from_secs_f64(
+                sys.root_dispersion
+                    + if sys.reference_time.is_zero() {
+                        0.0
+                    } else {
+                        crate::assoc::filter::PHI * (rx - sys.reference_time).to_secs_f64().max(0.0)
+                    },
+            ),
             reference_id: sys.reference_id,
             reference_ts: sys.reference_time,
             origin_ts: request_header.transmit_ts,
@@ -758,7 +767,11 @@ mod tests {
         assert_eq!(h.poll, POLL);
         assert_eq!(h.precision, s.precision);
         assert_eq!(h.root_delay, NtpShort::from_bits(0x0000_0400));
-        assert_eq!(h.root_dispersion, NtpShort::from_bits(0x0000_0800));
+        // The root dispersion, aged at PHI since the reference time (RFC 5905 §7.3).
+        let age = (RX - s.reference_time).to_secs_f64();
+        let aged = NtpShort::from_secs_f64(s.root_dispersion + crate::assoc::filter::PHI * age);
+        assert!(age > 2.0 && h.root_dispersion > NtpShort::from_bits(0x0000_0800));
+        assert_eq!(h.root_dispersion, aged);
         assert_eq!(h.reference_id, s.reference_id);
         assert_eq!(h.reference_ts, s.reference_time);
         assert_eq!(h.origin_ts, NtpTimestamp::from_bits(XMT));

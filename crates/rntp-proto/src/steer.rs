@@ -133,6 +133,10 @@ pub struct SourceInput {
     pub noselect: bool,
     /// The reference id this server would show if it synchronized to us (loop detection).
     pub refid_for_us: ReferenceId,
+    /// When `estimate` was computed (its dispersion is aged up to then); `None`: now. The
+    /// daemon's snapshots are computed when the association last did something, which can be
+    /// a whole poll interval ago.
+    pub aged_to: Option<Instant>,
 }
 
 impl SourceInput {
@@ -147,6 +151,7 @@ impl SourceInput {
             prefer: false,
             noselect: false,
             refid_for_us,
+            aged_to: None,
         }
     }
 }
@@ -543,14 +548,15 @@ impl Steering {
     /// An estimate's offset (measured at `t`) as the steered clock sees it at `now`.
     fn offset_now(&self, now: Instant, offset: f64, t: Instant) -> f64 {
         let then = self.corrections.get(&t).copied().unwrap_or_else(|| self.applied.offset_at(t));
+        // Phase corrections (slews, steps) applied since `t`. The frequency part is left out:
+        // it cancels the oscillator's own drift over the same interval.
+        let age = now.secs_since(t).max(0.0);
+        let since = self.applied.offset_at(now) - then - self.applied.frequency_ppm() * 1e-6 * age;
         match self.config.reference {
-            Reference::FreeRunning => offset - then,
-            Reference::Disciplined => {
-                let age = now.secs_since(t).max(0.0);
-                let since =
-                    self.applied.offset_at(now) - then - self.applied.frequency_ppm() * 1e-6 * age;
-                offset - since
-            }
+            // Measured against the free-running clock: refer it to the virtual clock as it was
+            // at `t` (minus `then`), then bring it to now like a disciplined measurement.
+            Reference::FreeRunning => offset - then - since,
+            Reference::Disciplined => offset - since,
         }
     }
 
@@ -582,7 +588,10 @@ impl Steering {
                     // is aging that we re-apply at the known rate instead.
                     dispersion: {
                         let age = now.secs_since(est.time).max(0.0);
-                        let unaged = est.dispersion - PHI * age * (1.0 - 1.0 / 256.0);
+                        // Only the aging the filter applied (up to when the estimate was
+                        // computed) can be taken out again.
+                        let aged = i.aged_to.unwrap_or(now).secs_since(est.time).max(0.0);
+                        let unaged = est.dispersion - PHI * aged * (1.0 - 1.0 / 256.0);
                         unaged.max(0.0) + rate * age
                     },
                     // A stale estimate is also off by the frequency error times its age; say

@@ -52,6 +52,9 @@ pub struct AssocTask {
     pub commands: mpsc::UnboundedReceiver<AssocCommand>,
     /// Events for the source manager (reachability, KoD, demobilization).
     pub events: mpsc::UnboundedSender<(AssocId, AssocEvent)>,
+    /// A move whose socket could not be opened yet, and when to try again. Until it succeeds
+    /// the association does not poll: the old address may already belong to another source.
+    pub pending_move: Option<(SocketAddr, rntp_proto::time::Instant)>,
 }
 
 impl AssocTask {
@@ -60,7 +63,11 @@ impl AssocTask {
         let mut buf = vec![0u8; RECV_BUF];
         loop {
             self.drain().await;
-            let sleep = match self.assoc.poll_timeout() {
+            let deadline = match self.pending_move {
+                Some((_, retry_at)) => Some(retry_at),
+                None => self.assoc.poll_timeout(),
+            };
+            let sleep = match deadline {
                 // tokio rounds sleeps up to its millisecond tick; waking up to TIMER_SLACK early
                 // (which the association accepts as due) sends requests on time.
                 Some(deadline) => {
@@ -71,6 +78,10 @@ impl AssocTask {
             };
             tokio::select! {
                 () = sleep => {
+                    if let Some((remote, _)) = self.pending_move.take() {
+                        self.move_to(remote).await;
+                        continue;
+                    }
                     let now = self.clock.now();
                     self.assoc.handle_timeout(now, &mut self.rng);
                 }
@@ -101,10 +112,14 @@ impl AssocTask {
                 self.socket = socket;
                 self.assoc.change_remote(self.clock.now(), remote);
             }
-            Err(e) => tracing::error!(
-                id = self.assoc.id().0, %remote, error = %e,
-                "cannot open a socket for the new address; still polling the old one"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    id = self.assoc.id().0, %remote, error = %e,
+                    "cannot open a socket for the new address; retrying in 30 s"
+                );
+                let retry_at = self.clock.now().add_secs_f64(30.0);
+                self.pending_move = Some((remote, retry_at));
+            }
         }
     }
 

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// Concurrent control connections served.
 pub const MAX_CLIENTS: usize = 16;
-/// Time a client has to send its request.
+/// Time a client has to send its request, and to read the reply.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A decoded request on its way to the orchestrator, which owns all state and answers from
@@ -142,8 +142,13 @@ async fn handle(mut stream: UnixStream, requests: &mpsc::Sender<ControlRequest>)
     };
     let frame = encode_frame(&Response::new(reply))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    stream.write_all(&frame).await?;
-    stream.shutdown().await
+    // A client that never reads its reply must not hold a connection slot forever.
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        stream.write_all(&frame).await?;
+        stream.shutdown().await
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read its reply"))?
 }
 
 /// Whether the peer may run mutating commands: root or our own uid.

@@ -64,15 +64,21 @@ impl Registry {
         lock(&self.assocs).get(&id).map(|e| e.snapshot.borrow().1.clone())
     }
 
-    /// The latest snapshot of every association.
-    pub fn snapshots(&self) -> Vec<AssocSnapshot> {
-        lock(&self.assocs).values().map(|e| e.snapshot.borrow().1.clone()).collect()
+    /// The latest snapshot of every association, with when it was taken.
+    pub fn snapshots(&self) -> Vec<Published> {
+        lock(&self.assocs).values().map(|e| e.snapshot.borrow().clone()).collect()
     }
 
     /// (associations, reachable ones).
     pub fn counts(&self) -> (usize, usize) {
         let map = lock(&self.assocs);
-        let reachable = map.values().filter(|e| e.snapshot.borrow().1.reach != 0).count();
+        let reachable = map
+            .values()
+            .filter(|e| {
+                let snap = &e.snapshot.borrow().1;
+                snap.reach != 0 && !matches!(snap.state, AssocState::Demobilized(_))
+            })
+            .count();
         (map.len(), reachable)
     }
 }

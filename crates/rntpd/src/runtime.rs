@@ -19,7 +19,7 @@ use rntp_control::{
     AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, Reply, ResolutionInfo, SourceInfo,
     StatusInfo,
 };
-use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, Association};
+use rntp_proto::assoc::{AssocConfig, AssocEvent, AssocId, AssocState, Association};
 use rntp_proto::discipline::{DisciplineConfig, MakeStep, VirtualClock};
 use rntp_proto::select::{SelectConfig, Unusable, Verdict};
 use rntp_proto::server::{Responder, SystemState};
@@ -27,7 +27,7 @@ use rntp_proto::source::{
     self, AddError, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent, SourceId,
     SourceKind, SourceManager, SourceSpec, Target,
 };
-use rntp_proto::steer::{SourceInput, SteeringEvent};
+use rntp_proto::steer::{RoundOutcome, SourceInput, SteeringEvent};
 use rntp_proto::time::{Instant, NtpDuration, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, ReferenceId};
 use tokio::sync::{mpsc, watch};
@@ -57,6 +57,8 @@ pub struct Settings {
 const FIRST_POLL_SPREAD: f64 = 0.5;
 /// Members a pool aims for without `maxsources` (as chrony's default).
 const DEFAULT_MAXSOURCES: u8 = 4;
+/// Wait before retrying an association whose socket could not be opened (e.g. no route).
+const SOCKET_RETRY_SECS: f64 = 30.0;
 /// History entries kept for `rntpctl history`.
 const HISTORY_LEN: usize = 1_000;
 
@@ -95,6 +97,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             )
         })?;
         tracing::info!(%addr, "serving time");
+        if listen.addr.is_unspecified() {
+            // Without IP_PKTINFO the kernel picks the reply's source address, which on a
+            // multi-homed host may not be the one the client asked.
+            tracing::warn!(
+                %addr,
+                "serving on a wildcard address: on a host with several addresses, clients may get                  replies from another address than they queried; list the addresses with                  `interface listen ADDR` instead"
+            );
+        }
         server_sockets.push((addr, socket));
     }
     if server_sockets.is_empty() {
@@ -105,7 +115,18 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx.clone()));
 
-    let initial_freq = match &settings.config.driftfile {
+    // Observe-only mode neither reads nor writes the drift file: the file may belong to an ntpd
+    // that disciplines this clock (its frequency is already in the kernel, so applying it to
+    // the virtual clock would count it twice), and overwriting it would change what that ntpd
+    // sets the kernel to at its next start.
+    let driftfile = match (&mode, &settings.config.driftfile) {
+        (ClockMode::Observe, Some(path)) => {
+            tracing::info!(path = %path.display(), "observe-only mode: the drift file is neither read nor written");
+            None
+        }
+        (_, d) => d.clone(),
+    };
+    let initial_freq = match &driftfile {
         Some(path) => match crate::drift::read(path) {
             Ok(Some(freq)) => {
                 tracing::info!(path = %path.display(), freq_ppm = freq, "frequency from the drift file");
@@ -124,13 +145,8 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         minsane: usize::from(settings.config.tos.minsane),
         ..SelectConfig::default()
     };
-    let timekeeper = Timekeeper::new(
-        mode,
-        select,
-        discipline_config(&settings.config),
-        settings.config.driftfile.clone(),
-        initial_freq,
-    );
+    let timekeeper =
+        Timekeeper::new(mode, select, discipline_config(&settings.config), driftfile, initial_freq);
     let mut daemon = Daemon::new(clock, dns, &settings, shutdown_rx.clone(), timekeeper);
     let mut server_tasks = Vec::new();
     for (addr, socket) in server_sockets {
@@ -197,6 +213,10 @@ struct Daemon {
     timekeeper: Timekeeper,
     /// Observe mode: the virtual clock server mode serves (None: the system clock).
     served_clock_tx: watch::Sender<Option<VirtualClock>>,
+    /// When the clock was last set (rntpd's time), for server mode's reference timestamp.
+    reference_time: NtpTimestamp,
+    /// Associations whose socket could not be opened, and when to try again.
+    socket_retries: BTreeMap<AssocId, (Instant, SourceId, SocketAddr, AssocConfig)>,
     /// Mobilizations, moves and retirements, newest last.
     history: VecDeque<HistoryEntry>,
     /// Totals of the history by `event:reason`, since start.
@@ -232,6 +252,8 @@ impl Daemon {
         Daemon {
             timekeeper,
             served_clock_tx,
+            reference_time: NtpTimestamp::ZERO,
+            socket_retries: BTreeMap::new(),
             responder,
             system_tx,
             listening: Vec::new(),
@@ -292,7 +314,8 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt())?;
         loop {
             self.execute().await;
-            let sleep = match self.manager.poll_timeout() {
+            let retry = self.socket_retries.values().map(|r| r.0).min();
+            let sleep = match [self.manager.poll_timeout(), retry].into_iter().flatten().min() {
                 Some(deadline) => tokio::time::sleep(self.clock.until(deadline)),
                 None => tokio::time::sleep(std::time::Duration::from_secs(3_600)),
             };
@@ -306,6 +329,11 @@ impl Daemon {
                     self.manager.handle_resolved(now, source, result, &mut self.rng);
                 }
                 Some((assoc, event)) = self.events_rx.recv() => {
+                    // An event a task sent just before it was told to stop (a sample racing
+                    // its Demobilize) belongs to nothing any more.
+                    if !self.assocs.contains_key(&assoc) {
+                        continue;
+                    }
                     let now = self.clock.now();
                     self.manager.handle_assoc_event(now, assoc, &event, &mut self.rng);
                     match event {
@@ -345,6 +373,14 @@ impl Daemon {
 
     /// Carries out what the source manager decided, and logs what happened.
     async fn execute(&mut self) {
+        let now = self.clock.now();
+        let due: Vec<AssocId> =
+            self.socket_retries.iter().filter(|(_, r)| r.0 <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            if let Some((_, source, remote, config)) = self.socket_retries.remove(&id) {
+                self.mobilize(id, source, remote, config).await;
+            }
+        }
         while let Some(action) = self.manager.poll_action() {
             match action {
                 SourceAction::Resolve { source, name } => {
@@ -361,12 +397,16 @@ impl Daemon {
                 }
                 SourceAction::Move { assoc, remote } => {
                     self.timekeeper.handle_reset(assoc);
+                    if let Some(retry) = self.socket_retries.get_mut(&assoc) {
+                        retry.2 = remote;
+                    }
                     if let Some(h) = self.assocs.get(&assoc) {
                         let _ = h.commands.send(AssocCommand::Move(remote));
                     }
                 }
                 SourceAction::Demobilize { assoc, reason } => {
                     self.timekeeper.handle_reset(assoc);
+                    self.socket_retries.remove(&assoc);
                     if let Some(h) = self.assocs.remove(&assoc) {
                         let _ = h.commands.send(AssocCommand::Demobilize(reason));
                     }
@@ -389,9 +429,14 @@ impl Daemon {
         let socket = match crate::net::client_socket(remote).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(%remote, error = %e, "cannot open a socket for this server; treating it as unreachable");
-                let now = self.clock.now();
-                self.manager.handle_assoc_event(now, id, &AssocEvent::Unreachable, &mut self.rng);
+                // The source manager counts this association as running; keep it that way and
+                // try again, so the address is neither lost nor handed to another association.
+                tracing::error!(
+                    id = id.0, %remote, error = %e,
+                    "cannot open a socket for this server; retrying in {SOCKET_RETRY_SECS} s"
+                );
+                let at = self.clock.now().add_secs_f64(SOCKET_RETRY_SECS);
+                self.socket_retries.insert(id, (at, source, remote, config));
                 return;
             }
         };
@@ -429,6 +474,7 @@ impl Daemon {
             shutdown: self.shutdown.clone(),
             commands: cmd_rx,
             events: self.events_tx.clone(),
+            pending_move: None,
         };
         let task = tokio::spawn(task.run());
         self.assocs.insert(id, AssocHandle { commands: cmd_tx, task });
@@ -489,7 +535,10 @@ impl Daemon {
             .registry
             .snapshots()
             .iter()
-            .map(|snap| {
+            // A stopped association (KoD) keeps its last reach and filter for display, but it
+            // is no source of time any more.
+            .filter(|(_, snap)| !matches!(snap.state, AssocState::Demobilized(_)))
+            .map(|(taken, snap)| {
                 let (prefer, noselect) = self
                     .manager
                     .owner(snap.id)
@@ -498,6 +547,7 @@ impl Daemon {
                 SourceInput {
                     prefer,
                     noselect,
+                    aged_to: Some(*taken),
                     ..SourceInput::from_snapshot(snap, refid_for_address(snap.remote.ip()))
                 }
             })
@@ -522,24 +572,28 @@ impl Daemon {
                 }
             }
         }
-        if outcome.updates() == 0 {
+        if outcome.updates() > 0 {
+            self.served_clock_tx.send_replace(self.timekeeper.served_clock());
+            // The reference time is when the clock was last set: rntpd's time now.
+            let correction = NtpDuration::from_secs_f64(self.timekeeper.correction(now));
+            self.reference_time = self.clock.wall().add_duration(correction);
+        }
+        if matches!(outcome, RoundOutcome::Skipped) {
             return;
         }
-        self.served_clock_tx.send_replace(self.timekeeper.served_clock());
+        // Every counted round decides what clients are told, including the round that lost the
+        // last source: server mode must say "unsynchronized" then, not keep the old state.
         let combined = self.timekeeper.selection().and_then(|s| s.combined);
         let state = match combined {
-            Some(c) if self.timekeeper.synchronized() => {
-                let correction = NtpDuration::from_secs_f64(self.timekeeper.correction(now));
-                SystemState {
-                    leap: c.leap,
-                    stratum: c.stratum,
-                    precision: self.clock.precision_log2(),
-                    root_delay: c.root_delay,
-                    root_dispersion: c.root_dispersion,
-                    reference_id: c.reference_id,
-                    reference_time: self.clock.wall().add_duration(correction),
-                }
-            }
+            Some(c) if self.timekeeper.synchronized() => SystemState {
+                leap: c.leap,
+                stratum: c.stratum,
+                precision: self.clock.precision_log2(),
+                root_delay: c.root_delay,
+                root_dispersion: c.root_dispersion,
+                reference_id: c.reference_id,
+                reference_time: self.reference_time,
+            },
             _ => initial_system_state(self.clock.precision_log2(), self.orphan),
         };
         self.system_tx.send_replace(state);

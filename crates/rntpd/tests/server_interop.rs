@@ -292,3 +292,43 @@ fn serves_synchronized_time_from_its_upstream() {
     drop(rntpd);
     drop(upstream);
 }
+
+/// Regression (review finding): after losing every source, server mode kept answering leap 0
+/// with its last stratum. It must go back to leap 3 / stratum 16 (no orphan configured).
+#[test]
+fn stops_serving_synchronized_when_its_sources_are_lost() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let upstream: Vec<ChronyServer> =
+        (2..=3u8).map(|h| ChronyServer::start(&dir, net.addr(h), PORT, Shift::None)).collect();
+    for u in &upstream {
+        u.wait_ready();
+    }
+    let addr = net.sock(1, PORT);
+    assert_udp_free(addr);
+    let mut config =
+        format!("interface listen {} port {}\nrestrict default\n", addr.ip(), addr.port());
+    for u in &upstream {
+        let a = u.addr();
+        // 0.25 s polls: eight unanswered polls (unreachable) take two seconds.
+        config += &format!("server {} port {} iburst minpoll -2 maxpoll -2\n", a.ip(), a.port());
+    }
+    let rntpd = Rntpd::start(&dir, &config);
+    if let Err(e) = ntp::wait_synced(addr, 2, Duration::from_secs(30)) {
+        panic!("{e}\n{}", rntpd.logs());
+    }
+    drop(upstream);
+    let lost =
+        support::wait_until("rntpd to say it is unsynchronized", Duration::from_secs(20), || {
+            match ntp::query(addr, Duration::from_millis(500)) {
+                Ok(r) if r.leap == 3 && r.stratum == 16 => Ok(r),
+                Ok(r) => Err(format!("last reply {r:?}")),
+                Err(e) => Err(format!("last query: {e}")),
+            }
+        });
+    if let Err(e) = lost {
+        panic!("{e}\n{}\n{}", rntpd.ctl_ok(&["status"]), rntpd.logs());
+    }
+    let status = rntpd.status_json();
+    assert_eq!(status["serving_as"].as_str(), Some("unsynchronized"), "{status}");
+}

@@ -599,6 +599,7 @@ impl SourceManager {
 
     /// Starts due lookups and due pool replacements. Calling early is a no-op.
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngSource) {
+        self.blocked.retain(|_, until| *until > now);
         let mut refilled = false;
         for source in self.sources.values_mut() {
             let Some(pool) = source.pool.as_mut() else { continue };
@@ -652,7 +653,9 @@ impl SourceManager {
                 let ttl = resolved.valid_until.secs_since(now).max(0.0);
                 dns.failures = 0;
                 dns.addrs = resolved.addrs;
-                dns.valid_until = Some(resolved.valid_until);
+                // An answer with TTL 0 is still the answer to *this* query: use it for the
+                // mobilizations it triggers now (otherwise a TTL-0 pool never fills).
+                dns.valid_until = Some(resolved.valid_until.max(now.add_secs_f64(1.0)));
                 dns.last = Some(ResolutionRecord { at: now, outcome: Ok((dns.addrs.len(), ttl)) });
                 let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
                 // Pools re-resolve only when they need addresses; servers follow the TTL.
@@ -918,6 +921,12 @@ impl SourceManager {
         self.members.values().any(|m| m.remote == remote)
     }
 
+    /// Like [`Self::addr_free`], but `except`'s own address does not count as in use.
+    fn addr_free_for(&self, now: Instant, remote: SocketAddr, except: Option<AssocId>) -> bool {
+        let in_use = self.members.iter().any(|(a, m)| m.remote == remote && Some(*a) != except);
+        !in_use && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+    }
+
     fn addr_free(&self, now: Instant, remote: SocketAddr) -> bool {
         !self.addr_in_use(remote) && self.blocked.get(&remote).is_none_or(|until| now >= *until)
     }
@@ -986,11 +995,14 @@ impl SourceManager {
                 return;
             }
         }
+        // The association's own (stopped) address counts as free for itself: a server that
+        // refused us once may be polled again when its KoD block has expired.
+        let own = current.as_ref().map(|(a, _)| *a);
         let candidate = dns
             .addrs
             .iter()
             .map(|ip| SocketAddr::new(*ip, port))
-            .find(|remote| self.addr_free(now, *remote));
+            .find(|remote| self.addr_free_for(now, *remote, own));
         let Some(remote) = candidate else {
             self.events.push_back(SourceEvent::NoFreeAddress { source: id, name });
             return;

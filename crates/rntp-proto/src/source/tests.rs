@@ -578,3 +578,37 @@ fn kod_stopped_pool_member_is_demobilized_for_the_driver() {
         .actions()
         .contains(&SourceAction::Demobilize { assoc: a, reason: DemobilizeReason::KodDeny }));
 }
+
+/// Regression (review): a server name with one address stayed dead forever after a KoD, as
+/// its own stopped association counted as "address in use".
+#[test]
+fn server_denied_once_is_polled_again_after_the_block() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[3]));
+    let (a, addr) = H::mobilized(&h.actions())[0];
+    h.assoc_event(t(10.0), a, AssocEvent::Demobilized(DemobilizeReason::KodRstr));
+    h.actions();
+    // Within the block: the only address is not used again.
+    h.m.refresh(t(100.0), id, &mut h.rng);
+    h.actions();
+    h.resolved(t(100.0), id, answer(t(100.0), 300.0, &[3]));
+    assert!(h.actions().is_empty());
+    // After it: the stopped association moves back to it (same id).
+    let later = t(10.0 + KOD_BLOCK_SECS + 1.0);
+    h.m.refresh(later, id, &mut h.rng);
+    h.actions();
+    h.resolved(later, id, answer(later, 300.0, &[3]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: addr }]);
+}
+
+/// Regression (review): a pool whose answer has TTL 0 never filled.
+#[test]
+fn pool_fills_from_an_answer_with_ttl_zero() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 2));
+    h.actions();
+    h.resolved(t(0.5), id, answer(t(0.5), 0.0, &[1, 2, 3]));
+    assert_eq!(H::mobilized(&h.actions()).len(), 2);
+}
