@@ -193,7 +193,7 @@ struct Daemon {
     manager: SourceManager,
     /// Where each source came from, for messages.
     origins: BTreeMap<SourceId, String>,
-    /// Names of removed sources, for history entries written after removal.
+    /// Names of sources removed since the last `execute`, for their final history entries.
     names: BTreeMap<SourceId, String>,
     assocs: BTreeMap<AssocId, AssocHandle>,
     dns: Dns,
@@ -417,6 +417,8 @@ impl Daemon {
         while let Some(event) = self.manager.poll_event() {
             self.log(event);
         }
+        // Names of removed sources were kept only for the events just recorded.
+        self.names.clear();
     }
 
     async fn mobilize(
@@ -652,6 +654,7 @@ impl Daemon {
                     .map(|s| s.assocs.iter().map(|(a, _)| a.0).collect())
                     .unwrap_or_default();
                 self.names.insert(id, name.clone());
+                self.origins.remove(&id);
                 self.manager.remove(now, id, &mut self.rng);
                 tracing::info!(source = id.0, %name, "source removed by rntpctl");
                 Reply::Removed { source_id: id.0, associations }
