@@ -235,7 +235,7 @@ fn harness_servers_start_and_stop() {
     let servers = [(plain.addr(), 0.0, 1), (shifted.addr(), -0.25, 2), (orphan.addr(), 0.0, 3)];
     let queries: Vec<_> = servers.iter().map(|(a, _, _)| chronyd_query(*a)).collect();
     for ((addr, want, stratum), q) in servers.iter().zip(queries) {
-        let ours = ntp::query(*addr, Duration::from_secs(1)).expect("harness query");
+        let ours = ntp::query_best(*addr, 4, Duration::from_secs(1)).expect("harness query");
         let chrony = chronyd_query_offset(q).unwrap_or_else(|e| panic!("{addr}: {e}"));
         println!(
             "{addr}: harness query {:+.6} s (stratum {}, refid {}), chronyd -Q {chrony:+.6} s",
