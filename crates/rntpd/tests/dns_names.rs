@@ -591,7 +591,9 @@ fn harness_fakedns_answers_per_rule() {
     let (_, out) = dig(&dns, &["slow.test", "+time=3", "+noall", "+answer"]);
     let took = t.elapsed();
     assert_eq!(records(&out), [format!("slow.test. 5 IN A {v4a}")], "{out}");
-    assert!(took >= Duration::from_millis(600), "answered after {took:?}");
+    // Delayed, not immediate: the fake server's timer has a few ms of granularity, so allow
+    // a margin below the nominal 600 ms (a 599.5 ms run was seen).
+    assert!(took >= Duration::from_millis(500), "answered after {took:?}");
 
     // Truncation: TC=1 and nothing over UDP; dig then retries over TCP and gets the answer.
     dns.set_rule("tc.test", Rule::Truncate { addrs: vec![v4a, v4b], ttl: 5 });

@@ -248,14 +248,15 @@ fn rate_limit_drops_and_kods_only_where_configured() {
     assert_eq!(kod.unmatched + limited.unmatched + free.unmatched, 0, "{summary}");
 }
 
-/// rntpd synchronized to two real chronyd servers (stratum 1) serves stratum 2, leap 0, and
-/// its system peer's address as reference id; chronyd -Q accepts the time. No orphan mode.
-#[test]
-fn serves_synchronized_time_from_its_upstream() {
-    let dir = TestDir::new();
-    let net = NET.allocate();
+/// Two chronyd servers (stratum 1) on hosts 2 and 3 of `net`, and rntpd serving on host 1 as
+/// their client (`options` appended to each `server` line); returns once all are started.
+fn relay(
+    dir: &TestDir,
+    net: &support::Block,
+    options: &str,
+) -> (Vec<ChronyServer>, SocketAddr, Rntpd) {
     let upstream: Vec<ChronyServer> =
-        (2..=3u8).map(|h| ChronyServer::start(&dir, net.addr(h), PORT, Shift::None)).collect();
+        (2..=3u8).map(|h| ChronyServer::start(dir, net.addr(h), PORT, Shift::None)).collect();
     for u in &upstream {
         u.wait_ready();
     }
@@ -265,9 +266,19 @@ fn serves_synchronized_time_from_its_upstream() {
         format!("interface listen {} port {}\nrestrict default\n", addr.ip(), addr.port());
     for u in &upstream {
         let a = u.addr();
-        config += &format!("server {} port {} iburst\n", a.ip(), a.port());
+        config += &format!("server {} port {} iburst{options}\n", a.ip(), a.port());
     }
-    let rntpd = Rntpd::start(&dir, &config);
+    let rntpd = Rntpd::start(dir, &config);
+    (upstream, addr, rntpd)
+}
+
+/// rntpd synchronized to two real chronyd servers (stratum 1) serves stratum 2, leap 0, and
+/// its system peer's address as reference id; chronyd -Q accepts the time. No orphan mode.
+#[test]
+fn serves_synchronized_time_from_its_upstream() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let (upstream, addr, rntpd) = relay(&dir, &net, "");
     // Right after start (its filters need several samples, seconds away) it must say it is
     // unsynchronized: leap 3, stratum 16, so no client uses its time yet.
     let early = ntp::query(addr, Duration::from_secs(1)).expect("query rntpd at start");
@@ -299,21 +310,8 @@ fn serves_synchronized_time_from_its_upstream() {
 fn stops_serving_synchronized_when_its_sources_are_lost() {
     let dir = TestDir::new();
     let net = NET.allocate();
-    let upstream: Vec<ChronyServer> =
-        (2..=3u8).map(|h| ChronyServer::start(&dir, net.addr(h), PORT, Shift::None)).collect();
-    for u in &upstream {
-        u.wait_ready();
-    }
-    let addr = net.sock(1, PORT);
-    assert_udp_free(addr);
-    let mut config =
-        format!("interface listen {} port {}\nrestrict default\n", addr.ip(), addr.port());
-    for u in &upstream {
-        let a = u.addr();
-        // 0.25 s polls: eight unanswered polls (unreachable) take two seconds.
-        config += &format!("server {} port {} iburst minpoll -2 maxpoll -2\n", a.ip(), a.port());
-    }
-    let rntpd = Rntpd::start(&dir, &config);
+    // 0.25 s polls: eight unanswered polls (unreachable) take two seconds.
+    let (upstream, addr, rntpd) = relay(&dir, &net, " minpoll -2 maxpoll -2");
     if let Err(e) = ntp::wait_synced(addr, 2, Duration::from_secs(30)) {
         panic!("{e}\n{}", rntpd.logs());
     }
