@@ -628,7 +628,9 @@ fn runtime_add_and_remove_while_polling() {
     let out = rntpd.ctl(&args);
     let took = t.elapsed();
     assert!(out.status.success(), "rntpctl add: {}\n{}", stderr(&out), rntpd.logs());
-    assert!(took < Duration::from_millis(200), "rntpctl add took {took:?}");
+    // Spawning rntpctl on a busy 2-core machine can take a few hundred ms by itself; a reply
+    // that waited for DNS or blocked the loop would take seconds (hickory's timeout is 5 s).
+    assert!(took < Duration::from_secs(1), "rntpctl add took {took:?}");
     // Listed at once, before (or while) its name resolves.
     let s = source(&rntpd, "pool.test");
     assert_eq!(s["kind"], "pool", "{s}");
