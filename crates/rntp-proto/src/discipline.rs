@@ -458,19 +458,11 @@ impl Discipline {
             }
         }
         let jitter = input.noise();
-        let first = self.updates == 0;
         let abs = offset.abs();
-
-        let panic = self.config.panic_threshold;
-        if panic > 0.0 && abs > panic && !(first && self.config.panic_allow_first) {
-            return ClockAction::Panic { offset };
-        }
-        self.updates = self.updates.saturating_add(1);
-
-        if let Some(ms) = self.config.makestep {
-            if self.updates <= ms.limit && abs > ms.threshold {
-                return self.step(now, offset, jitter);
-            }
+        match first_checks(&self.config, &mut self.updates, offset) {
+            FirstCheck::Panic => return ClockAction::Panic { offset },
+            FirstCheck::Step => return self.step(now, offset, jitter),
+            FirstCheck::Continue => {}
         }
         let step = self.config.step_threshold;
         if step > 0.0 && abs > step {
@@ -673,6 +665,37 @@ impl Discipline {
                 self.poll = self.poll.dec(min);
             }
         }
+    }
+}
+
+/// The outcome of [`first_checks`].
+pub(crate) enum FirstCheck {
+    /// Beyond the panic threshold: refuse.
+    Panic,
+    /// chrony's `makestep` applies: step at once.
+    Step,
+    /// Neither: the discipline's own step/stepout and tracking rules decide.
+    Continue,
+}
+
+/// The checks every discipline makes first, in this order: the panic threshold (except on the
+/// very first update with `panic_allow_first`, ntpd's `-g`), then counting the update, then
+/// chrony's `makestep` during the first LIMIT updates.
+pub(crate) fn first_checks(
+    config: &DisciplineConfig,
+    updates: &mut u32,
+    offset: f64,
+) -> FirstCheck {
+    let abs = offset.abs();
+    let first = *updates == 0;
+    let panic = config.panic_threshold;
+    if panic > 0.0 && abs > panic && !(first && config.panic_allow_first) {
+        return FirstCheck::Panic;
+    }
+    *updates = updates.saturating_add(1);
+    match config.makestep {
+        Some(ms) if *updates <= ms.limit && abs > ms.threshold => FirstCheck::Step,
+        _ => FirstCheck::Continue,
     }
 }
 

@@ -28,7 +28,8 @@
 //! discipline knows by replaying its own actions on a private [`VirtualClock`].
 
 use crate::discipline::{
-    ClockAction, DisciplineConfig, DisciplineState, VirtualClock, MAX_FREQ_PPM,
+    first_checks, ClockAction, DisciplineConfig, DisciplineState, FirstCheck, VirtualClock,
+    MAX_FREQ_PPM,
 };
 use crate::time::{Instant, PollInterval};
 
@@ -158,17 +159,11 @@ impl PllFll {
         if !offset.is_finite() || self.last.is_some_and(|l| now < l) {
             return ClockAction::None;
         }
-        let first = self.updates == 0;
         let abs = offset.abs();
-        let panic = self.config.panic_threshold;
-        if panic > 0.0 && abs > panic && !(first && self.config.panic_allow_first) {
-            return ClockAction::Panic { offset };
-        }
-        self.updates = self.updates.saturating_add(1);
-        if let Some(ms) = self.config.makestep {
-            if self.updates <= ms.limit && abs > ms.threshold {
-                return self.step(now, offset);
-            }
+        match first_checks(&self.config, &mut self.updates, offset) {
+            FirstCheck::Panic => return ClockAction::Panic { offset },
+            FirstCheck::Step => return self.step(now, offset),
+            FirstCheck::Continue => {}
         }
         let step = self.config.step_threshold;
         if step > 0.0 && abs > step {
