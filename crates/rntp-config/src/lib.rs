@@ -257,6 +257,7 @@ mod error;
 mod host;
 mod known;
 mod lex;
+pub mod node;
 mod raw;
 mod resolve;
 

@@ -289,6 +289,10 @@ pub struct PeerInfo {
     /// The verdict as ntpq's tally character: `*` system peer, `+` survivor, `-` outlier,
     /// `x` falseticker, space otherwise.
     pub tally: String,
+    /// Datagrams from this association's server that were not used, by reason
+    /// (`bogus_origin`, `unsynchronized`, `wrong_remote`, ...), non-zero reasons only.
+    #[serde(default)]
+    pub drops: Vec<(String, u64)>,
 }
 
 /// A source as `rntpctl sources` shows it.
@@ -394,6 +398,10 @@ pub struct StatusInfo {
     /// Association events since start by reason (`mobilized:pool-fill`, `retired:unreachable`,
     /// `moved:address-changed`, ...), sorted.
     pub history_totals: Vec<(String, u64)>,
+    /// Control mode: the last error the kernel returned for a clock adjustment, if the latest
+    /// one failed.
+    #[serde(default)]
+    pub clock_error: Option<String>,
 }
 
 /// Server-mode counters since start.

@@ -1,7 +1,10 @@
 //! The sans-IO NTPv4 core of rntpd.
 //!
 //! This crate holds the protocol logic: the wire format ([`wire`]), time types ([`time`]),
-//! client associations with their poll process, on-wire tests and clock filter ([`assoc`]).
+//! client associations with their poll process, on-wire tests and clock filter ([`assoc`]), the
+//! source manager for names and pools ([`source`]), selection ([`select`]), the discipline and
+//! steering ([`discipline`], [`steer`]), the server responder ([`server`]), and the [`node`]
+//! that owns all of them: the whole daemon's logic as one state machine.
 //!
 //! It deliberately does **not** touch sockets, read clocks or use a global random number
 //! generator. Every input carries the current monotonic [`time::Instant`] (and, for packets, the
@@ -13,6 +16,7 @@
 
 pub mod assoc;
 pub mod discipline;
+pub mod node;
 pub mod rng;
 pub mod select;
 pub mod server;

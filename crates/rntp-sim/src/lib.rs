@@ -1,26 +1,23 @@
-//! A deterministic simulator for rntpd: virtual time, a drifting client clock, NTP servers,
-//! lossy jittery links and a scripted DNS, driving the *same* sans-IO core as the daemon.
+//! A deterministic simulator for rntpd: virtual time, drifting clocks, NTP servers, lossy
+//! jittery links and a scripted DNS, driving the daemon's own [`Node`] (quinn's `Pair` role).
 //!
 //! # What it does
-//! One [`run`] plays a [`Scenario`] under a seed. Names are resolved through a
-//! [`ScriptedResolver`] answering the core's [`SourceManager`]; every association is a real
-//! [`Association`] exchanging real 48-byte packets (built with [`NtpHeader`]) with simulated
-//! servers; every sample and every round of filter estimates goes to the core's [`Steering`],
-//! the same timekeeping state machine the daemon drives: it runs `select::select` (or the
-//! [`CombineMode::Median`] fallback while selection finds no system peer) after every sample,
-//! feeds each raw sample of a surviving source to the discipline with its delay-based error
-//! ([`Feed::Samples`]; [`Feed::FilterBest`] feeds the combined offset instead, RFC 5905 style),
-//! and models its corrections on a `VirtualClock`. The client clock reads its natural error plus
-//! [`Steering::offset_at`].
+//! One [`run`] plays a [`Scenario`] under a seed. Each simulated host runs a real
+//! [`rntp_proto::node::Node`] built from a [`NodeConfig`] exactly as the daemon builds one
+//! (sources, selection, discipline, server): names are answered by a [`ScriptedResolver`],
+//! datagrams travel between addresses over [`LinkSpec`] paths, simulated NTP servers answer
+//! with real 48-byte packets, and every clock request the node emits is executed on the host's
+//! clock model. Host 0 is the client under test; a scenario may add a downstream host that
+//! polls host 0's server (a chain: upstream servers → node → downstream node).
 //!
-//! Virtual time is the true time, in nanoseconds ([`Instant`]). The client's wall clock is
+//! Virtual time is the true time, in nanoseconds ([`Instant`]). A host's wall clock is
 //! `true time + natural error + correction`; the natural error integrates a frequency error
-//! that wanders as a random walk. The association's monotonic `now` is true time: only the wall
-//! clock (the timestamps on the wire) drifts, which is what matters for offsets.
+//! that wanders as a random walk, and the correction is what the node asked for, modelled by a
+//! [`VirtualClock`] (slews at the configured rate). The node's monotonic `now` is true time:
+//! only the wall clock (the timestamps on the wire) drifts, which is what matters for offsets.
 //!
 //! # What it does not do
 //! No sockets, no threads, no real clocks (nothing here can change this machine's clock), no
-//! kernel PLL model beyond the [`VirtualClock`](rntp_proto::discipline::VirtualClock), no
 //! leap-second insertion (the leap indicator is only carried to the output), no packet
 //! reordering beyond what independent delays produce.
 #![forbid(unsafe_code)]
@@ -31,17 +28,18 @@ pub mod bench;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use rntp_proto::assoc::{
-    AssocConfig, AssocEvent, AssocId, AssocState, Association, DemobilizeReason,
+use rntp_proto::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, DemobilizeReason};
+use rntp_proto::discipline::{ClockAction, DisciplineConfig, VirtualClock};
+use rntp_proto::node::{
+    ClockMode, ClockRequest, ConfiguredSource, Local, Node, NodeConfig, NodeEvent, Research,
 };
-use rntp_proto::discipline::DisciplineConfig;
 use rntp_proto::rng::{RngSource, SplitMix64};
 use rntp_proto::select::Verdict;
+use rntp_proto::server::SystemState;
 use rntp_proto::source::{
-    AddrFamily, MobilizeReason, ResolveError, ResolvePolicy, Resolved, SourceAction, SourceEvent,
-    SourceKind, SourceManager, SourceSpec, Target,
+    AddrFamily, MobilizeReason, ResolveError, ResolvePolicy, Resolved, SourceEvent, SourceId,
+    SourceKind, SourceSpec, Target,
 };
-use rntp_proto::steer::{RoundOutcome, SourceInput, Steering, SteeringConfig, SteeringEvent};
 use rntp_proto::time::{Instant, NtpDuration, NtpShort, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, Mode, NtpHeader, ReferenceId};
 
@@ -55,11 +53,12 @@ pub use rntp_proto::steer::Feed;
 const EPOCH_UNIX: i64 = 1_795_675_301;
 /// Server processing time between receive and transmit timestamps (s).
 const SERVER_PROCESSING: f64 = 5e-6;
-/// Our clock precision as told to associations (s).
-const LOCAL_PRECISION: f64 = 1e-7;
-/// Consecutive falseticker rounds before a pool member is replaced: the daemon's value
-/// (`rntpd::timekeeping::FALSETICKER_ROUNDS`).
-pub const FALSETICKER_ROUNDS: u32 = 10;
+/// The simulated clocks' reading precision (log2 s): about 120 ns.
+const LOCAL_PRECISION_LOG2: i8 = -23;
+/// Client sockets of host `h` use port `CLIENT_PORT_BASE + association id`.
+const CLIENT_PORT_BASE: u32 = 10_000;
+/// Consecutive falseticker rounds before a pool member is replaced: the node's value.
+pub use rntp_proto::node::FALSETICKER_ROUNDS;
 /// `tos maxclock` of the sim unless a scenario says otherwise.
 pub const DEFAULT_MAXCLOCK: usize = 16;
 
@@ -159,7 +158,7 @@ pub enum DnsAnswer {
 }
 
 /// A scripted resolver: per name, answers that take effect from a given time. A minimal hook
-/// for [`SourceManager`]; names without a script fail with NXDOMAIN.
+/// for the node's lookups; names without a script fail with NXDOMAIN.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScriptedResolver {
     /// Lookup latency (s).
@@ -267,8 +266,13 @@ pub struct Scenario {
     pub pool: Option<PoolSpec>,
     /// `tos maxclock`.
     pub maxclock: usize,
-    /// Consecutive falseticker rounds after which a pool member is retired (0: never).
-    pub falseticker_rounds: u32,
+    /// Host 0 serves time on [`node_listen_addr`]`(0)` (`interface listen`).
+    pub serve: bool,
+    /// A downstream host with this clock polls host 0 (`server 10.1.0.1 iburst`, the
+    /// scenario's poll bounds) over [`Scenario::downstream_link`]; implies `serve`.
+    pub downstream: Option<ClientSpec>,
+    /// The path between host 0 and the downstream host.
+    pub downstream_link: LinkSpec,
 }
 
 impl Scenario {
@@ -289,7 +293,9 @@ impl Scenario {
             feed: Feed::Samples,
             pool: None,
             maxclock: DEFAULT_MAXCLOCK,
-            falseticker_rounds: FALSETICKER_ROUNDS,
+            serve: false,
+            downstream: None,
+            downstream_link: LinkSpec::LAN,
         }
     }
 
@@ -313,6 +319,16 @@ impl Scenario {
 /// Address of server `i`.
 pub fn server_addr(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1))
+}
+
+/// Address of simulated host `h` (host 0 is the client under test).
+pub fn node_addr(h: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 1, (h / 250) as u8, (h % 250) as u8 + 1))
+}
+
+/// Where host `h` serves time when it does.
+pub fn node_listen_addr(h: usize) -> SocketAddr {
+    SocketAddr::new(node_addr(h), 123)
 }
 
 /// Summary statistics of one run.
@@ -363,10 +379,27 @@ pub struct RunResult {
     pub lookups: Vec<f64>,
     /// Reachable (`true`) and Unreachable (`false`) association events (s).
     pub reach_events: Vec<(f64, AssocId, bool)>,
-    /// Steering's `PersistentFalseticker` verdicts (s).
-    pub persistent_falsetickers: Vec<(f64, AssocId)>,
     /// Pool scenarios only: the pool's state at every series point.
     pub pool_samples: Vec<PoolSample>,
+    /// Host 0's associations at every series point: (time s, id, poll log2 s, state).
+    pub polls: Vec<(f64, AssocId, i8, AssocState)>,
+    /// Host 0's client-side drop counters at the end, by reason.
+    pub drops: BTreeMap<&'static str, u64>,
+    /// What host 0 tells its clients at the end.
+    pub system: Option<SystemState>,
+    /// The downstream host, when the scenario has one.
+    pub downstream: Option<DownstreamResult>,
+}
+
+/// What the downstream host of a chain saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DownstreamResult {
+    /// (time s, true offset s) at the same points as [`RunResult::series`].
+    pub series: Vec<(f64, f64)>,
+    /// Its association with host 0 at the end.
+    pub upstream: Option<AssocSnapshot>,
+    /// What it would tell its own clients at the end.
+    pub system: Option<SystemState>,
 }
 
 /// A pool's state at one instant, seen from the sim.
@@ -416,12 +449,13 @@ impl RunResult {
     }
 }
 
-/// A packet on the wire.
+/// A datagram or a lookup in flight.
 #[derive(Debug)]
 enum Flight {
-    ToServer { server: usize, assoc: AssocId, bytes: [u8; NtpHeader::LEN] },
-    ToClient { assoc: AssocId, server: usize, bytes: [u8; NtpHeader::LEN] },
-    Dns { source: rntp_proto::source::SourceId, name: String },
+    /// A datagram between two addresses.
+    Packet { from: SocketAddr, to: SocketAddr, bytes: Vec<u8> },
+    /// A lookup of host `host`, answered when it lands.
+    Dns { host: usize, source: SourceId, name: String },
 }
 
 /// A standard normal variate (Box–Muller).
@@ -445,117 +479,197 @@ fn secs(t: f64) -> Instant {
     Instant::from_nanos((t.max(0.0) * 1e9).round() as u64)
 }
 
+/// A host's clock: its natural error and what its node asked for.
+#[derive(Debug, Clone)]
+struct HostClock {
+    /// Natural clock error e (s) and its rate f (s/s), at the simulator's `now`.
+    e: f64,
+    f: f64,
+    wander: f64,
+    /// Every correction the node requested, with the kernel's slew semantics.
+    applied: VirtualClock,
+}
+
+impl HostClock {
+    fn new(spec: &ClientSpec) -> Self {
+        HostClock {
+            e: -spec.initial_offset,
+            f: spec.freq_ppm * 1e-6,
+            wander: spec.wander,
+            applied: VirtualClock::with_slew_rate(spec.slew_rate_ppm),
+        }
+    }
+
+    /// The wall clock at true time `t` (not before `now`, the time `e` and `f` are at).
+    fn wall(&self, now: f64, t: f64) -> NtpTimestamp {
+        wall(t + self.e + self.f * (t - now) + self.applied.offset_at(secs(t)))
+    }
+
+    /// True offset (true time minus the clock) at `now`.
+    fn true_offset(&self, now: f64) -> f64 {
+        -(self.e + self.applied.offset_at(secs(now)))
+    }
+
+    fn advance(&mut self, dt: f64, rng: &mut SplitMix64) {
+        let df = self.wander * dt.sqrt() * gauss(rng);
+        // Trapezoid: the frequency moves linearly over the step.
+        self.e += (self.f + df / 2.0) * dt;
+        self.f += df;
+    }
+}
+
+/// One simulated machine running a node.
+struct Host {
+    node: Node,
+    addr: IpAddr,
+    listen: Option<SocketAddr>,
+    clock: HostClock,
+    /// Counted selection rounds already looked at (for the verdict tallies).
+    rounds_seen: u64,
+}
+
+/// The sources of a scenario's host 0, as the daemon would configure them.
+fn scenario_sources(sc: &Scenario) -> Vec<ConfiguredSource> {
+    let assoc = rntp_proto::assoc::AssocConfig {
+        minpoll: PollInterval::from_log2(sc.minpoll),
+        maxpoll: PollInterval::from_log2(sc.maxpoll),
+        iburst: sc.iburst,
+        ..rntp_proto::assoc::AssocConfig::default()
+    };
+    let spec = |kind, target| SourceSpec {
+        kind,
+        target,
+        port: 123,
+        assoc,
+        family: AddrFamily::Any,
+        prefer: false,
+        noselect: false,
+    };
+    let mut sources = Vec::new();
+    if let Some(pool) = &sc.pool {
+        sources.push(ConfiguredSource {
+            spec: spec(
+                SourceKind::Pool { maxsources: pool.maxsources },
+                Target::Name(pool.name.clone()),
+            ),
+            origin: "scenario:pool".to_string(),
+        });
+    } else {
+        for i in 0..sc.servers.len() {
+            sources.push(ConfiguredSource {
+                spec: spec(SourceKind::Server, Target::Name(format!("s{i}.sim"))),
+                origin: format!("scenario:server {i}"),
+            });
+        }
+    }
+    sources
+}
+
+/// The node configuration of a simulated host: control mode (the host's clock is the one
+/// being steered), the scenario's discipline and research knobs.
+fn host_config(sc: &Scenario, client: &ClientSpec, sources: Vec<ConfiguredSource>) -> NodeConfig {
+    // The discipline must model the clock's slew as the driver performs it.
+    let discipline = DisciplineConfig { slew_rate_ppm: client.slew_rate_ppm, ..sc.discipline };
+    NodeConfig {
+        sources,
+        maxclock: sc.maxclock,
+        resolve: ResolvePolicy::default(),
+        discipline,
+        clock: ClockMode::Control,
+        initial_freq_ppm: client.drift_file_ppm,
+        precision_log2: LOCAL_PRECISION_LOG2,
+        research: Research { feed: sc.feed, combine: sc.combine },
+        ..NodeConfig::default()
+    }
+}
+
 struct Sim<'a> {
     sc: &'a Scenario,
-    rng: SplitMix64,
+    /// Clock wander of every host.
+    wander: SplitMix64,
     /// Separate stream for the network, so a change in the core's use of randomness does not
     /// reshuffle every delay.
     net: SplitMix64,
     now: f64,
-    /// Natural clock error e (s) and its rate f (s/s): the wall clock reads t + e + correction.
-    e: f64,
-    f: f64,
-    /// Timekeeping: discipline, applied corrections, selection state.
-    steering: Steering,
-    sm: SourceManager,
+    hosts: Vec<Host>,
     dns: ScriptedResolver,
-    assocs: BTreeMap<AssocId, Association>,
     flights: Vec<(f64, u64, Flight)>,
     seq: u64,
     res: RunResult,
 }
 
 impl Sim<'_> {
-    fn client_wall(&self, t: f64) -> NtpTimestamp {
-        wall(t + self.e + self.f * (t - self.now) + self.steering.offset_at(secs(t)))
-    }
-
-    fn true_offset(&self) -> f64 {
-        -(self.e + self.steering.offset_at(secs(self.now)))
-    }
-
-    fn addr_server(&self, remote: SocketAddr) -> Option<usize> {
-        (0..self.sc.servers.len()).find(|&i| server_addr(i) == remote.ip())
-    }
-
     fn push(&mut self, at: f64, flight: Flight) {
         self.seq += 1;
         self.flights.push((at, self.seq, flight));
     }
 
-    /// Moves the natural clock to `t`.
+    /// Moves every clock to `t`.
     fn advance(&mut self, t: f64) {
         let dt = t - self.now;
         if dt <= 0.0 {
             return;
         }
-        let df = self.sc.client.wander * dt.sqrt() * gauss(&mut self.rng);
-        // Trapezoid: the frequency moves linearly over the step.
-        self.e += (self.f + df / 2.0) * dt;
-        self.f += df;
+        for host in &mut self.hosts {
+            host.clock.advance(dt, &mut self.wander);
+        }
         self.now = t;
     }
 
-    fn handle_actions(&mut self) {
-        while let Some(action) = self.sm.poll_action() {
-            let now = secs(self.now);
-            match action {
-                SourceAction::Resolve { source, name } => {
-                    self.res.lookups.push(self.now);
-                    let at = self.now + self.dns.latency;
-                    self.push(at, Flight::Dns { source, name });
-                }
-                SourceAction::Mobilize { assoc, remote, config, .. } => {
-                    let a = Association::new(
-                        assoc,
-                        remote,
-                        config,
-                        LOCAL_PRECISION,
-                        now,
-                        1.0,
-                        &mut self.rng,
-                    );
-                    self.assocs.insert(assoc, a);
-                }
-                SourceAction::Move { assoc, remote } => {
-                    if let Some(a) = self.assocs.get_mut(&assoc) {
-                        a.change_remote(now, remote);
-                    }
-                    // Another address, another path: its delays say nothing about the old one.
-                    self.steering.handle_reset(assoc);
-                }
-                SourceAction::Demobilize { assoc, reason } => {
-                    self.steering.handle_reset(assoc);
-                    if let Some(mut a) = self.assocs.remove(&assoc) {
-                        a.demobilize(reason);
-                        // As the daemon: the stopped association's Demobilized event is a
-                        // source change.
-                        self.steering.handle_source_change();
-                    }
-                }
-            }
-        }
-        while let Some(ev) = self.sm.poll_event() {
-            self.res.source_events.push((self.now, ev));
+    fn server_index(&self, ip: IpAddr) -> Option<usize> {
+        (0..self.sc.servers.len()).find(|&i| server_addr(i) == ip)
+    }
+
+    /// The path between two addresses: a server's own link, or the hosts' link.
+    fn link(&self, a: IpAddr, b: IpAddr) -> LinkSpec {
+        match self.server_index(a).or_else(|| self.server_index(b)) {
+            Some(i) => self.sc.servers[i].link,
+            None => self.sc.downstream_link,
         }
     }
 
-    fn send(&mut self, assoc: AssocId, remote: SocketAddr, bytes: [u8; NtpHeader::LEN]) {
-        let Some(server) = self.addr_server(remote) else { return };
-        let link = self.sc.servers[server].link;
+    /// Puts a datagram on the wire (or loses it).
+    fn send(&mut self, from: SocketAddr, to: SocketAddr, bytes: Vec<u8>, extra: f64) {
+        let link = self.link(from.ip(), to.ip());
         if self.net.next_f64() < link.loss {
             return;
         }
-        let d = link.base + link.asymmetry + exp(&mut self.net, link.jitter_mean);
-        self.push(self.now + d, Flight::ToServer { server, assoc, bytes });
+        // The client→server direction carries the asymmetry.
+        let asym = if self.server_index(to.ip()).is_some() { link.asymmetry } else { 0.0 };
+        let d = extra + link.base + asym + exp(&mut self.net, link.jitter_mean);
+        let at = self.now + d;
+        self.push(at, Flight::Packet { from, to, bytes });
     }
 
-    fn serve(&mut self, server: usize, assoc: AssocId, bytes: [u8; NtpHeader::LEN]) {
+    /// A datagram lands at `to`.
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        if let Some(i) = self.server_index(to.ip()) {
+            self.serve(i, from, to, bytes);
+            return;
+        }
+        let now = secs(self.now);
+        for h in 0..self.hosts.len() {
+            let host = &mut self.hosts[h];
+            let t4 = host.clock.wall(self.now, self.now);
+            if host.listen == Some(to) {
+                host.node.handle_packet(now, Local::Server(to), from, t4, bytes);
+            } else if host.addr == to.ip() {
+                let Some(id) = u32::from(to.port()).checked_sub(CLIENT_PORT_BASE) else { return };
+                host.node.handle_packet(now, Local::Client(AssocId(id)), from, t4, bytes);
+            } else {
+                continue;
+            }
+            self.drain(h);
+            return;
+        }
+    }
+
+    fn serve(&mut self, server: usize, from: SocketAddr, to: SocketAddr, bytes: &[u8]) {
         let spec = &self.sc.servers[server];
         if spec.down(self.now) {
             return;
         }
-        let Ok(req) = NtpHeader::parse(&bytes) else { return };
+        let Ok(req) = NtpHeader::parse(bytes) else { return };
         let t2 = self.now + spec.clock_error(self.now);
         let t3 = t2 + SERVER_PROCESSING;
         let reply = NtpHeader {
@@ -573,101 +687,98 @@ impl Sim<'_> {
             receive_ts: wall(t2),
             transmit_ts: wall(t3),
         };
-        let link = spec.link;
-        if self.net.next_f64() < link.loss {
-            return;
-        }
-        let d = SERVER_PROCESSING + link.base + exp(&mut self.net, link.jitter_mean);
-        self.push(self.now + d, Flight::ToClient { assoc, server, bytes: reply.to_bytes() });
+        self.send(to, from, reply.to_bytes().to_vec(), SERVER_PROCESSING);
     }
 
-    fn receive(&mut self, assoc: AssocId, server: usize, bytes: [u8; NtpHeader::LEN]) {
+    /// Drains host `h`'s node: datagrams onto the wire, lookups to the resolver, clock
+    /// requests onto its clock, events into the result.
+    fn drain(&mut self, h: usize) {
         let now = secs(self.now);
-        let t4 = self.client_wall(self.now);
-        let Some(remote) = self.assocs.get(&assoc).map(Association::remote) else { return };
-        if self.addr_server(remote) != Some(server) {
-            return;
+        loop {
+            let host = &mut self.hosts[h];
+            let t1 = host.clock.wall(self.now, self.now);
+            let Some(tx) = host.node.poll_transmit(now, t1) else { break };
+            let from = match tx.local {
+                Local::Client(id) => {
+                    let port = u16::try_from(CLIENT_PORT_BASE + id.0).unwrap_or(u16::MAX);
+                    SocketAddr::new(host.addr, port)
+                }
+                Local::Server(addr) => addr,
+            };
+            self.send(from, tx.remote, tx.payload, 0.0);
         }
-        let Some(a) = self.assocs.get_mut(&assoc) else { return };
-        // Drops are counted by the daemon; the sim only needs the accepted samples.
-        let _ = a.handle_packet(now, t4, &bytes);
-        self.drain_events(assoc);
-    }
-
-    /// Hands the association's new samples to the [`Steering`], then one round over every
-    /// association: the call order the daemon follows too.
-    fn drain_events(&mut self, id: AssocId) {
-        let now = secs(self.now);
-        while let Some(ev) = self.assocs.get_mut(&id).and_then(Association::poll_event) {
-            self.sm.handle_assoc_event(now, id, &ev, &mut self.rng);
-            match ev {
-                AssocEvent::Sample(s) => {
-                    // RFC 5905 clock_filter: only a sample that became its filter's best is
-                    // news for the combined offset (Feed::FilterBest).
-                    let best = self.assocs.get(&id).and_then(|a| a.estimate(now));
-                    let is_best = best.is_some_and(|e| e.time == s.time);
-                    self.steering.handle_sample(now, id, &s, is_best);
+        while let Some(lookup) = self.hosts[h].node.poll_lookup() {
+            if h == 0 {
+                self.res.lookups.push(self.now);
+            }
+            let at = self.now + self.dns.latency;
+            self.push(at, Flight::Dns { host: h, source: lookup.source, name: lookup.name });
+        }
+        while let Some(request) = self.hosts[h].node.poll_clock() {
+            if let ClockRequest::Adjust(action) = request {
+                if action != ClockAction::None {
+                    self.hosts[h].clock.applied.apply(now, action);
                 }
-                AssocEvent::Reachable => self.res.reach_events.push((self.now, id, true)),
-                AssocEvent::Unreachable => {
-                    self.res.reach_events.push((self.now, id, false));
-                    // As the daemon: selection runs again without this source.
-                    self.steering.handle_source_change();
+            }
+        }
+        while let Some(event) = self.hosts[h].node.poll_event() {
+            if h != 0 {
+                continue;
+            }
+            match event {
+                NodeEvent::Source { event, .. } => self.res.source_events.push((self.now, event)),
+                NodeEvent::Assoc { assoc, event: AssocEvent::Reachable, .. } => {
+                    self.res.reach_events.push((self.now, assoc, true));
                 }
-                AssocEvent::Demobilized(_) => self.steering.handle_source_change(),
+                NodeEvent::Assoc { assoc, event: AssocEvent::Unreachable, .. } => {
+                    self.res.reach_events.push((self.now, assoc, false));
+                }
                 _ => {}
             }
         }
-        self.handle_actions();
-        // Skipping the inputs when no round is due saves snapshots; handle_round would skip.
-        if !self.steering.wants_round() {
+        if h == 0 {
+            self.tally_verdicts();
+        }
+    }
+
+    /// After a counted selection round of host 0: who was a falseticker, who survived.
+    fn tally_verdicts(&mut self) {
+        let host = &mut self.hosts[0];
+        let stats = host.node.steering().stats();
+        let counted = stats.rounds - stats.held;
+        if counted == host.rounds_seen || self.sc.combine == CombineMode::Median {
+            host.rounds_seen = counted;
             return;
         }
-        let inputs: Vec<SourceInput> = self
-            .assocs
-            .values()
-            .map(|a| {
-                let snap = a.snapshot(now);
-                let refid = match snap.remote.ip() {
-                    IpAddr::V4(v4) => ReferenceId::from_bytes(v4.octets()),
-                    // The sim only uses IPv4 servers.
-                    IpAddr::V6(_) => ReferenceId::from_bytes([0; 4]),
-                };
-                SourceInput::from_snapshot(&snap, refid)
-            })
+        host.rounds_seen = counted;
+        let Some(selection) = host.node.steering().selection() else { return };
+        let remotes: BTreeMap<AssocId, IpAddr> = host
+            .node
+            .associations(secs(self.now))
+            .into_iter()
+            .map(|(_, a)| (a.id, a.remote.ip()))
             .collect();
-        let outcome = self.steering.handle_round(now, &inputs);
-        if matches!(outcome, RoundOutcome::Counted { .. }) && self.sc.combine != CombineMode::Median
-        {
-            let verdicts = self.steering.selection().map(|s| s.verdicts.clone());
-            for (id, v) in verdicts.unwrap_or_default() {
-                let remote = self.assocs.get(&id).map(Association::remote);
-                let Some(idx) = remote.and_then(|r| self.addr_server(r)) else { continue };
-                match v {
-                    Verdict::Falseticker => self.res.falseticker_rounds[idx] += 1,
-                    Verdict::SystemPeer | Verdict::Survivor => self.res.survivor_rounds[idx] += 1,
-                    _ => {}
-                }
+        for (id, v) in &selection.verdicts {
+            let Some(idx) = remotes
+                .get(id)
+                .and_then(|ip| (0..self.sc.servers.len()).find(|&i| server_addr(i) == *ip))
+            else {
+                continue;
+            };
+            match v {
+                Verdict::Falseticker => self.res.falseticker_rounds[idx] += 1,
+                Verdict::SystemPeer | Verdict::Survivor => self.res.survivor_rounds[idx] += 1,
+                _ => {}
             }
         }
-        // The sim's clock reads the steering's model directly: nothing to execute.
-        while self.steering.poll_action().is_some() {}
-        // As the daemon: a persistent falseticker is the source manager's to judge (a pool
-        // retires and replaces it; a configured server is kept).
-        while let Some(ev) = self.steering.poll_event() {
-            if let SteeringEvent::PersistentFalseticker(assoc) = ev {
-                self.res.persistent_falsetickers.push((self.now, assoc));
-                self.sm.handle_falseticker(now, assoc, &mut self.rng);
-            }
-        }
-        self.handle_actions();
     }
 
     /// The pool's state now (pool scenarios only).
     fn pool_sample(&self) -> Option<PoolSample> {
         self.sc.pool.as_ref()?;
         let now = secs(self.now);
-        let snap = self.sm.snapshot().into_iter().find(|s| s.target.is_some())?;
+        let node = &self.hosts[0].node;
+        let snap = node.sources().into_iter().map(|v| v.snapshot).find(|s| s.target.is_some())?;
         let mut sample = PoolSample {
             t: self.now,
             members: snap.assocs.len(),
@@ -677,66 +788,51 @@ impl Sim<'_> {
                 || snap.next_resolution.is_some_and(|t| t.secs_since(now) <= 60.0),
             ..PoolSample::default()
         };
+        let states: BTreeMap<AssocId, AssocState> =
+            node.associations(now).into_iter().map(|(_, a)| (a.id, a.state)).collect();
         for (id, remote) in &snap.assocs {
-            let Some(a) = self.assocs.get(id) else { continue };
-            if a.state() == AssocState::Reachable {
+            if states.get(id) == Some(&AssocState::Reachable) {
                 sample.reachable += 1;
-                let up =
-                    self.addr_server(*remote).is_some_and(|i| !self.sc.servers[i].down(self.now));
+                let up = self
+                    .server_index(remote.ip())
+                    .is_some_and(|i| !self.sc.servers[i].down(self.now));
                 sample.serving += usize::from(up);
             }
         }
         Some(sample)
     }
 
+    fn record(&mut self, t: f64) {
+        let off = self.hosts[0].clock.true_offset(self.now);
+        self.res.series.push((t, off));
+        if let Some(p) = self.pool_sample() {
+            self.res.pool_samples.push(p);
+        }
+        for (_, a) in self.hosts[0].node.associations(secs(self.now)) {
+            self.res.polls.push((t, a.id, a.poll.as_log2(), a.state));
+        }
+        if let Some(down) = self.hosts.get(1) {
+            let off = down.clock.true_offset(self.now);
+            self.res.downstream.get_or_insert_with(DownstreamResult::default).series.push((t, off));
+        }
+    }
+
     fn next_event(&self) -> f64 {
         let mut next = self.sc.duration;
-        for a in self.assocs.values() {
-            match a.poll_timeout() {
-                Some(t) => next = next.min(t.secs_since(Instant::ZERO)),
-                None if !matches!(a.state(), rntp_proto::assoc::AssocState::Demobilized(_)) => {
-                    next = next.min(self.now)
-                }
-                None => {}
+        for host in &self.hosts {
+            if let Some(t) = host.node.poll_timeout() {
+                next = next.min(t.secs_since(Instant::ZERO));
             }
         }
         for (t, _, _) in &self.flights {
             next = next.min(*t);
         }
-        if let Some(t) = self.sm.poll_timeout() {
-            next = next.min(t.secs_since(Instant::ZERO));
-        }
         next.max(self.now)
-    }
-
-    fn step_assocs(&mut self) {
-        let now = secs(self.now);
-        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
-        for id in ids {
-            let mut sends = Vec::new();
-            if let Some(a) = self.assocs.get_mut(&id) {
-                if a.poll_timeout().is_none_or(|t| t <= now) {
-                    a.handle_timeout(now, &mut self.rng);
-                }
-            }
-            let t1 = self.client_wall(self.now);
-            if let Some(a) = self.assocs.get_mut(&id) {
-                while let Some(tx) = a.poll_transmit(t1, &mut self.rng) {
-                    sends.push(tx);
-                }
-            }
-            for tx in sends {
-                self.send(id, tx.remote, tx.payload);
-            }
-            self.drain_events(id);
-        }
     }
 }
 
 /// Runs `sc` under `seed`. Deterministic: the same scenario and seed give the same result.
 pub fn run(sc: &Scenario, seed: u64) -> RunResult {
-    let mut rng = SplitMix64::new(seed);
-    let net = SplitMix64::new(seed ^ 0x5EED_F4E7);
     let mut dns = sc.dns.clone().unwrap_or_default();
     if sc.dns.is_none() {
         for i in 0..sc.servers.len() {
@@ -750,66 +846,56 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             dns.answer(&pool.name, 0.0, DnsAnswer::Addrs { addrs, ttl: 300.0 });
         }
     }
-    let mut sm = SourceManager::new(ResolvePolicy::default(), sc.maxclock);
-    let assoc = AssocConfig {
-        minpoll: PollInterval::from_log2(sc.minpoll),
-        maxpoll: PollInterval::from_log2(sc.maxpoll),
-        iburst: sc.iburst,
-        ..AssocConfig::default()
-    };
-    if let Some(pool) = &sc.pool {
-        let spec = SourceSpec {
-            kind: SourceKind::Pool { maxsources: pool.maxsources },
-            target: Target::Name(pool.name.clone()),
-            port: 123,
-            assoc,
-            family: AddrFamily::Any,
-            prefer: false,
-            noselect: false,
-        };
-        let _ = sm.add(Instant::ZERO, spec, &mut rng);
+    let serve = sc.serve || sc.downstream.is_some();
+    let mut config = host_config(sc, &sc.client, scenario_sources(sc));
+    if serve {
+        config.listen = vec![node_listen_addr(0)];
     }
-    let server_lines = if sc.pool.is_some() { 0 } else { sc.servers.len() };
-    for i in 0..server_lines {
-        let spec = SourceSpec {
-            kind: SourceKind::Server,
-            target: Target::Name(format!("s{i}.sim")),
-            port: 123,
-            assoc,
-            family: AddrFamily::Any,
-            prefer: false,
-            noselect: false,
+    let mut hosts = vec![Host {
+        node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
+        addr: node_addr(0),
+        listen: serve.then(|| node_listen_addr(0)),
+        clock: HostClock::new(&sc.client),
+        rounds_seen: 0,
+    }];
+    if let Some(client) = &sc.downstream {
+        let upstream = ConfiguredSource {
+            spec: SourceSpec {
+                kind: SourceKind::Server,
+                target: Target::Addr(node_addr(0)),
+                port: 123,
+                assoc: rntp_proto::assoc::AssocConfig {
+                    minpoll: PollInterval::from_log2(sc.minpoll),
+                    maxpoll: PollInterval::from_log2(sc.maxpoll),
+                    iburst: true,
+                    ..rntp_proto::assoc::AssocConfig::default()
+                },
+                family: AddrFamily::Any,
+                prefer: false,
+                noselect: false,
+            },
+            origin: "scenario:downstream".to_string(),
         };
-        // Names are unique by construction, so `add` cannot refuse them.
-        let _ = sm.add(Instant::ZERO, spec, &mut rng);
+        let mut config = host_config(sc, client, vec![upstream]);
+        // The chain's end is a plain client: the selection's minimum survivors must not wait
+        // for three sources it will never have.
+        config.select.minclock = 1;
+        hosts.push(Host {
+            node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
+            addr: node_addr(1),
+            listen: None,
+            clock: HostClock::new(client),
+            rounds_seen: 0,
+        });
     }
-    let mut dcfg = sc.discipline;
-    dcfg.minpoll = PollInterval::from_log2(sc.minpoll);
-    dcfg.maxpoll = PollInterval::from_log2(sc.maxpoll);
-    // The discipline must model the clock's slew as the driver performs it.
-    dcfg.slew_rate_ppm = sc.client.slew_rate_ppm;
     let n = sc.servers.len();
-    let steering = Steering::new(
-        SteeringConfig {
-            discipline: dcfg,
-            feed: sc.feed,
-            combine: sc.combine,
-            falseticker_rounds: sc.falseticker_rounds,
-            ..SteeringConfig::default()
-        },
-        sc.client.drift_file_ppm,
-    );
     let mut sim = Sim {
         sc,
-        rng,
-        net,
+        wander: SplitMix64::new(seed ^ 0x77A1_DE12),
+        net: SplitMix64::new(seed ^ 0x5EED_F4E7),
         now: 0.0,
-        e: -sc.client.initial_offset,
-        f: sc.client.freq_ppm * 1e-6,
-        steering,
-        sm,
+        hosts,
         dns,
-        assocs: BTreeMap::new(),
         flights: Vec::new(),
         seq: 0,
         res: RunResult {
@@ -818,10 +904,9 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             ..RunResult::default()
         },
     };
-    // The drift file's frequency is set at start-up, before any sample (`Steering::new`); the
-    // sim's clock reads the steering's model, so there is nothing to execute.
-    while sim.steering.poll_action().is_some() {}
-    sim.handle_actions();
+    for h in 0..sim.hosts.len() {
+        sim.drain(h);
+    }
 
     let mut next_record = 0.0;
     let mut guard: HashMap<u64, u32> = HashMap::new();
@@ -832,11 +917,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         }
         sim.advance(t);
         if t >= next_record {
-            let off = sim.true_offset();
-            sim.res.series.push((t, off));
-            if let Some(p) = sim.pool_sample() {
-                sim.res.pool_samples.push(p);
-            }
+            sim.record(t);
             next_record += if t < 600.0 { 1.0 } else { 16.0 };
         }
         // Flights due now, in order.
@@ -844,19 +925,22 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         while sim.flights.first().is_some_and(|f| f.0 <= sim.now) {
             let (_, _, flight) = sim.flights.remove(0);
             match flight {
-                Flight::ToServer { server, assoc, bytes } => sim.serve(server, assoc, bytes),
-                Flight::ToClient { assoc, server, bytes } => sim.receive(assoc, server, bytes),
-                Flight::Dns { source, name } => {
+                Flight::Packet { from, to, bytes } => sim.deliver(from, to, &bytes),
+                Flight::Dns { host, source, name } => {
                     let now = secs(sim.now);
                     let answer = sim.dns.resolve(now, &name);
-                    sim.sm.handle_resolved(now, source, answer, &mut sim.rng);
-                    sim.handle_actions();
+                    sim.hosts[host].node.handle_resolved(now, source, answer);
+                    sim.drain(host);
                 }
             }
         }
-        sim.sm.handle_timeout(secs(sim.now), &mut sim.rng);
-        sim.handle_actions();
-        sim.step_assocs();
+        for h in 0..sim.hosts.len() {
+            let now = secs(sim.now);
+            if sim.hosts[h].node.poll_timeout().is_some_and(|t| t <= now) {
+                sim.hosts[h].node.handle_timeout(now);
+                sim.drain(h);
+            }
+        }
         // A core that asks to be woken in the past forever would hang the loop; a few spins
         // at one instant are normal (burst + drain), thousands are a bug worth surfacing.
         let spins = guard.entry(secs(sim.now).as_nanos()).or_default();
@@ -870,9 +954,13 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         }
     }
     sim.advance(sc.duration);
-    let off = sim.true_offset();
-    sim.res.series.push((sc.duration, off));
+    sim.record(sc.duration);
+    finish(sim)
+}
 
+/// Summary statistics and the final state of every host.
+fn finish(mut sim: Sim<'_>) -> RunResult {
+    let sc = sim.sc;
     let settled: Vec<f64> =
         sim.res.series.iter().filter(|(t, _)| *t >= sc.settle).map(|(_, o)| *o).collect();
     let rms = if settled.is_empty() {
@@ -885,20 +973,41 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         None => Some(0.0),
         Some(i) => sim.res.series.get(i + 1).map(|(t, _)| *t),
     };
+    let now = secs(sim.now);
+    let host = &sim.hosts[0];
+    let steering = host.node.steering();
     sim.res.stats = Stats {
         rms,
         max,
         time_to_1ms,
-        final_freq_error_ppm: (sim.f * 1e6 + sim.steering.frequency_ppm()).abs(),
+        final_freq_error_ppm: (host.clock.f * 1e6 + steering.frequency_ppm()).abs(),
     };
-    let stats = sim.steering.stats();
+    let stats = steering.stats();
     sim.res.steps = u32::try_from(stats.steps).unwrap_or(u32::MAX);
     sim.res.panics = u32::try_from(stats.panics).unwrap_or(u32::MAX);
     sim.res.updates = u32::try_from(stats.updates).unwrap_or(u32::MAX);
     sim.res.select_updates = u32::try_from(stats.selected).unwrap_or(u32::MAX);
-    sim.res.last_leap = sim.steering.leap();
-    sim.res.suggested_poll = sim.steering.discipline().suggested_poll().as_log2();
-    sim.res.final_freq_ppm = sim.steering.frequency_ppm();
+    sim.res.last_leap = steering.leap();
+    sim.res.suggested_poll = steering.discipline().suggested_poll().as_log2();
+    sim.res.final_freq_ppm = steering.frequency_ppm();
     sim.res.dns_queries = sim.dns.queries.values().sum();
+    sim.res.drops = host.node.status(now).counters.dropped;
+    sim.res.system = Some(host.node.system_state());
+    if let Some(down) = sim.hosts.get(1) {
+        let result = sim.res.downstream.get_or_insert_with(DownstreamResult::default);
+        result.upstream = down.node.associations(now).into_iter().map(|(_, a)| a).next();
+        result.system = Some(down.node.system_state());
+    }
     sim.res
+}
+
+/// The retirement reasons of a run's pool members (for tests).
+pub fn retire_reasons(r: &RunResult) -> Vec<DemobilizeReason> {
+    r.source_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            SourceEvent::Retired { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect()
 }

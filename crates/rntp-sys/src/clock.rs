@@ -99,6 +99,25 @@ pub fn monotonic_nanos() -> u64 {
     secs.saturating_mul(NANOS_PER_SEC as u64).saturating_add(nanos)
 }
 
+/// Nanoseconds of `CLOCK_BOOTTIME`: like [`monotonic_nanos`], but it keeps counting while the
+/// system is suspended. The daemon's notion of elapsed time (poll intervals, DNS TTLs, the
+/// drift prediction) must include a suspend: a TTL runs out and the clock drifts whether or not
+/// the machine was asleep.
+///
+/// # Panics
+///
+/// Panics if `clock_gettime(CLOCK_BOOTTIME)` fails (impossible on Linux ≥ 2.6.39).
+pub fn boottime_nanos() -> u64 {
+    #[cfg(target_os = "linux")]
+    let id = libc::CLOCK_BOOTTIME;
+    #[cfg(not(target_os = "linux"))]
+    let id = libc::CLOCK_MONOTONIC;
+    let ts = gettime(id).unwrap_or_else(|e| panic!("clock_gettime(CLOCK_BOOTTIME) failed: {e}"));
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(NANOS_PER_SEC as u64).saturating_add(nanos)
+}
+
 /// Number of successive clock reads used by [`clock_precision_log2`].
 const PRECISION_SAMPLES: usize = 512;
 /// Value returned by [`clock_precision_log2`] when nothing could be measured (≈ 1 µs).

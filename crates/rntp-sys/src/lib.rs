@@ -47,8 +47,8 @@ mod net;
 
 pub use caps::{geteuid, has_cap_sys_time, peer_credentials, PeerCred};
 pub use clock::{
-    clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime, KernelClockState,
-    KernelTimeState, WallTime,
+    boottime_nanos, clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime,
+    KernelClockState, KernelTimeState, WallTime,
 };
 pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM};
 pub use net::{

@@ -63,9 +63,36 @@ fn kernel_clock_state_reads() {
 }
 
 #[test]
-fn cap_sys_time_is_a_bool() {
-    // Whatever the environment grants; the value must be stable.
-    assert_eq!(has_cap_sys_time(), has_cap_sys_time());
+fn cap_sys_time_matches_the_kernels_effective_set() {
+    // The kernel's own account of this process: CapEff in /proc/self/status, bit 25.
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let hex =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).expect("CapEff line");
+    let eff = u64::from_str_radix(hex, 16).expect("CapEff is hex");
+    const CAP_SYS_TIME: u32 = 25;
+    assert_eq!(has_cap_sys_time(), eff & (1 << CAP_SYS_TIME) != 0, "CapEff {hex}");
+}
+
+#[test]
+fn boottime_runs_with_monotonic_and_includes_suspend() {
+    // CLOCK_BOOTTIME = CLOCK_MONOTONIC + time spent suspended: never behind it, and with no
+    // suspend during the test their difference stays put (to the cost of two reads).
+    let diff = || {
+        let m = monotonic_nanos();
+        let b = rntp_sys::boottime_nanos();
+        let m2 = monotonic_nanos();
+        assert!(b >= m, "boottime {b} behind monotonic {m}");
+        // Bracketed by two monotonic reads: the difference at the boottime read is within.
+        (b - m2.min(b), b - m)
+    };
+    let (lo1, hi1) = diff();
+    std::thread::sleep(Duration::from_millis(20));
+    let (lo2, hi2) = diff();
+    // Same offset within the read brackets (plus 1 ms of scheduling slack).
+    assert!(lo2 <= hi1 + 1_000_000 && lo1 <= hi2 + 1_000_000, "{lo1}..{hi1} vs {lo2}..{hi2}");
+    let start = rntp_sys::boottime_nanos();
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(rntp_sys::boottime_nanos() - start >= 5_000_000);
 }
 
 /// Child half of `cap_sys_time_false_without_capability`: only reports when asked to.

@@ -4,16 +4,16 @@
 //! run the tokio current-thread runtime. Protocol logic lives in `rntp-proto`.
 #![forbid(unsafe_code)]
 
-mod assoc_driver;
 mod clock;
 mod control;
 mod dns;
 mod drift;
+mod log;
 mod net;
-mod observe;
+mod report;
 mod runtime;
 mod server;
-mod timekeeping;
+mod shared;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -95,7 +95,8 @@ fn main() -> ExitCode {
         control_socket: args.control_socket,
         observe: args.observe,
     };
-    match runtime.block_on(runtime::run(settings)) {
+    let local = tokio::task::LocalSet::new();
+    match runtime.block_on(local.run_until(runtime::run(settings))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

@@ -369,6 +369,17 @@ impl Association {
         self.next_transmit
     }
 
+    /// When the next request is due, whether or not one is waiting to be drained (a node that
+    /// drains transmits through its own queue schedules on this; `None` once demobilized).
+    pub fn next_transmit(&self) -> Option<Instant> {
+        self.next_transmit
+    }
+
+    /// Whether a request is ready for [`Self::poll_transmit`].
+    pub fn wants_transmit(&self) -> bool {
+        self.want_transmit
+    }
+
     /// Advances timers. Call when the deadline from [`Self::poll_timeout`] has passed (up to
     /// [`TIMER_SLACK`] early counts as passed); calling earlier is a no-op.
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn RngSource) {

@@ -356,6 +356,19 @@ impl ReferenceId {
         ReferenceId(addr.octets())
     }
 
+    /// The reference ID clients see when this server synchronizes to the upstream server at
+    /// `ip` (RFC 5905 §7.3): the IPv4 address, or for IPv6 the first four octets of the MD5
+    /// hash of the address (as ntpd and chrony compute it).
+    pub fn for_address(ip: core::net::IpAddr) -> Self {
+        match ip {
+            core::net::IpAddr::V4(v4) => Self::from_ipv4(v4),
+            core::net::IpAddr::V6(v6) => {
+                let digest = md5::compute(v6.octets());
+                ReferenceId([digest[0], digest[1], digest[2], digest[3]])
+            }
+        }
+    }
+
     /// The ASCII text, if the bytes are printable ASCII once trailing NULs are dropped (`GPS\0`
     /// gives `GPS`). `None` for anything else, including all zeros.
     pub fn as_ascii(&self) -> Option<&str> {

@@ -1,0 +1,1131 @@
+//! The node: the whole of rntpd's NTP logic behind one sans-IO state machine.
+//!
+//! [`Node`] owns the source manager (names, pools, re-resolution), every association, the
+//! steering (selection and discipline), the server's system state and responder, and every
+//! timer. It reads no clock, opens no socket and draws no randomness of its own (the RNG is
+//! injected). Two drivers run it: the daemon (`rntpd`, a thin tokio shell that moves bytes,
+//! runs DNS lookups and executes clock requests) and the simulator (`rntp-sim`, virtual time).
+//! Both drive this same code, so what the simulator measures is what the daemon runs.
+//!
+//! # Call protocol
+//! ```text
+//!                       ┌──────────────────────── Node ─────────────────────────┐
+//!  datagram ───────────►│ handle_packet(now, local, remote, t4, bytes)          │
+//!  (server fast path) ─►│ respond(now, rx, client, request, out) -> ServerAction│
+//!  DNS answer ─────────►│ handle_resolved(now, source, result)                  │
+//!  timer ──────────────►│ handle_timeout(now)                                   │
+//!  rntpctl ────────────►│ handle_command(now, command)                          │
+//!  clock executor ─────►│ handle_clock_result(now, result)                      │
+//!                       │                                                       │
+//!                       │ poll_transmit(now, wall) ─► send (socket per `local`) │
+//!                       │ poll_lookup()            ─► start a DNS lookup        │
+//!                       │ poll_clock()             ─► adjust the clock          │
+//!                       │ poll_event()             ─► log                       │
+//!                       │ poll_timeout()           ─► arm the one timer         │
+//!                       └───────────────────────────────────────────────────────┘
+//! ```
+//! After any `handle_*` call, drain `poll_transmit` (sampling the wall clock for each: it is
+//! the request's T1, or a reply's transmit time), `poll_lookup`, `poll_clock` and
+//! `poll_event`, then sleep until `poll_timeout()` (`None`: no timer at all). A spurious
+//! `handle_timeout` is a harmless no-op. Every lookup must be answered with exactly one
+//! `handle_resolved` (a lookup the driver gives up on is an error answer, never silence).
+//!
+//! Within one call everything happens in order and at once: an association's sample reaches
+//! the steering together with its own filter state, a move resets the steering's view of the
+//! association in the same step, and a reply that arrives for an address the association no
+//! longer uses is dropped (counted as `wrong_remote`). Nothing is read back from a registry.
+
+mod config;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+#[cfg(feature = "research")]
+pub use config::Research;
+pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
+pub use view::{
+    ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
+    SourceView, StatusView,
+};
+
+use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
+use crate::discipline::{ClockAction, DisciplineState};
+use crate::rng::RngSource;
+use crate::server::{finish_reply, Responder, ServerAction, SystemState};
+use crate::source::{
+    AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
+    SourceManager, Target,
+};
+use crate::steer::{Reference, RoundOutcome, SourceInput, Steering, SteeringConfig};
+use crate::time::{Instant, NtpDuration, NtpTimestamp};
+use crate::wire::{LeapIndicator, ReferenceId};
+
+/// Spread (s) of the first requests of associations started together, so that a pool's
+/// members or a file's servers do not all send in the same millisecond.
+pub const FIRST_POLL_SPREAD: f64 = 0.5;
+/// Consecutive falseticker rounds before a pool member is replaced. Rounds run after every
+/// sample, so with 4 members at 64 s this is about two and a half minutes of disagreement:
+/// long enough to ride out a bad sample or two.
+pub const FALSETICKER_ROUNDS: u32 = 10;
+/// How often the drift file is saved while the frequency is known (and once more at exit).
+pub const DRIFT_SAVE_INTERVAL: f64 = 3_600.0;
+/// History entries kept for `rntpctl history` (totals are kept for ever).
+pub const HISTORY_LEN: usize = 1_000;
+/// Events and requests queued for a driver that does not drain them, at most.
+const MAX_QUEUE: usize = 4_096;
+/// Largest server reply the general path builds (a 48-byte reply plus a crypto-NAK).
+const SERVER_REPLY_MAX: usize = 64;
+
+/// Which socket a datagram arrived on or must leave from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Local {
+    /// The client socket of an association (connected to its server).
+    Client(AssocId),
+    /// A server socket bound to this `interface listen` address.
+    Server(SocketAddr),
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The socket to send it from.
+    pub local: Local,
+    /// Where to.
+    pub remote: SocketAddr,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A DNS lookup to start; answer it with [`Node::handle_resolved`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The source asking.
+    pub source: SourceId,
+    /// The name.
+    pub name: String,
+    /// Which record types are wanted (`-4`: A only, `-6`: AAAA only).
+    pub family: AddrFamily,
+}
+
+/// Something for the clock executor (control mode only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClockRequest {
+    /// Step, slew or set the frequency, as the discipline decided (already applied to the
+    /// node's model of the clock).
+    Adjust(ClockAction),
+    /// Tell the kernel the synchronization state (leap warning, error bounds), so other
+    /// programs reading `adjtimex` see it.
+    Status {
+        /// Whether a system peer is selected and tracked.
+        synchronized: bool,
+        /// The leap indicator to arm.
+        leap: LeapIndicator,
+        /// Maximum error (s).
+        max_error: f64,
+        /// Estimated error (s).
+        est_error: f64,
+    },
+    /// Save this frequency (ppm) in the drift file (hourly while it is known).
+    SaveDrift {
+        /// The frequency correction.
+        freq_ppm: f64,
+    },
+}
+
+/// Something worth logging, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    /// A source manager event (lookups, mobilizations, moves, retirements), with the name
+    /// of the source (kept even when the source was just removed).
+    Source {
+        /// The source's name or address.
+        name: String,
+        /// What happened.
+        event: SourceEvent,
+    },
+    /// A configured or added source was not taken.
+    SourceRejected {
+        /// Where it was configured.
+        origin: String,
+        /// Why.
+        error: AddError,
+        /// Where the source it duplicates was configured.
+        first_origin: Option<String>,
+        /// It is a `server NAME` duplicate: `pool NAME` would poll several servers.
+        pool_hint: bool,
+    },
+    /// An association event: reachable, unreachable, kiss-o'-death, stopped.
+    Assoc {
+        /// The association.
+        assoc: AssocId,
+        /// Its source's name.
+        source_name: String,
+        /// Its server.
+        remote: SocketAddr,
+        /// What happened.
+        event: AssocEvent,
+    },
+    /// The system peer changed (`to: None`: too few sources agree).
+    SystemPeer {
+        /// The previous one.
+        from: Option<AssocId>,
+        /// The new one.
+        to: Option<AssocId>,
+        /// The combined offset (s) and stratum at the change.
+        offset: Option<f64>,
+        /// Our stratum from now on.
+        stratum: Option<u8>,
+    },
+    /// The clock was stepped (in observe mode: the virtual clock).
+    ClockStepped {
+        /// The step (s).
+        offset: f64,
+    },
+    /// The discipline refused an offset beyond the panic threshold.
+    ClockPanic {
+        /// The offset (s).
+        offset: f64,
+    },
+    /// The driver may close this association's socket: the association is gone.
+    AssocClosed(AssocId),
+}
+
+/// A runtime command (`rntpctl add/remove/refresh`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Add a source.
+    Add(ConfiguredSource),
+    /// Remove the source with this name or address, and its associations.
+    Remove(String),
+    /// Re-resolve this source now, or every named source.
+    Refresh(Option<String>),
+}
+
+/// What a [`Command`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandReply {
+    /// The new source.
+    Added(SourceId),
+    /// The source removed, and the associations it stopped.
+    Removed {
+        /// The source.
+        source: SourceId,
+        /// Its associations.
+        associations: Vec<AssocId>,
+    },
+    /// The named sources whose lookup was started or queued.
+    Refreshing(Vec<SourceId>),
+}
+
+/// Why a [`Command`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// No source has that name or address.
+    #[error("no source named `{0}` (see `rntpctl sources`)")]
+    NotFound(String),
+    /// The source manager refused it.
+    #[error(transparent)]
+    Refused(#[from] AddError),
+}
+
+/// One association and what the node keeps beside it.
+#[derive(Debug)]
+struct Slot {
+    assoc: Association,
+    source: SourceId,
+    /// Its deadline as filed in the node's schedule.
+    scheduled: Option<Instant>,
+    drops: BTreeMap<&'static str, u64>,
+}
+
+/// A server reply built on the general path, waiting for its transmit timestamp.
+#[derive(Debug)]
+struct PendingReply {
+    local: SocketAddr,
+    remote: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// Names and origins of sources, kept past their removal for the events that follow it.
+#[derive(Debug, Default)]
+struct Names {
+    origin: BTreeMap<SourceId, String>,
+    removed: BTreeMap<SourceId, String>,
+}
+
+/// The sans-IO NTP node. See the module docs for the call protocol.
+pub struct Node {
+    mode: ClockMode,
+    rng: Box<dyn RngSource + Send>,
+    started: Instant,
+    precision_log2: i8,
+    orphan: Option<u8>,
+    listen: Vec<SocketAddr>,
+    drift_file: bool,
+    sources: SourceManager,
+    names: Names,
+    assocs: BTreeMap<AssocId, Slot>,
+    /// Association deadlines, earliest first (a timer table for any number of associations).
+    schedule: BTreeSet<(Instant, AssocId)>,
+    /// Associations with a request ready to build and send.
+    ready: VecDeque<AssocId>,
+    steering: Steering,
+    responder: Responder,
+    system: SystemState,
+    /// When the clock was last set, in the node's (served) time.
+    reference_time: NtpTimestamp,
+    /// The latest (monotonic, wall) pair the driver gave, to estimate the wall clock at `now`.
+    last_wall: Option<(Instant, NtpTimestamp)>,
+    server_out: VecDeque<PendingReply>,
+    lookups: VecDeque<Lookup>,
+    clock_requests: VecDeque<ClockRequest>,
+    events: VecDeque<NodeEvent>,
+    history: VecDeque<HistoryEntry>,
+    history_totals: BTreeMap<String, u64>,
+    counters: ClientCounters,
+    drift_saved: Option<Instant>,
+    clock_error: Option<(Instant, String)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("mode", &self.mode)
+            .field("sources", &self.sources.snapshot().len())
+            .field("associations", &self.assocs.len())
+            .field("system", &self.system)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node built from `config` at `now`. Address sources mobilize at once, names ask for
+    /// lookups; duplicates and refused sources are reported as [`NodeEvent::SourceRejected`].
+    pub fn new(now: Instant, config: NodeConfig, rng: Box<dyn RngSource + Send>) -> Self {
+        let discipline = config.discipline();
+        let reference = match config.clock {
+            ClockMode::Observe => Reference::FreeRunning,
+            ClockMode::Control => Reference::Disciplined,
+        };
+        let steering_config = SteeringConfig {
+            discipline,
+            select: config.select,
+            reference,
+            falseticker_rounds: FALSETICKER_ROUNDS,
+            ..SteeringConfig::default()
+        };
+        #[cfg(feature = "research")]
+        let steering_config = SteeringConfig {
+            feed: config.research.feed,
+            combine: config.research.combine,
+            ..steering_config
+        };
+        // Observe mode never uses the drift file: it may belong to a daemon that controls this
+        // clock, whose frequency is already in the kernel.
+        let initial_freq = match config.clock {
+            ClockMode::Observe => None,
+            ClockMode::Control => config.initial_freq_ppm,
+        };
+        let mut rng = rng;
+        let seed = rng.next_u64();
+        let mut node = Node {
+            mode: config.clock,
+            started: now,
+            precision_log2: config.precision_log2,
+            orphan: config.orphan,
+            listen: config.listen.clone(),
+            drift_file: config.drift_file && config.clock == ClockMode::Control,
+            sources: SourceManager::new(config.resolve, config.maxclock),
+            names: Names::default(),
+            assocs: BTreeMap::new(),
+            schedule: BTreeSet::new(),
+            ready: VecDeque::new(),
+            steering: Steering::new(steering_config, initial_freq),
+            responder: Responder::new(config.server.clone(), seed),
+            system: initial_system_state(config.precision_log2, config.orphan),
+            reference_time: NtpTimestamp::ZERO,
+            last_wall: None,
+            server_out: VecDeque::new(),
+            lookups: VecDeque::new(),
+            clock_requests: VecDeque::new(),
+            events: VecDeque::new(),
+            history: VecDeque::new(),
+            history_totals: BTreeMap::new(),
+            counters: ClientCounters::default(),
+            drift_saved: None,
+            clock_error: None,
+            rng,
+        };
+        // A drift file's frequency is the first clock request (control mode).
+        node.drain_steering_actions(now);
+        for source in config.sources {
+            // Refusals are reported as events.
+            let _ = node.add(now, source);
+        }
+        node.process(now);
+        node
+    }
+
+    // ----- inputs ---------------------------------------------------------------------
+
+    /// A datagram arrived on `local` from `remote` at wall-clock time `t4` (kernel receive
+    /// timestamp when available). Malformed, spoofed, stale and unwanted datagrams are
+    /// dropped and counted; nothing here panics.
+    pub fn handle_packet(
+        &mut self,
+        now: Instant,
+        local: Local,
+        remote: SocketAddr,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+    ) {
+        self.note_wall(now, t4);
+        match local {
+            Local::Client(id) => self.client_packet(now, id, remote, t4, bytes),
+            Local::Server(addr) => {
+                let mut out = [0u8; SERVER_REPLY_MAX];
+                if let ServerAction::Reply { len, .. } =
+                    self.respond(now, t4, remote.ip(), bytes, &mut out)
+                {
+                    let payload = out.get(..len).unwrap_or_default().to_vec();
+                    push_bounded(
+                        &mut self.server_out,
+                        PendingReply { local: addr, remote, payload },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The server fast path: answers one request into `out` at once (the driver sends it after
+    /// [`Node::finish_reply`]). `rx` is the wall-clock receive time; the node serves its own
+    /// time (in observe mode the virtual clock's). Same decisions and counters as a request
+    /// passed to [`Node::handle_packet`].
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        rx: NtpTimestamp,
+        client: IpAddr,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> ServerAction {
+        let rx = self.served_time(now, rx);
+        self.responder.respond(now, rx, canonical(client), request, &self.system, out)
+    }
+
+    /// Writes the transmit timestamp into a reply from [`Node::respond`]; `wall` is the wall
+    /// clock sampled immediately before the send.
+    pub fn finish_reply(&self, now: Instant, reply: &mut [u8], wall: NtpTimestamp) {
+        finish_reply(reply, self.served_time(now, wall));
+    }
+
+    /// The answer to a [`Lookup`].
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        source: SourceId,
+        result: Result<Resolved, ResolveError>,
+    ) {
+        self.sources.handle_resolved(now, source, result, &mut *self.rng);
+        self.process(now);
+    }
+
+    /// Timers: due requests, lookups, pool replacements. Early calls do nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(due, id)) = self.schedule.first() {
+            if now + TIMER_SLACK < due {
+                break;
+            }
+            self.schedule.remove(&(due, id));
+            let Some(slot) = self.assocs.get_mut(&id) else { continue };
+            slot.scheduled = None;
+            slot.assoc.handle_timeout(now, &mut *self.rng);
+            if slot.assoc.wants_transmit() && !self.ready.contains(&id) {
+                self.ready.push_back(id);
+            }
+            self.drain_assoc(now, id);
+        }
+        self.sources.handle_timeout(now, &mut *self.rng);
+        self.process(now);
+    }
+
+    /// A runtime command.
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        command: Command,
+    ) -> Result<CommandReply, CommandError> {
+        let reply = match command {
+            Command::Add(source) => self.add(now, source).map(CommandReply::Added)?,
+            Command::Remove(name) => {
+                let Some(id) = self.sources.find(&name) else {
+                    return Err(CommandError::NotFound(name));
+                };
+                let associations =
+                    self.assocs.iter().filter(|(_, s)| s.source == id).map(|(a, _)| *a).collect();
+                let display = self.source_name(id);
+                self.names.removed.insert(id, display);
+                self.names.origin.remove(&id);
+                self.sources.remove(now, id, &mut *self.rng);
+                CommandReply::Removed { source: id, associations }
+            }
+            Command::Refresh(name) => {
+                let ids: Vec<SourceId> = match name {
+                    Some(name) => match self.sources.find(&name) {
+                        Some(id) => vec![id],
+                        None => return Err(CommandError::NotFound(name)),
+                    },
+                    None => self.sources.snapshot().iter().map(|s| s.id).collect(),
+                };
+                let refreshed = ids
+                    .into_iter()
+                    .filter(|id| self.sources.refresh(now, *id, &mut *self.rng))
+                    .collect();
+                CommandReply::Refreshing(refreshed)
+            }
+        };
+        self.process(now);
+        Ok(reply)
+    }
+
+    /// The clock executor's result for a [`ClockRequest`]: `Err` with the OS's message. The
+    /// latest error is shown in the status until a request succeeds again.
+    pub fn handle_clock_result(&mut self, now: Instant, result: Result<(), String>) {
+        match result {
+            Ok(()) => self.clock_error = None,
+            Err(e) => self.clock_error = Some((now, e)),
+        }
+    }
+
+    /// The driver could not send a request of this association (after [`Node::poll_transmit`]).
+    pub fn handle_send_error(&mut self, local: Local) {
+        if let Local::Client(_) = local {
+            self.counters.send_errors += 1;
+        }
+    }
+
+    /// The driver dropped something for `local` before the node saw it (an ICMP error, a
+    /// full queue): counted under `reason`.
+    pub fn count_drop(&mut self, local: Local, reason: &'static str) {
+        if let Local::Client(id) = local {
+            self.counters.drop(reason);
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                *slot.drops.entry(reason).or_default() += 1;
+            }
+        }
+    }
+
+    /// The driver received a datagram for `local` that it could not pass on (too long for its
+    /// buffer): counted as received and dropped under `reason`.
+    pub fn count_received_drop(&mut self, local: Local, reason: &'static str) {
+        if let Local::Client(_) = local {
+            self.counters.received += 1;
+        }
+        self.count_drop(local, reason);
+    }
+
+    // ----- outputs --------------------------------------------------------------------
+
+    /// The next datagram to send. `wall` is the wall clock sampled now, immediately before the
+    /// driver sends what this returns: it becomes a request's T1 and a reply's transmit time.
+    pub fn poll_transmit(&mut self, now: Instant, wall: NtpTimestamp) -> Option<Transmit> {
+        self.note_wall(now, wall);
+        if let Some(mut reply) = self.server_out.pop_front() {
+            finish_reply(&mut reply.payload, self.served_time(now, wall));
+            return Some(Transmit {
+                local: Local::Server(reply.local),
+                remote: reply.remote,
+                payload: reply.payload,
+            });
+        }
+        while let Some(id) = self.ready.pop_front() {
+            let Some(slot) = self.assocs.get_mut(&id) else { continue };
+            if let Some(tx) = slot.assoc.poll_transmit(wall, &mut *self.rng) {
+                self.counters.sent += 1;
+                return Some(Transmit {
+                    local: Local::Client(id),
+                    remote: tx.remote,
+                    payload: tx.payload.to_vec(),
+                });
+            }
+        }
+        None
+    }
+
+    /// The next DNS lookup to start.
+    pub fn poll_lookup(&mut self) -> Option<Lookup> {
+        self.lookups.pop_front()
+    }
+
+    /// The next clock request (control mode only).
+    pub fn poll_clock(&mut self) -> Option<ClockRequest> {
+        self.clock_requests.pop_front()
+    }
+
+    /// The next event to log.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] is next due; `None`: no timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let assoc = self.schedule.first().map(|(t, _)| *t);
+        [assoc, self.sources.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// The frequency to save in the drift file at exit, if it is known well enough and the
+    /// node keeps one.
+    pub fn drift_to_save(&self) -> Option<f64> {
+        self.drift_file.then(|| self.steering.drift_freq_ppm()).flatten()
+    }
+
+    // ----- views ----------------------------------------------------------------------
+
+    /// What server mode tells clients now.
+    pub fn system_state(&self) -> SystemState {
+        self.system
+    }
+
+    /// The node's time for a wall-clock reading: the reading itself in control mode, plus the
+    /// virtual correction in observe mode.
+    pub fn served_time(&self, now: Instant, wall: NtpTimestamp) -> NtpTimestamp {
+        wall.add_duration(NtpDuration::from_secs_f64(self.steering.served_correction(now)))
+    }
+
+    /// The steering (selection, discipline, the model of applied corrections).
+    pub fn steering(&self) -> &Steering {
+        &self.steering
+    }
+
+    /// The clock mode.
+    pub fn mode(&self) -> ClockMode {
+        self.mode
+    }
+
+    /// Read-only views of the associations.
+    pub fn associations(&self, now: Instant) -> Vec<(SourceId, AssocSnapshot)> {
+        self.assocs.values().map(|s| (s.source, s.assoc.snapshot(now))).collect()
+    }
+
+    /// The peers table: one row per association, plus one per pool and per server name
+    /// without an association, ordered by source then association.
+    pub fn peers(&self, now: Instant) -> Vec<PeerView> {
+        let verdicts: BTreeMap<AssocId, crate::select::Verdict> = self
+            .steering
+            .selection()
+            .map(|s| s.verdicts.iter().copied().collect())
+            .unwrap_or_default();
+        let mut rows: Vec<PeerView> = Vec::with_capacity(self.assocs.len());
+        for (id, slot) in &self.assocs {
+            let is_pool = self
+                .sources
+                .spec(slot.source)
+                .is_some_and(|s| matches!(s.kind, SourceKind::Pool { .. }));
+            rows.push(PeerView {
+                assoc: Some(*id),
+                source: slot.source,
+                kind: if is_pool { PeerKind::PoolMember } else { PeerKind::Server },
+                source_name: self.source_name(slot.source),
+                snapshot: Some(slot.assoc.snapshot(now)),
+                resolving: false,
+                last_error: None,
+                verdict: verdicts.get(id).copied(),
+                drops: slot.drops.clone(),
+            });
+        }
+        for s in self.sources.snapshot() {
+            let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
+            if !is_pool && !s.assocs.is_empty() {
+                continue;
+            }
+            rows.push(PeerView {
+                assoc: None,
+                source: s.id,
+                kind: if is_pool { PeerKind::Pool } else { PeerKind::Unresolved },
+                source_name: s.spec.target.to_string(),
+                snapshot: None,
+                resolving: s.resolving || s.last_resolution.is_none(),
+                last_error: match s.last_resolution {
+                    Some(crate::source::ResolutionRecord { outcome: Err(e), .. }) => Some(e),
+                    _ => None,
+                },
+                verdict: None,
+                drops: BTreeMap::new(),
+            });
+        }
+        rows.sort_by_key(|r| (r.source, r.assoc.is_some(), r.assoc));
+        rows
+    }
+
+    /// Every source with its DNS and pool state.
+    pub fn sources(&self) -> Vec<SourceView> {
+        self.sources
+            .snapshot()
+            .into_iter()
+            .map(|snapshot| SourceView {
+                origin: self
+                    .names
+                    .origin
+                    .get(&snapshot.id)
+                    .cloned()
+                    .unwrap_or_else(|| "rntpctl".to_string()),
+                snapshot,
+            })
+            .collect()
+    }
+
+    /// The mobilization, move and retirement history, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &HistoryEntry> {
+        self.history.iter()
+    }
+
+    /// The overall state.
+    pub fn status(&self, now: Instant) -> StatusView {
+        let reachable = self
+            .assocs
+            .values()
+            .filter(|s| {
+                s.assoc.reach() != 0 && !matches!(s.assoc.state(), AssocState::Demobilized(_))
+            })
+            .count();
+        let selection = self.steering.selection();
+        StatusView {
+            uptime: now.secs_since(self.started),
+            mode: match self.mode {
+                ClockMode::Observe => "observe",
+                ClockMode::Control => "control",
+            },
+            sources: self.sources.snapshot().len(),
+            associations: self.assocs.len(),
+            reachable,
+            counters: self.counters.clone(),
+            server: (!self.listen.is_empty()).then(|| ServerView {
+                counters: self.responder.counters().clone(),
+                rate_table_used: self.responder.rate_table_len(),
+                rate_table_capacity: self.responder.rate_table_capacity(),
+            }),
+            listening: self.listen.clone(),
+            serving_as: self.serving_as(),
+            system: self.system,
+            clock_state: self.steering.state(),
+            frequency_ppm: self.steering.frequency_ppm(),
+            correction: self.steering.served_correction(now),
+            last_offset: self.steering.last_offset(),
+            system_peer: selection.and_then(|s| s.system_peer),
+            system_offset: selection.and_then(|s| s.combined).map(|c| c.offset),
+            system_jitter: selection.and_then(|s| s.combined).map(|c| c.jitter),
+            history_totals: self.history_totals.clone(),
+            clock_error: self.clock_error.clone(),
+        }
+    }
+
+    /// Whether the node serves synchronized time: a system peer is selected and the
+    /// discipline tracks it (its frequency may still be settling, as with ntpd's FREQ state
+    /// and chrony, which serve from the first clock update on).
+    pub fn synchronized(&self) -> bool {
+        let tracking =
+            matches!(self.steering.state(), DisciplineState::Freq | DisciplineState::Sync);
+        tracking && self.steering.system_peer().is_some()
+    }
+
+    fn serving_as(&self) -> ServingAs {
+        match (self.system.leap, self.synchronized(), self.orphan) {
+            (LeapIndicator::Unsynchronized, _, _) => ServingAs::Unsynchronized,
+            (_, true, _) => ServingAs::Synchronized,
+            (_, false, Some(_)) => ServingAs::Orphan,
+            _ => ServingAs::Unsynchronized,
+        }
+    }
+
+    // ----- internals ------------------------------------------------------------------
+
+    fn add(&mut self, now: Instant, source: ConfiguredSource) -> Result<SourceId, AddError> {
+        let is_server_name = matches!(
+            (&source.spec.kind, &source.spec.target),
+            (SourceKind::Server, Target::Name(_))
+        );
+        match self.sources.add(now, source.spec, &mut *self.rng) {
+            Ok(id) => {
+                self.names.origin.insert(id, source.origin);
+                Ok(id)
+            }
+            Err(error) => {
+                let first_origin = match &error {
+                    AddError::Duplicate { existing, .. } => {
+                        self.names.origin.get(&SourceId(*existing)).cloned()
+                    }
+                    _ => None,
+                };
+                let pool_hint = is_server_name && matches!(error, AddError::Duplicate { .. });
+                self.push_event(NodeEvent::SourceRejected {
+                    origin: source.origin,
+                    error: error.clone(),
+                    first_origin,
+                    pool_hint,
+                });
+                Err(error)
+            }
+        }
+    }
+
+    fn source_name(&self, id: SourceId) -> String {
+        match self.sources.spec(id) {
+            Some(spec) => spec.target.to_string(),
+            None => self.names.removed.get(&id).cloned().unwrap_or_else(|| format!("#{}", id.0)),
+        }
+    }
+
+    fn note_wall(&mut self, now: Instant, wall: NtpTimestamp) {
+        self.last_wall = Some((now, wall));
+    }
+
+    /// The wall clock at `now`, extrapolated from the driver's latest reading.
+    fn wall_at(&self, now: Instant) -> Option<NtpTimestamp> {
+        self.last_wall
+            .map(|(t, wall)| wall.add_duration(NtpDuration::from_secs_f64(now.secs_since(t))))
+    }
+
+    fn client_packet(
+        &mut self,
+        now: Instant,
+        id: AssocId,
+        remote: SocketAddr,
+        t4: NtpTimestamp,
+        bytes: &[u8],
+    ) {
+        self.counters.received += 1;
+        let Some(slot) = self.assocs.get_mut(&id) else {
+            // A datagram queued before its association went away.
+            self.counters.drop("no_association");
+            return;
+        };
+        if slot.assoc.remote() != remote {
+            // From the address the association used before a move: a late reply to a request
+            // the association no longer waits for, whatever it says.
+            *slot.drops.entry("wrong_remote").or_default() += 1;
+            self.counters.drop("wrong_remote");
+            return;
+        }
+        match slot.assoc.handle_packet(now, t4, bytes) {
+            Ok(()) => self.counters.accepted += 1,
+            Err(reason) => {
+                let name = reason.counter_name();
+                *slot.drops.entry(name).or_default() += 1;
+                self.counters.drop(name);
+            }
+        }
+        self.drain_assoc(now, id);
+        self.process(now);
+    }
+
+    /// Hands an association's events to the source manager and the steering, in order, and
+    /// re-files its deadline.
+    fn drain_assoc(&mut self, now: Instant, id: AssocId) {
+        loop {
+            let Some(slot) = self.assocs.get_mut(&id) else { return };
+            let Some(event) = slot.assoc.poll_event() else { break };
+            let (source, remote) = (slot.source, slot.assoc.remote());
+            // The filter's estimate right after this sample: part of the same step.
+            let best = match event {
+                AssocEvent::Sample(s) => slot.assoc.estimate(now).is_some_and(|e| e.time == s.time),
+                _ => false,
+            };
+            if let AssocEvent::Kod(_) = event {
+                self.counters.kod_received += 1;
+            }
+            self.sources.handle_assoc_event(now, id, &event, &mut *self.rng);
+            match event {
+                AssocEvent::Sample(sample) => self.steering.handle_sample(now, id, &sample, best),
+                AssocEvent::Unreachable | AssocEvent::Demobilized(_) => {
+                    self.steering.handle_source_change();
+                }
+                _ => {}
+            }
+            let source_name = self.source_name(source);
+            self.push_event(NodeEvent::Assoc { assoc: id, source_name, remote, event });
+        }
+        self.reschedule(id);
+    }
+
+    fn reschedule(&mut self, id: AssocId) {
+        let Some(slot) = self.assocs.get_mut(&id) else { return };
+        let next = slot.assoc.next_transmit();
+        if slot.scheduled == next {
+            return;
+        }
+        if let Some(old) = slot.scheduled.take() {
+            self.schedule.remove(&(old, id));
+        }
+        if let Some(at) = next {
+            self.schedule.insert((at, id));
+            slot.scheduled = Some(at);
+        }
+    }
+
+    /// Runs until nothing is left to do: source actions, source events, steering rounds (a
+    /// round may retire a falseticker, which is a source action again).
+    fn process(&mut self, now: Instant) {
+        // Each pass handles what the previous one produced; a handful is the most ever seen.
+        for _ in 0..64 {
+            let mut busy = false;
+            while let Some(action) = self.sources.poll_action() {
+                busy = true;
+                self.source_action(now, action);
+            }
+            while let Some(event) = self.sources.poll_event() {
+                busy = true;
+                self.source_event(now, event);
+            }
+            if self.steering.wants_round() {
+                busy = true;
+                self.steer(now);
+            }
+            if !busy {
+                break;
+            }
+        }
+        // Removed sources' names were kept only for the events just recorded.
+        self.names.removed.clear();
+    }
+
+    fn source_action(&mut self, now: Instant, action: SourceAction) {
+        match action {
+            SourceAction::Resolve { source, name } => {
+                let family = self.sources.spec(source).map_or(AddrFamily::Any, |s| s.family);
+                push_bounded(&mut self.lookups, Lookup { source, name, family });
+            }
+            SourceAction::Mobilize { assoc, source, remote, config } => {
+                let a = Association::new(
+                    assoc,
+                    remote,
+                    config,
+                    2f64.powi(i32::from(self.precision_log2)),
+                    now,
+                    FIRST_POLL_SPREAD,
+                    &mut *self.rng,
+                );
+                self.assocs.insert(
+                    assoc,
+                    Slot { assoc: a, source, scheduled: None, drops: BTreeMap::new() },
+                );
+                self.reschedule(assoc);
+            }
+            SourceAction::Move { assoc, remote } => {
+                // Another address, another path: what the steering knew of the old one is
+                // forgotten in the same step.
+                self.steering.handle_reset(assoc);
+                self.steering.handle_source_change();
+                if let Some(slot) = self.assocs.get_mut(&assoc) {
+                    slot.assoc.change_remote(now, remote);
+                }
+                self.reschedule(assoc);
+            }
+            SourceAction::Demobilize { assoc, .. } => {
+                self.steering.handle_reset(assoc);
+                self.steering.handle_source_change();
+                if let Some(slot) = self.assocs.remove(&assoc) {
+                    if let Some(at) = slot.scheduled {
+                        self.schedule.remove(&(at, assoc));
+                    }
+                }
+                self.ready.retain(|a| *a != assoc);
+                self.push_event(NodeEvent::AssocClosed(assoc));
+            }
+        }
+    }
+
+    fn source_event(&mut self, now: Instant, event: SourceEvent) {
+        let entry = match &event {
+            SourceEvent::Mobilized { source, assoc, remote, reason } => {
+                Some((*source, *assoc, HistoryKind::Mobilized, *remote, None, reason.name()))
+            }
+            SourceEvent::Retired { source, assoc, remote, reason } => {
+                Some((*source, *assoc, HistoryKind::Retired, *remote, None, reason.name()))
+            }
+            SourceEvent::Moved { source, assoc, from, to } => {
+                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), "address-changed"))
+            }
+            _ => None,
+        };
+        let source = match &event {
+            SourceEvent::Resolved { source, .. }
+            | SourceEvent::ResolveFailed { source, .. }
+            | SourceEvent::Mobilized { source, .. }
+            | SourceEvent::Moved { source, .. }
+            | SourceEvent::Retired { source, .. }
+            | SourceEvent::NoFreeAddress { source, .. } => *source,
+        };
+        let name = self.source_name(source);
+        if let Some((source, assoc, kind, address, old_address, reason)) = entry {
+            *self.history_totals.entry(format!("{}:{reason}", kind.name())).or_default() += 1;
+            if self.history.len() >= HISTORY_LEN {
+                self.history.pop_front();
+            }
+            self.history.push_back(HistoryEntry {
+                at: now,
+                source,
+                source_name: name.clone(),
+                assoc,
+                kind,
+                address,
+                old_address,
+                reason,
+            });
+        }
+        self.push_event(NodeEvent::Source { name, event });
+    }
+
+    /// One steering round over every live association, then what it decided: clock requests,
+    /// pool retirements, and what clients are told.
+    fn steer(&mut self, now: Instant) {
+        let inputs: Vec<SourceInput> = self
+            .assocs
+            .iter()
+            // A stopped association (KoD) keeps its last reach and filter for display, but it
+            // is no source of time any more.
+            .filter(|(_, s)| !matches!(s.assoc.state(), AssocState::Demobilized(_)))
+            .map(|(_, slot)| {
+                let snap = slot.assoc.snapshot(now);
+                let (prefer, noselect) = self
+                    .sources
+                    .spec(slot.source)
+                    .map_or((false, false), |spec| (spec.prefer, spec.noselect));
+                SourceInput {
+                    prefer,
+                    noselect,
+                    ..SourceInput::from_snapshot(&snap, ReferenceId::for_address(snap.remote.ip()))
+                }
+            })
+            .collect();
+        let outcome = self.steering.handle_round(now, &inputs);
+        while let Some(event) = self.steering.poll_event() {
+            match event {
+                crate::steer::SteeringEvent::SystemPeer { from, to } => {
+                    let combined = self.steering.selection().and_then(|s| s.combined);
+                    self.push_event(NodeEvent::SystemPeer {
+                        from,
+                        to,
+                        offset: combined.map(|c| c.offset),
+                        stratum: combined.map(|c| c.stratum),
+                    });
+                }
+                crate::steer::SteeringEvent::PersistentFalseticker(id) => {
+                    self.sources.handle_falseticker(now, id, &mut *self.rng);
+                }
+            }
+        }
+        self.drain_steering_actions(now);
+        if outcome.updates() > 0 {
+            // The reference time is when the clock was last set: the node's time now.
+            if let Some(wall) = self.wall_at(now) {
+                self.reference_time = self.served_time(now, wall);
+            }
+            self.kernel_status();
+            self.maybe_save_drift(now);
+        }
+        if matches!(outcome, RoundOutcome::Skipped) {
+            return;
+        }
+        // Every counted round decides what clients are told, including the round that lost
+        // the last source: server mode must say "unsynchronized" then.
+        let combined = self.steering.selection().and_then(|s| s.combined);
+        self.system = match combined {
+            Some(c) if self.synchronized() => SystemState {
+                leap: c.leap,
+                stratum: c.stratum,
+                precision: self.precision_log2,
+                root_delay: c.root_delay,
+                root_dispersion: c.root_dispersion,
+                reference_id: c.reference_id,
+                reference_time: self.reference_time,
+            },
+            _ => initial_system_state(self.precision_log2, self.orphan),
+        };
+    }
+
+    fn drain_steering_actions(&mut self, _now: Instant) {
+        while let Some(action) = self.steering.poll_action() {
+            match action {
+                ClockAction::Step { offset } => {
+                    self.push_event(NodeEvent::ClockStepped { offset });
+                }
+                ClockAction::Panic { offset } => {
+                    self.push_event(NodeEvent::ClockPanic { offset });
+                }
+                ClockAction::Slew { .. } | ClockAction::None => {}
+            }
+            if self.mode == ClockMode::Control {
+                push_bounded(&mut self.clock_requests, ClockRequest::Adjust(action));
+            }
+        }
+    }
+
+    /// Control mode: tell the kernel what the combined estimate says (leap warning, errors).
+    fn kernel_status(&mut self) {
+        if self.mode != ClockMode::Control {
+            return;
+        }
+        let Some(c) = self.steering.selection().and_then(|s| s.combined) else { return };
+        let request = ClockRequest::Status {
+            synchronized: self.steering.synchronized(),
+            leap: c.leap,
+            max_error: c.root_delay / 2.0 + c.root_dispersion,
+            est_error: c.jitter,
+        };
+        push_bounded(&mut self.clock_requests, request);
+    }
+
+    fn maybe_save_drift(&mut self, now: Instant) {
+        if !self.drift_file
+            || self.drift_saved.is_some_and(|t| now.secs_since(t) < DRIFT_SAVE_INTERVAL)
+        {
+            return;
+        }
+        let Some(freq_ppm) = self.steering.drift_freq_ppm() else { return };
+        self.drift_saved = Some(now);
+        push_bounded(&mut self.clock_requests, ClockRequest::SaveDrift { freq_ppm });
+    }
+
+    fn push_event(&mut self, event: NodeEvent) {
+        push_bounded(&mut self.events, event);
+    }
+}
+
+/// Appends to a driver-facing queue, dropping the oldest entry when a driver that never drains
+/// it lets it grow past [`MAX_QUEUE`].
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() >= MAX_QUEUE {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
+/// What server mode says before any source is selected: unsynchronized, or with `tos orphan N`
+/// a stratum-N orphan parent as NTPsec answers (leap 0, refid 127.0.0.1, zero reference time,
+/// root delay and dispersion; chronyd, ntpdig and check_ntp_time accept it).
+pub fn initial_system_state(precision: i8, orphan: Option<u8>) -> SystemState {
+    match orphan {
+        None => SystemState::unsynchronized(precision),
+        Some(stratum) => SystemState {
+            leap: LeapIndicator::NoWarning,
+            stratum,
+            precision,
+            root_delay: 0.0,
+            root_dispersion: 0.0,
+            reference_id: ReferenceId::from_bytes([127, 0, 0, 1]),
+            reference_time: NtpTimestamp::ZERO,
+        },
+    }
+}
+
+/// IPv4-mapped IPv6 sources (from a dual-stack socket) match IPv4 restrict rules.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
