@@ -24,6 +24,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod kernel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
