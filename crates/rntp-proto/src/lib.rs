@@ -13,6 +13,7 @@
 
 pub mod assoc;
 pub mod discipline;
+pub mod mode6;
 pub mod rng;
 pub mod select;
 pub mod server;
