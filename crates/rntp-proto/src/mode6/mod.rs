@@ -39,3 +39,6 @@ pub use wire::{
     ControlHeader, ControlPacket, ControlRepr, ErrorCode, MacTrailer, Mode6Error, Opcode,
     HEADER_LEN, MAX_DATAGRAM_LEN, MAX_DATA_LEN,
 };
+
+#[cfg(test)]
+mod tests;
