@@ -31,10 +31,7 @@ pub use respond::{
     query_allowed, DropReason, Mode6Responder, Outcome, Replies, ReplyBudget, MAX_FRAGMENTS,
 };
 pub use status::{ClockSource, PeerEvent, PeerStatus, Selection, SystemEvent, SystemStatus};
-pub use vars::{
-    ntp_seconds_from_unix, AssocId, AssocSummary, FilterStages, LeapTable, Mode6Data, PeerVars,
-    SystemVars,
-};
+pub use vars::{AssocId, AssocSummary, FilterStages, LeapTable, Mode6Data, PeerVars, SystemVars};
 pub use wire::{
     ControlHeader, ControlPacket, ControlRepr, ErrorCode, MacTrailer, Mode6Error, Opcode,
     HEADER_LEN, MAX_DATAGRAM_LEN, MAX_DATA_LEN,

@@ -372,8 +372,6 @@ pub(crate) const PEER_VARS: [(&str, PeerVar, bool); 38] = [
 const MAX_STRING_LEN: usize = 255;
 /// Milliseconds per second.
 const MS_PER_S: f64 = 1e3;
-/// Seconds from the NTP era 0 epoch (1900) to the Unix epoch.
-const NTP_UNIX_OFFSET: i64 = 2_208_988_800;
 
 /// Appends `name="value"`, replacing what ntpq's parser cannot take (quotes, commas,
 /// control characters, non-ASCII) with `?`.
@@ -555,12 +553,6 @@ pub(crate) fn put_peer(out: &mut String, name: &str, var: PeerVar, p: &PeerVars<
     true
 }
 
-/// The Unix time of an NTP era-0 timestamp's seconds (for tests and fixtures).
-pub fn ntp_seconds_from_unix(unix: i64) -> u32 {
-    // Era 0 ends in 2036; wrapping keeps era 1 times in the 32-bit field, as on the wire.
-    (unix + NTP_UNIX_OFFSET) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +596,5 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(ntp_seconds_from_unix(0), 2_208_988_800);
     }
 }
