@@ -16,6 +16,7 @@
 
 pub mod assoc;
 pub mod discipline;
+pub mod mode6;
 pub mod node;
 pub mod rng;
 pub mod select;

@@ -1,0 +1,497 @@
+//! The mode 6 responder: one request in, zero or more reply datagrams out.
+
+use core::net::IpAddr;
+
+use super::vars::{put_peer, put_sys, AssocId, Mode6Data, PeerVar, SysVar, PEER_VARS, SYS_VARS};
+use super::wire::{
+    ControlHeader, ControlPacket, ControlRepr, ErrorCode, Mode6Error, Opcode, HEADER_LEN,
+    MAX_DATAGRAM_LEN, MAX_DATA_LEN,
+};
+use crate::server::RestrictFlags;
+use crate::wire::LeapIndicator;
+
+/// Most fragments in one answer: NTPsec's ntpq gives up beyond 32 (`MAXFRAGS`). An answer
+/// longer than this (only READSTAT with thousands of associations could be) is refused with
+/// `PERMISSION`, NTPsec's "no resources" code.
+pub const MAX_FRAGMENTS: usize = 32;
+/// ntpd's `MAXDATALINELEN`: text lines are broken before they reach this length.
+const MAX_LINE_LEN: usize = 72;
+/// The control mode in the first byte.
+const MODE_CONTROL: u8 = 0x06;
+
+/// How many octets the answer to one request may take, summed over all its datagrams.
+///
+/// ntpd has no such limit: it answers every permitted request in full, up to dozens of 480-byte
+/// fragments for a 12-byte READSTAT or READVAR, which made `noquery` the only protection
+/// against mode 6 reflection. rntpd keeps `noquery` *and* bounds what an unauthenticated
+/// non-local client can get: with [`ReplyBudget::AtMost`] the request's own length, a spoofed
+/// source is sent at most the bytes the attacker sent us.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ReplyBudget {
+    /// Answer in full (loopback clients, or networks `restrict` opens explicitly).
+    Unlimited,
+    /// At most this many octets in all. An answer that does not fit is not truncated or
+    /// fragmented to fit (ntpq would wait for the missing fragments and report a timeout);
+    /// it is replaced by one 12-byte `PERMISSION` error if that fits, else nothing is sent.
+    /// A client that pads its request (the trailer is ignored) earns a proportionally larger
+    /// budget, as QUIC clients pad their Initial.
+    AtMost(usize),
+}
+
+impl ReplyBudget {
+    /// The budget for a request of `request_len` octets from `source`: unlimited for loopback
+    /// (including IPv4-mapped loopback) or when the administrator opened queries from that
+    /// network without the size rule (`large_replies`), else the request's length.
+    pub fn for_source(source: IpAddr, request_len: usize, large_replies: bool) -> Self {
+        let loopback = match source {
+            IpAddr::V4(v4) => v4.is_loopback(),
+            IpAddr::V6(v6) => {
+                v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+        };
+        if loopback || large_replies {
+            ReplyBudget::Unlimited
+        } else {
+            ReplyBudget::AtMost(request_len)
+        }
+    }
+
+    fn allows(self, len: usize) -> bool {
+        match self {
+            ReplyBudget::Unlimited => true,
+            ReplyBudget::AtMost(max) => len <= max,
+        }
+    }
+}
+
+/// Whether a query is answered at all, from the `restrict` flags that apply to its source:
+/// `ignore` and `noquery` drop it unanswered, as ntpd does. rntpd's default restrict flags
+/// carry `noquery`; the configuration must add rules without it for loopback (ntpd's shipped
+/// configurations have `restrict 127.0.0.1` and `restrict ::1`) so that local ntpq works.
+pub fn query_allowed(flags: RestrictFlags) -> bool {
+    !flags.contains(RestrictFlags::IGNORE) && !flags.contains(RestrictFlags::NOQUERY)
+}
+
+/// Why a datagram got no answer at all. Each has a stable
+/// [`counter name`](DropReason::counter_name).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DropReason {
+    /// Shorter than the 12-byte header.
+    TooShort,
+    /// Not mode 6 (the caller routes by mode; this is a programming error or a fuzzer).
+    NotControl,
+    /// Version 0 or 5–7.
+    UnsupportedVersion,
+    /// R, E or M set: a response or a fragment, never a request (answering could loop).
+    NotARequest,
+    /// A non-zero offset: requests are never fragmented.
+    FragmentedRequest,
+    /// The answer (even the error) exceeds the [`ReplyBudget`].
+    OverBudget,
+}
+
+impl DropReason {
+    /// A stable snake_case label for counters.
+    pub const fn counter_name(self) -> &'static str {
+        match self {
+            DropReason::TooShort => "too_short",
+            DropReason::NotControl => "not_control",
+            DropReason::UnsupportedVersion => "unsupported_version",
+            DropReason::NotARequest => "not_a_request",
+            DropReason::FragmentedRequest => "fragmented_request",
+            DropReason::OverBudget => "over_budget",
+        }
+    }
+}
+
+/// What the responder did with a request, for counters and logs.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Outcome {
+    /// Nothing is sent.
+    Dropped(DropReason),
+    /// Answered in `fragments` datagrams.
+    Answered {
+        /// The request's opcode.
+        opcode: Opcode,
+        /// Datagrams in the answer (at least 1).
+        fragments: usize,
+    },
+    /// Answered with an error response (one 12-byte datagram).
+    Error {
+        /// The request's opcode.
+        opcode: Opcode,
+        /// The error.
+        code: ErrorCode,
+    },
+    /// The full answer exceeded the [`ReplyBudget`]; a `PERMISSION` error was sent instead.
+    Refused {
+        /// The request's opcode.
+        opcode: Opcode,
+        /// Octets the full answer would have taken.
+        wanted: usize,
+    },
+}
+
+/// The mode 6 responder. Stateless apart from its settings; one per node.
+///
+/// # Use
+/// ```text
+/// // for each datagram whose mode is 6:
+/// let flags = restrict.lookup(src);
+/// if !mode6::query_allowed(flags) { count("mode6_noquery"); continue; }
+/// if !rate_limiter.admit(now, src) { count("mode6_limited"); continue; }
+/// let budget = ReplyBudget::for_source(src.ip(), datagram.len(), opened(src));
+/// let replies = responder.respond(datagram, &node, budget);
+/// count(replies.outcome());
+/// for reply in replies { socket.send_to(&reply, src); }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Mode6Responder {
+    _private: (),
+}
+
+/// The answer to one request: an iterator over its datagrams, in offset order.
+#[derive(Clone, Debug)]
+pub struct Replies {
+    header: ControlHeader,
+    body: Vec<u8>,
+    next: usize,
+    remaining: usize,
+    outcome: Outcome,
+}
+
+impl Replies {
+    fn none(reason: DropReason) -> Self {
+        Replies {
+            header: ControlHeader {
+                leap: LeapIndicator::NoWarning,
+                version: 4,
+                response: true,
+                error: false,
+                more: false,
+                opcode: Opcode::Unspecified,
+                sequence: 0,
+                status: 0,
+                association_id: 0,
+                offset: 0,
+            },
+            body: Vec::new(),
+            next: 0,
+            remaining: 0,
+            outcome: Outcome::Dropped(reason),
+        }
+    }
+
+    /// What was done.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Datagrams still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Octets of all datagrams still to come.
+    pub fn total_len(&self) -> usize {
+        let mut len = 0;
+        let mut offset = self.next;
+        for _ in 0..self.remaining {
+            let count = (self.body.len() - offset).min(MAX_DATA_LEN);
+            len += datagram_len(count);
+            offset += count;
+        }
+        len
+    }
+
+    /// Writes the next datagram to the front of `buf` (which must hold
+    /// [`MAX_DATAGRAM_LEN`] octets) and returns its length; `None` when done.
+    pub fn write_next(&mut self, buf: &mut [u8]) -> Option<Result<usize, Mode6Error>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let count = (self.body.len() - self.next).min(MAX_DATA_LEN);
+        self.remaining -= 1;
+        let repr = ControlRepr {
+            header: ControlHeader {
+                more: self.remaining > 0,
+                // The body is capped at MAX_FRAGMENTS * MAX_DATA_LEN < 65536.
+                offset: self.next as u16,
+                ..self.header
+            },
+            data: &self.body[self.next..self.next + count],
+            trailer: &[],
+        };
+        self.next += count;
+        Some(repr.emit(buf))
+    }
+}
+
+impl Iterator for Replies {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+        // Our own header and a data slice of at most MAX_DATA_LEN always emit into
+        // MAX_DATAGRAM_LEN; an error here would be a bug, and dropping the datagram is the
+        // safe answer to it.
+        let len = self.write_next(&mut buf)?.ok()?;
+        buf.truncate(len);
+        Some(buf)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+/// Octets of a datagram carrying `count` data octets.
+const fn datagram_len(count: usize) -> usize {
+    (HEADER_LEN + count + 3) & !3
+}
+
+/// Splits a request's data into variable names as ntpd's `ctl_getitem` does: items end at
+/// `,`; a `=value` part is ignored (writes are not supported); blanks around names and empty
+/// items are skipped.
+fn names(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split(|&b| b == b',').filter_map(|item| {
+        let name = item.split(|&b| b == b'=').next().unwrap_or(item);
+        let name = name.trim_ascii();
+        (!name.is_empty()).then_some(name)
+    })
+}
+
+/// Joins text items as ntpd's `ctl_putdata` does.
+struct TextBody {
+    out: Vec<u8>,
+    line_len: usize,
+    item: String,
+}
+
+impl TextBody {
+    fn new() -> Self {
+        TextBody { out: Vec::new(), line_len: 0, item: String::new() }
+    }
+
+    /// Appends the item built in `self.item`, then clears it.
+    fn commit(&mut self) {
+        let len = self.item.len();
+        if !self.out.is_empty() {
+            self.out.push(b',');
+            self.line_len += 1;
+            if len + self.line_len + 1 >= MAX_LINE_LEN {
+                self.out.extend_from_slice(b"\r\n");
+                self.line_len = 0;
+            } else {
+                self.out.push(b' ');
+                self.line_len += 1;
+            }
+        }
+        self.out.extend_from_slice(self.item.as_bytes());
+        self.line_len += len;
+        self.item.clear();
+    }
+
+    /// The body, with ntpd's trailing `\r\n` when the last fragment has room for it.
+    fn finish(mut self) -> Vec<u8> {
+        let last = self.out.len() % MAX_DATA_LEN;
+        if !self.out.is_empty() && last != 0 && last + 2 < MAX_DATA_LEN {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out
+    }
+}
+
+impl Mode6Responder {
+    /// A responder.
+    pub fn new() -> Self {
+        Mode6Responder::default()
+    }
+
+    /// Answers one mode 6 datagram from `data`, within `budget`.
+    ///
+    /// Dropped without answer (as ntpd): shorter than 12 octets, not mode 6, version outside
+    /// 1–4, R/E/M bits set, non-zero offset, or over budget even for an error. Answered with
+    /// an error: `BADFMT` for a count beyond the datagram, above 468, or a length not a
+    /// multiple of 4; `BADOP` for unknown and unimplemented opcodes; `PERMISSION` for the
+    /// authenticated operations (WRITEVAR, CONFIGURE, READ_ORDLIST_A: rntpd has no control
+    /// keys, so no request is authentic); `BADASSOC` for an unknown association and for
+    /// READCLOCK (no reference clocks); `UNKNOWNVAR` when a requested name is unknown.
+    pub fn respond(&self, request: &[u8], data: &dyn Mode6Data, budget: ReplyBudget) -> Replies {
+        let Ok(packet) = ControlPacket::new_checked(request) else {
+            return Replies::none(DropReason::TooShort);
+        };
+        if packet.mode() != MODE_CONTROL {
+            return Replies::none(DropReason::NotControl);
+        }
+        if packet.is_response() || packet.is_error() || packet.has_more() {
+            return Replies::none(DropReason::NotARequest);
+        }
+        if packet.offset() != 0 {
+            return Replies::none(DropReason::FragmentedRequest);
+        }
+        let version = packet.version();
+        if !(1..=4).contains(&version) {
+            return Replies::none(DropReason::UnsupportedVersion);
+        }
+        let system = data.system();
+        let opcode = packet.opcode();
+        let header = ControlHeader {
+            leap: system.leap,
+            version,
+            response: true,
+            error: false,
+            more: false,
+            opcode,
+            sequence: packet.sequence(),
+            status: 0,
+            association_id: packet.association_id(),
+            offset: 0,
+        };
+        let answer = match ControlRepr::parse(request) {
+            Err(_) => Err(ErrorCode::BadFormat),
+            Ok(repr) => answer(opcode, repr.header.association_id, repr.data, data),
+        };
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(code) => return error_reply(header, code, opcode, budget),
+        };
+        let fragments = body.len().div_ceil(MAX_DATA_LEN).max(1);
+        if fragments > MAX_FRAGMENTS {
+            return error_reply(header, ErrorCode::Permission, opcode, budget);
+        }
+        let replies = Replies {
+            header: ControlHeader { status, ..header },
+            body,
+            next: 0,
+            remaining: fragments,
+            outcome: Outcome::Answered { opcode, fragments },
+        };
+        let wanted = replies.total_len();
+        if !budget.allows(wanted) {
+            let mut refused = error_reply(header, ErrorCode::Permission, opcode, budget);
+            if let Outcome::Error { .. } = refused.outcome {
+                refused.outcome = Outcome::Refused { opcode, wanted };
+            }
+            return refused;
+        }
+        replies
+    }
+}
+
+/// A one-datagram error response, if the budget allows 12 octets.
+fn error_reply(
+    header: ControlHeader,
+    code: ErrorCode,
+    opcode: Opcode,
+    budget: ReplyBudget,
+) -> Replies {
+    if !budget.allows(HEADER_LEN) {
+        return Replies::none(DropReason::OverBudget);
+    }
+    Replies {
+        header: ControlHeader { error: true, status: code.status_word(), ..header },
+        body: Vec::new(),
+        next: 0,
+        remaining: 1,
+        outcome: Outcome::Error { opcode, code },
+    }
+}
+
+/// Status word and body of a successful answer, or the error to send.
+type Answer = Result<(u16, Vec<u8>), ErrorCode>;
+
+fn answer(opcode: Opcode, assoc: AssocId, request: &[u8], data: &dyn Mode6Data) -> Answer {
+    match opcode {
+        Opcode::Unspecified => {
+            let status = status_of(assoc, data)?;
+            Ok((status, Vec::new()))
+        }
+        Opcode::ReadStatus if assoc == 0 => {
+            let system = data.system();
+            let mut body = Vec::new();
+            for a in data.associations() {
+                body.extend_from_slice(&a.id.to_be_bytes());
+                body.extend_from_slice(&a.status.to_bits().to_be_bytes());
+            }
+            Ok((system.status.to_bits(system.leap), body))
+        }
+        // READSTAT of one association: its status and default variables, as ntpd.
+        Opcode::ReadStatus => read_peer(assoc, &[], data),
+        Opcode::ReadVariables if assoc == 0 => read_system(request, data),
+        Opcode::ReadVariables => read_peer(assoc, request, data),
+        // No reference clocks: ntpd built without refclock support answers the same.
+        Opcode::ReadClock => Err(ErrorCode::BadAssociation),
+        Opcode::WriteVariables | Opcode::Configure | Opcode::ReadOrderedList => {
+            Err(ErrorCode::Permission)
+        }
+        // Not implemented (NTPsec answers WRITECLOCK and the trap opcodes the same way);
+        // READ_MRU and REQ_NONCE: rntpd keeps no MRU list yet.
+        Opcode::WriteClock
+        | Opcode::SetTrap
+        | Opcode::AsyncMessage
+        | Opcode::SaveConfig
+        | Opcode::ReadMru
+        | Opcode::RequestNonce
+        | Opcode::UnsetTrap
+        | Opcode::Other(_) => Err(ErrorCode::BadOpcode),
+    }
+}
+
+fn status_of(assoc: AssocId, data: &dyn Mode6Data) -> Result<u16, ErrorCode> {
+    if assoc == 0 {
+        let system = data.system();
+        Ok(system.status.to_bits(system.leap))
+    } else {
+        data.peer(assoc).map(|p| p.status.to_bits()).ok_or(ErrorCode::BadAssociation)
+    }
+}
+
+fn read_system(request: &[u8], data: &dyn Mode6Data) -> Answer {
+    let system = data.system();
+    let mut wanted: Vec<(&str, SysVar)> = Vec::new();
+    for name in names(request) {
+        let Some(&(known, var)) = SYS_VARS.iter().find(|(n, _)| n.as_bytes() == name) else {
+            // All names are checked before anything is sent: no partial answers.
+            return Err(ErrorCode::UnknownVariable);
+        };
+        wanted.push((known, var));
+    }
+    if wanted.is_empty() {
+        wanted.extend(SYS_VARS.iter().copied());
+    }
+    let mut body = TextBody::new();
+    // Request order, duplicates included, as ntpd's read_sysvars.
+    for (name, var) in wanted {
+        if put_sys(&mut body.item, name, var, &system) {
+            body.commit();
+        } else {
+            body.item.clear();
+        }
+    }
+    Ok((system.status.to_bits(system.leap), body.finish()))
+}
+
+fn read_peer(assoc: AssocId, request: &[u8], data: &dyn Mode6Data) -> Answer {
+    let peer = data.peer(assoc).ok_or(ErrorCode::BadAssociation)?;
+    let mut wanted = [false; PEER_VARS.len()];
+    let mut explicit = false;
+    for name in names(request) {
+        let Some(index) = PEER_VARS.iter().position(|(n, _, _)| n.as_bytes() == name) else {
+            return Err(ErrorCode::UnknownVariable);
+        };
+        wanted[index] = true;
+        explicit = true;
+    }
+    let mut body = TextBody::new();
+    // Table order whatever the request's order, each once, as ntpd's read_peervars.
+    for (index, &(name, var, default)) in PEER_VARS.iter().enumerate() {
+        let send = if explicit { wanted[index] } else { default };
+        if send && var != PeerVar::Silent && put_peer(&mut body.item, name, var, &peer) {
+            body.commit();
+        } else {
+            body.item.clear();
+        }
+    }
+    Ok((peer.status.to_bits(), body.finish()))
+}
