@@ -31,6 +31,7 @@ use core::fmt;
 
 use crate::time::{Instant, PollInterval};
 
+#[cfg(feature = "research")]
 pub mod pll;
 
 /// Which clock-control algorithm a [`Discipline`] runs.
@@ -40,8 +41,9 @@ pub enum DisciplineKind {
     #[default]
     Kalman,
     /// RFC 5905's hybrid PLL/FLL ([`pll::PllFll`]), kept to measure the choice
-    /// (docs/accuracy.md). [`crate::steer::Steering`] always feeds it RFC-style
-    /// ([`crate::steer::Feed::FilterBest`]).
+    /// (docs/accuracy.md); research builds only. [`crate::steer::Steering`] always feeds it
+    /// RFC-style (`Feed::FilterBest`).
+    #[cfg(feature = "research")]
     RfcPllFll,
 }
 
@@ -83,6 +85,12 @@ pub struct DisciplineConfig {
     pub slew_rate_ppm: f64,
     /// The algorithm: Kalman (default) or RFC 5905's PLL/FLL.
     pub kind: DisciplineKind,
+    /// The most the clock may be stepped in all, over the discipline's life (s): a step that
+    /// would take the sum of |steps| beyond this is refused ([`ClockAction::Panic`]), as
+    /// ntpd-rs's `accumulated-step-panic-threshold`. A server that keeps jumping, or an
+    /// attacker who controls the sources, cannot walk the clock away step by step. 0: no
+    /// limit (the default, as ntpd and chrony).
+    pub step_limit: f64,
 }
 
 impl Default for DisciplineConfig {
@@ -98,6 +106,7 @@ impl Default for DisciplineConfig {
             wander: 3e-9,
             slew_rate_ppm: DEFAULT_SLEW_RATE_PPM,
             kind: DisciplineKind::Kalman,
+            step_limit: 0.0,
         }
     }
 }
@@ -291,9 +300,101 @@ impl Input {
     }
 }
 
-/// A clock discipline. See the module docs.
+/// A clock discipline: the production Kalman filter, or (research builds) RFC 5905's loop for
+/// comparison. Every method dispatches to the algorithm; callers never check which it is.
 #[derive(Debug, Clone)]
-pub struct Discipline {
+pub enum Discipline {
+    /// The two-state Kalman filter.
+    Kalman(Kalman),
+    /// RFC 5905's hybrid PLL/FLL.
+    #[cfg(feature = "research")]
+    RfcPllFll(Box<pll::PllFll>),
+}
+
+/// Calls `$method` on whichever algorithm `$self` holds.
+macro_rules! dispatch {
+    ($self:expr, $d:ident => $body:expr) => {
+        match $self {
+            Discipline::Kalman($d) => $body,
+            #[cfg(feature = "research")]
+            Discipline::RfcPllFll($d) => $body,
+        }
+    };
+}
+
+impl Discipline {
+    /// A new discipline of `config.kind`. `initial_freq_ppm` is the drift file's frequency.
+    pub fn new(config: DisciplineConfig, initial_freq_ppm: Option<f64>) -> Self {
+        match config.kind {
+            DisciplineKind::Kalman => Discipline::Kalman(Kalman::new(config, initial_freq_ppm)),
+            #[cfg(feature = "research")]
+            DisciplineKind::RfcPllFll => {
+                Discipline::RfcPllFll(Box::new(pll::PllFll::new(config, initial_freq_ppm)))
+            }
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> DisciplineState {
+        dispatch!(self, d => d.state())
+    }
+
+    /// The frequency correction currently set (ppm); positive makes the clock run faster.
+    pub fn frequency_ppm(&self) -> f64 {
+        dispatch!(self, d => d.frequency_ppm())
+    }
+
+    /// 1σ uncertainty of the frequency estimate (ppm).
+    pub fn frequency_error_ppm(&self) -> f64 {
+        dispatch!(self, d => d.frequency_error_ppm())
+    }
+
+    /// The estimated measurement noise (s, 1σ).
+    pub fn jitter(&self) -> f64 {
+        dispatch!(self, d => d.jitter())
+    }
+
+    /// The poll interval the discipline would like, within its `minpoll..=maxpoll`.
+    pub fn suggested_poll(&self) -> PollInterval {
+        dispatch!(self, d => d.suggested_poll())
+    }
+
+    /// Whether the frequency is known well enough to be worth saving in the drift file.
+    pub fn frequency_settled(&self) -> bool {
+        self.state() == DisciplineState::Sync
+    }
+
+    /// A combined offset (the RFC 5905 interface); see [`Kalman::update`].
+    pub fn update(
+        &mut self,
+        now: Instant,
+        offset: f64,
+        jitter: f64,
+        poll: PollInterval,
+    ) -> ClockAction {
+        dispatch!(self, d => d.update(now, offset, jitter, poll))
+    }
+
+    /// One raw sample of a surviving source; see [`Kalman::update_sample`].
+    pub fn update_sample(&mut self, now: Instant, m: Measurement) -> ClockAction {
+        match self {
+            Discipline::Kalman(d) => d.update_sample(now, m),
+            #[cfg(feature = "research")]
+            Discipline::RfcPllFll(p) => {
+                if !m.sigma.is_finite() || !m.delay.is_finite() {
+                    return ClockAction::None;
+                }
+                // Not the RFC's input; treated as a combined offset at the loop's own poll.
+                let poll = p.suggested_poll();
+                p.update(now, m.offset, m.sigma, poll)
+            }
+        }
+    }
+}
+
+/// The two-state Kalman discipline (phase and frequency). See the module docs.
+#[derive(Debug, Clone)]
+pub struct Kalman {
     config: DisciplineConfig,
     state: DisciplineState,
     /// Estimated offset θ (s) at `last`.
@@ -317,11 +418,11 @@ pub struct Discipline {
     gated: u32,
     poll: PollInterval,
     poll_counter: i32,
-    /// [`DisciplineKind::RfcPllFll`]: every call is handed to this loop instead.
-    pll: Option<Box<pll::PllFll>>,
+    /// Sum of |steps| taken so far (s).
+    stepped: f64,
 }
 
-impl Discipline {
+impl Kalman {
     /// A new discipline. `initial_freq_ppm` is the drift file's frequency, if any.
     pub fn new(config: DisciplineConfig, initial_freq_ppm: Option<f64>) -> Self {
         let (y, sigma_y) = match initial_freq_ppm.filter(|f| f.is_finite()) {
@@ -331,7 +432,7 @@ impl Discipline {
         let mut model = VirtualClock::with_slew_rate(config.slew_rate_ppm);
         model.freq_ppm = y * 1e6;
         let minpoll = config.minpoll.min(config.maxpoll);
-        Discipline {
+        Kalman {
             config,
             state: DisciplineState::Unset,
             x: 0.0,
@@ -347,49 +448,33 @@ impl Discipline {
             gated: 0,
             poll: minpoll,
             poll_counter: 0,
-            pll: (config.kind == DisciplineKind::RfcPllFll)
-                .then(|| Box::new(pll::PllFll::new(config, initial_freq_ppm))),
+            stepped: 0.0,
         }
     }
 
     /// The current state.
     pub fn state(&self) -> DisciplineState {
-        if let Some(p) = &self.pll {
-            return p.state();
-        }
         self.state
     }
 
     /// The frequency correction currently set (ppm); positive makes the clock run faster.
     pub fn frequency_ppm(&self) -> f64 {
-        if let Some(p) = &self.pll {
-            return p.frequency_ppm();
-        }
         self.model.freq_ppm
     }
 
     /// 1σ uncertainty of the frequency estimate (ppm).
     pub fn frequency_error_ppm(&self) -> f64 {
-        if let Some(p) = &self.pll {
-            return p.frequency_error_ppm();
-        }
         self.p[1][1].max(0.0).sqrt() * 1e6
     }
 
     /// The estimated measurement noise (s, 1σ): the system jitter as the filter sees it.
     pub fn jitter(&self) -> f64 {
-        if let Some(p) = &self.pll {
-            return p.jitter();
-        }
         self.r.max(0.0).sqrt()
     }
 
     /// The poll interval the discipline would like, within `minpoll..=maxpoll`: longer while
     /// the offset stays small against the jitter, shorter when not (RFC 5905 §12 rule).
     pub fn suggested_poll(&self) -> PollInterval {
-        if let Some(p) = &self.pll {
-            return p.suggested_poll();
-        }
         self.poll
     }
 
@@ -412,9 +497,6 @@ impl Discipline {
         jitter: f64,
         poll: PollInterval,
     ) -> ClockAction {
-        if let Some(p) = &mut self.pll {
-            return p.update(now, offset, jitter, poll);
-        }
         let jitter = if jitter.is_finite() { jitter.abs().max(MIN_NOISE) } else { MIN_NOISE };
         self.process(now, offset, Input::Combined { jitter }, poll)
     }
@@ -427,11 +509,6 @@ impl Discipline {
     pub fn update_sample(&mut self, now: Instant, m: Measurement) -> ClockAction {
         if !m.sigma.is_finite() || !m.delay.is_finite() {
             return ClockAction::None;
-        }
-        if let Some(p) = &mut self.pll {
-            // Not the RFC's input; treated as a combined offset at the loop's own poll.
-            let poll = p.suggested_poll();
-            return p.update(now, m.offset, m.sigma, poll);
         }
         let sigma = m.sigma.abs().max(MIN_NOISE);
         // More than a second of round trip is not a sample worth moving in time precisely.
@@ -503,6 +580,13 @@ impl Discipline {
 
     /// Steps by `offset`: the filter restarts its phase but keeps the frequency.
     fn step(&mut self, now: Instant, offset: f64, jitter: f64) -> ClockAction {
+        let limit = self.config.step_limit;
+        if limit > 0.0 && self.stepped + offset.abs() > limit {
+            // Refused before anything changes: the filter keeps tracking as if nothing was
+            // asked, and the driver reports the refusal.
+            return ClockAction::Panic { offset };
+        }
+        self.stepped += offset.abs();
         self.spike_since = None;
         self.gated = 0;
         let action = ClockAction::Step { offset };
@@ -929,6 +1013,22 @@ mod tests {
         let mut d = Discipline::new(cfg, None);
         assert_eq!(d.update(at(0.0), 2000.0, 1e-5, POLL), ClockAction::Step { offset: 2000.0 });
         assert!(matches!(d.update(at(64.0), -2000.0, 1e-5, POLL), ClockAction::Panic { .. }));
+    }
+
+    #[test]
+    fn accumulated_steps_are_bounded() {
+        let cfg = DisciplineConfig {
+            step_limit: 1.0,
+            makestep: Some(MakeStep { threshold: 0.1, limit: u32::MAX }),
+            ..Default::default()
+        };
+        let mut d = Discipline::new(cfg, Some(0.0));
+        assert_eq!(d.update(at(0.0), 0.6, 1e-5, POLL), ClockAction::Step { offset: 0.6 });
+        // 0.6 + 0.5 > 1 s: refused, whatever makestep says.
+        assert_eq!(d.update(at(64.0), -0.5, 1e-5, POLL), ClockAction::Panic { offset: -0.5 });
+        // A step that still fits is taken.
+        assert_eq!(d.update(at(128.0), 0.3, 1e-5, POLL), ClockAction::Step { offset: 0.3 });
+        assert!(matches!(d.update(at(192.0), 0.2, 1e-5, POLL), ClockAction::Panic { .. }));
     }
 
     #[test]

@@ -46,9 +46,11 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::assoc::filter::{FilterEstimate, Sample, NSTAGE, PHI};
 use crate::assoc::{AssocId, AssocSnapshot, ServerInfo};
+#[cfg(feature = "research")]
+use crate::discipline::DisciplineKind;
 use crate::discipline::{
-    ClockAction, DelayNoise, Discipline, DisciplineConfig, DisciplineKind, DisciplineState,
-    Measurement, VirtualClock,
+    ClockAction, DelayNoise, Discipline, DisciplineConfig, DisciplineState, Measurement,
+    VirtualClock,
 };
 use crate::select::{self, Candidate, SelectConfig, Selection, Verdict};
 use crate::time::{Instant, PollInterval};
@@ -63,7 +65,8 @@ pub enum Feed {
     #[default]
     Samples,
     /// RFC 5905: after a sample that became its filter's best, selection's combined offset
-    /// goes to [`Discipline::update`].
+    /// goes to [`Discipline::update`] (research builds only: measured worse, docs/accuracy.md).
+    #[cfg(feature = "research")]
     FilterBest,
 }
 
@@ -73,10 +76,13 @@ pub enum Combine {
     /// [`select::select`] only: no system peer, no clock update (RFC 5905; the daemon).
     #[default]
     Select,
-    /// [`select::select`], falling back to [`Combine::Median`]'s estimate when it returns no
-    /// system peer (the simulator's benchmark setting).
+    /// [`select::select`], falling back to the median of the reachable estimates when it
+    /// returns no system peer (research builds only).
+    #[cfg(feature = "research")]
     SelectOrMedian,
-    /// Median of the reachable estimates; no selection at all (a baseline for comparisons).
+    /// Median of the reachable estimates; no selection at all (a baseline for comparisons;
+    /// research builds only).
+    #[cfg(feature = "research")]
     Median,
 }
 
@@ -102,8 +108,8 @@ pub struct SteeringConfig {
     pub discipline: DisciplineConfig,
     /// Selection settings; `current` is ignored (the system peer is kept here).
     pub select: SelectConfig,
-    /// What the discipline is fed ([`Feed::FilterBest`] whatever this says when the discipline
-    /// is [`DisciplineKind::RfcPllFll`]).
+    /// What the discipline is fed (filter-best whatever this says when the discipline is RFC
+    /// 5905's loop).
     pub feed: Feed,
     /// How estimates are combined.
     pub combine: Combine,
@@ -159,9 +165,9 @@ impl SourceInput {
 /// What one [`Steering::handle_round`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoundOutcome {
-    /// Nothing new since the last round (no sample under [`Feed::Samples`], no filter-best
-    /// sample under [`Feed::FilterBest`], no [`Steering::handle_source_change`]): no selection
-    /// ran and nothing changed.
+    /// Nothing new since the last round (no sample, or under the research feed no filter-best
+    /// sample, and no [`Steering::handle_source_change`]): no selection ran and nothing
+    /// changed.
     Skipped,
     /// Selection ran but the start-up hold discarded it: system peer, survivors, verdicts and
     /// falseticker runs are those of the previous counted round. `updates` samples were still
@@ -171,7 +177,7 @@ pub enum RoundOutcome {
         updates: u32,
     },
     /// The round counted: system peer, survivors and [`Steering::selection`] are new (except
-    /// under [`Combine::Median`], which has no selection).
+    /// under the research median combiner, which has no selection).
     Counted {
         /// Selection produced a combined estimate (a system peer).
         selected: bool,
@@ -230,7 +236,11 @@ pub const MIN_AGING_RATE: f64 = 1e-7;
 /// Actions and events kept for the driver at most (a driver that never polls).
 const MAX_QUEUE: usize = 1024;
 /// The correction log is pruned once it holds more entries than this.
-const CORRECTION_LOG_PRUNE: usize = 256;
+/// Correction-log entries kept per association: the filter's eight stages and as many again
+/// (gaps and moves make a stage older than eight samples only through `add_gap`, which adds
+/// no sample). The log is therefore bounded by the number of associations, whatever their
+/// poll intervals (a source at `minpoll -2` beside one at `maxpoll 17` costs 16 entries each).
+pub const CORRECTIONS_PER_ASSOC: usize = 2 * NSTAGE;
 
 /// The timekeeping state machine. See the module docs for the call order.
 #[derive(Debug, Clone)]
@@ -241,7 +251,7 @@ pub struct Steering {
     /// real clock's corrections).
     applied: VirtualClock,
     /// `applied.offset_at(t)` at each sample time `t`, to refer stale estimates to now.
-    corrections: BTreeMap<Instant, f64>,
+    corrections: HashMap<AssocId, VecDeque<(Instant, f64)>>,
     /// Per association: the delay history that weighs its samples.
     noise: HashMap<AssocId, DelayNoise>,
     /// Per association: samples in its filter, as far as start-up needs to know (capped).
@@ -275,11 +285,15 @@ impl Steering {
     /// once, and the first [`Steering::poll_action`] is the corresponding
     /// `Slew { offset: 0, freq_ppm }` for the driver to execute.
     pub fn new(config: SteeringConfig, initial_freq_ppm: Option<f64>) -> Self {
-        let mut config = config;
-        if config.discipline.kind == DisciplineKind::RfcPllFll {
-            // RFC 5905's loop takes one combined offset per new filter-best sample.
-            config.feed = Feed::FilterBest;
-        }
+        #[cfg(feature = "research")]
+        let config = {
+            let mut config = config;
+            if config.discipline.kind == DisciplineKind::RfcPllFll {
+                // RFC 5905's loop takes one combined offset per new filter-best sample.
+                config.feed = Feed::FilterBest;
+            }
+            config
+        };
         let mut applied = VirtualClock::with_slew_rate(config.discipline.slew_rate_ppm);
         let mut actions = VecDeque::new();
         if let Some(freq_ppm) = initial_freq_ppm {
@@ -296,7 +310,7 @@ impl Steering {
             config,
             discipline: Discipline::new(config.discipline, initial_freq_ppm),
             applied,
-            corrections: BTreeMap::new(),
+            corrections: HashMap::new(),
             noise: HashMap::new(),
             fill: HashMap::new(),
             pending: Vec::new(),
@@ -332,12 +346,12 @@ impl Steering {
         sample: &Sample,
         is_filter_best: bool,
     ) {
-        let horizon = self.log_horizon(now);
-        if self.corrections.len() > CORRECTION_LOG_PRUNE {
-            self.corrections = self.corrections.split_off(&horizon);
-        }
         let then = self.applied.offset_at(sample.time.min(now));
-        self.corrections.insert(sample.time, then);
+        let log = self.corrections.entry(assoc).or_default();
+        if log.len() >= CORRECTIONS_PER_ASSOC {
+            log.pop_front();
+        }
+        log.push_back((sample.time, then));
         self.fresh |= is_filter_best;
         let sigma = self.noise.entry(assoc).or_default().add(sample.delay);
         let n = self.fill.entry(assoc).or_default();
@@ -347,7 +361,7 @@ impl Steering {
             Reference::FreeRunning => sample.offset - then,
         };
         // Raw samples are only ever fed under Feed::Samples.
-        if self.config.feed == Feed::Samples {
+        if self.feeds_samples() {
             if self.pending.len() >= MAX_PENDING {
                 self.pending.remove(0);
             }
@@ -358,6 +372,7 @@ impl Steering {
     /// Association `assoc` moved to another address or was demobilized: its delay history,
     /// start-up fill count and falseticker run are forgotten (another path, another story).
     pub fn handle_reset(&mut self, assoc: AssocId) {
+        self.corrections.remove(&assoc);
         self.noise.remove(&assoc);
         self.fill.remove(&assoc);
         self.falseticker_runs.remove(&assoc);
@@ -379,6 +394,7 @@ impl Steering {
     fn has_new_data(&self) -> bool {
         match self.config.feed {
             Feed::Samples => !self.pending.is_empty(),
+            #[cfg(feature = "research")]
             Feed::FilterBest => self.fresh,
         }
     }
@@ -388,6 +404,7 @@ impl Steering {
     pub fn handle_round(&mut self, now: Instant, inputs: &[SourceInput]) -> RoundOutcome {
         let new_data = self.has_new_data();
         let due = std::mem::take(&mut self.due);
+        #[cfg_attr(not(feature = "research"), allow(unused_variables))]
         let fresh = std::mem::take(&mut self.fresh);
         let pending = std::mem::take(&mut self.pending);
         if !new_data && !due {
@@ -397,6 +414,7 @@ impl Steering {
         let (held, selected, combined) = self.select_round(now, inputs);
         if new_data {
             match self.config.feed {
+                #[cfg(feature = "research")]
                 Feed::FilterBest => {
                     if let (true, Some(c)) = (fresh, combined) {
                         self.discipline_update(now, c, inputs);
@@ -411,7 +429,7 @@ impl Steering {
                         }
                     }
                     Some(c) => {
-                        if self.config.combine == Combine::Median || self.peer.is_none() {
+                        if self.median_only() || self.peer.is_none() {
                             // No system peer: the fallback's combined offset, as FilterBest.
                             self.discipline_update(now, c, inputs);
                         } else {
@@ -441,7 +459,7 @@ impl Steering {
     }
 
     /// The latest counted selection round (verdicts for displays, system peer, combined
-    /// estimate); `None` before the first one and under [`Combine::Median`].
+    /// estimate); `None` before the first one and under the research median combiner.
     pub fn selection(&self) -> Option<&Selection> {
         self.selection.as_ref()
     }
@@ -527,27 +545,38 @@ impl Steering {
         &self.discipline
     }
 
+    /// Entries in the correction log (bounded by [`CORRECTIONS_PER_ASSOC`] per association).
+    pub fn correction_log_len(&self) -> usize {
+        self.corrections.values().map(VecDeque::len).sum()
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> SteeringStats {
         self.stats
     }
 
-    /// Correction log entries older than this are no longer needed: 16 `maxpoll` (twice the
-    /// filter's span) and a minute.
-    fn log_horizon(&self, now: Instant) -> Instant {
-        let maxpoll = self.config.discipline.maxpoll.as_log2().clamp(0, 17);
-        let keep = 2.0 * NSTAGE as f64 * 2f64.powi(i32::from(maxpoll)) + 60.0;
-        let horizon = now.secs_since(Instant::ZERO) - keep;
-        if horizon > 0.0 {
-            Instant::from_nanos((horizon * 1e9).round() as u64)
-        } else {
-            Instant::ZERO
+    /// Whether raw samples go to the discipline (the production feed).
+    fn feeds_samples(&self) -> bool {
+        self.config.feed == Feed::Samples
+    }
+
+    /// Whether the research median combiner replaces selection altogether.
+    fn median_only(&self) -> bool {
+        #[cfg(feature = "research")]
+        if self.config.combine == Combine::Median {
+            return true;
         }
+        false
     }
 
     /// An estimate's offset (measured at `t`) as the steered clock sees it at `now`.
-    fn offset_now(&self, now: Instant, offset: f64, t: Instant) -> f64 {
-        let then = self.corrections.get(&t).copied().unwrap_or_else(|| self.applied.offset_at(t));
+    fn offset_now(&self, now: Instant, assoc: AssocId, offset: f64, t: Instant) -> f64 {
+        let logged = self
+            .corrections
+            .get(&assoc)
+            .and_then(|log| log.iter().rev().find(|(at, _)| *at == t))
+            .map(|(_, c)| *c);
+        let then = logged.unwrap_or_else(|| self.applied.offset_at(t));
         // Phase corrections (slews, steps) applied since `t`. The frequency part is left out:
         // it cancels the oscillator's own drift over the same interval.
         let age = now.secs_since(t).max(0.0);
@@ -581,7 +610,7 @@ impl Steering {
                 let (Some(est), Some(server)) = (i.estimate, i.server) else { return None };
                 Some(Candidate {
                     id: i.id,
-                    offset: self.offset_now(now, est.offset, est.time),
+                    offset: self.offset_now(now, i.id, est.offset, est.time),
                     delay: est.delay,
                     // The filter aged every stage at PHI; every stage is at least as old as
                     // the best sample, so PHI x its age (x the stage weights' sum, 1 - 2^-8)
@@ -626,7 +655,7 @@ impl Steering {
         let list = self.candidates(now, inputs);
         let mut combined = None;
         let mut selected = false;
-        if self.config.combine != Combine::Median {
+        if !self.median_only() {
             let config =
                 SelectConfig { current: self.peer, phi: self.aging_rate(), ..self.config.select };
             let sel = select::select(now, &list, &config);
@@ -662,6 +691,7 @@ impl Steering {
             }
             self.selection = Some(sel);
         }
+        #[cfg(feature = "research")]
         if combined.is_none() && self.config.combine != Combine::Select {
             combined = median_combine(&list);
         }
@@ -787,6 +817,7 @@ impl Steering {
 }
 
 /// Median of the reachable candidates' offsets (jitter and leap from the median one).
+#[cfg(feature = "research")]
 fn median_combine(list: &[Candidate]) -> Option<(f64, f64, LeapIndicator)> {
     let mut usable: Vec<&Candidate> = list.iter().filter(|c| c.reach != 0).collect();
     if usable.is_empty() {
