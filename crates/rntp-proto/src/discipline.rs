@@ -303,6 +303,11 @@ impl Input {
 /// A clock discipline: the production Kalman filter, or (research builds) RFC 5905's loop for
 /// comparison. Every method dispatches to the algorithm; callers never check which it is.
 #[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one discipline per node, created once and never moved: boxing the production \
+              variant would only add an indirection"
+)]
 pub enum Discipline {
     /// The two-state Kalman filter.
     Kalman(Kalman),
