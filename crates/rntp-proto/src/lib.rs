@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod assoc;
+pub mod auth;
 pub mod discipline;
 pub mod rng;
 pub mod select;
