@@ -68,6 +68,50 @@ fn kat_key_files_verify_captured_requests() {
     }
 }
 
+/// Output of NTPsec 1.2.2 `ntpkeygen` (a throwaway run on the test machine, mode 0640 as it
+/// wrote it): ten 16-character ASCII and ten 32-digit hex AES keys, ids right-aligned.
+const NTPKEYGEN_OUTPUT: &str = r#"# ntpkey_AES_vm.1796317471
+# Thu Dec  3 17:04:31 2026
+ 1 AES 6LgV<KmY.0e6Y{bY
+ 2 AES +I9&\TU6WjNvwTu=
+ 3 AES 5F:<>O%}L6,s@P]O
+ 4 AES <z}_n^N[EpPHUdM0
+ 5 AES YqJ|LEdJk<zOs8Vc
+ 6 AES }GQC),vBWETLvu]t
+ 7 AES Wm[')y>KfpFY*-;?
+ 8 AES [(MHH6lq/w_H-t9P
+ 9 AES wl?[W{Yq{9lvwTLc
+10 AES @qd1Q$Y>hP.=%TrL
+11 AES a352e411893efc3e716798285493a17c
+12 AES 55a364b6571689304442ac25754cfcbc
+13 AES a785832254c356469e9734393748af5d
+14 AES 0483d09556e24e2e246ee0137a52b866
+15 AES ac3cc2c19ab96817a62974b60528df1c
+16 AES 88991dcebaec83c4f8430ee74029af49
+17 AES b974155adecc6848b9a06cb1ca7eb15f
+18 AES 156df4a81670c1b280559a2752b6648e
+19 AES 13ea9ed84486909bfcf777a278ba0a39
+20 AES ed4a94fae651ef3a573418852fc8363e
+"#;
+
+/// Lines printed by chrony 4.3 `chronyc keygen 1 SHA1 160`, `keygen 2 AES128`, `keygen 3`.
+const CHRONYC_KEYGEN_OUTPUT: &str = "\
+1 SHA1 HEX:21228A324546C5809AD7F76B20B4F858FC4C138A
+2 AES128 HEX:7B4EB2F1434D0861554D9DBF07BE005E
+3 SHA1 HEX:72BBEE9A9F0592DB2E29A22D6EAD5B42A9D96A3A
+";
+
+#[test]
+fn generated_key_files_load() {
+    let ntp = parse(NTPKEYGEN_OUTPUT).expect("ntpkeygen output loads");
+    assert_eq!(ntp.keys.len(), 20);
+    assert!(ntp.keys.iter().all(|k| k.digest() == Digest::Aes128Cmac && k.secret_len() == 16));
+    assert!(ntp.warnings.is_empty(), "{:?}", ntp.warnings);
+    let chrony = parse(CHRONYC_KEYGEN_OUTPUT).expect("chronyc keygen output loads");
+    let summary: Vec<_> = chrony.keys.iter().map(|k| (k.digest(), k.secret_len())).collect();
+    assert_eq!(summary, vec![(Digest::Sha1, 20), (Digest::Aes128Cmac, 16), (Digest::Sha1, 20)]);
+}
+
 #[test]
 fn both_syntaxes() {
     let loaded = parse(
