@@ -255,6 +255,7 @@
 mod config;
 mod error;
 mod host;
+pub mod keys;
 mod known;
 mod lex;
 pub mod node;

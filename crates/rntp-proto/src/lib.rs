@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod assoc;
+pub mod auth;
 pub mod discipline;
 pub mod mode6;
 pub mod node;
