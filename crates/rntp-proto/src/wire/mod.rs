@@ -363,7 +363,8 @@ impl ReferenceId {
         match ip {
             core::net::IpAddr::V4(v4) => Self::from_ipv4(v4),
             core::net::IpAddr::V6(v6) => {
-                let digest = md5::compute(v6.octets());
+                use md5::Digest as _;
+                let digest = md5::Md5::digest(v6.octets());
                 ReferenceId([digest[0], digest[1], digest[2], digest[3]])
             }
         }
@@ -1027,6 +1028,17 @@ mod tests {
         // The same refid at stratum 1 is a clock name, not a kiss.
         bytes[1] = 0x01;
         assert_eq!(NtpHeader::parse(&bytes).map(|h| h.kiss_code()), Ok(None));
+    }
+
+    #[test]
+    fn reference_id_for_an_upstream_address() {
+        // IPv4: the address itself.
+        let v4 = ReferenceId::for_address("192.0.2.7".parse().unwrap());
+        assert_eq!(v4.to_bytes(), [192, 0, 2, 7]);
+        // IPv6: the first four octets of MD5(address), as ntpd and chrony compute it
+        // (python3: hashlib.md5(ipaddress.IPv6Address('2001:db8::1').packed) -> 39ab9b37...).
+        let v6 = ReferenceId::for_address("2001:db8::1".parse().unwrap());
+        assert_eq!(v6.to_bits(), 0x39AB_9B37);
     }
 
     #[test]
