@@ -260,33 +260,76 @@ mod lex;
 mod raw;
 mod resolve;
 
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use config::{
     AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
     RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
     TinkerConfig, TosConfig,
 };
-pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
+pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};
 
+/// Largest configuration read, in bytes: the top-level file and every
+/// included file together, an include counted each time it is read. Real
+/// ntp.conf files are a few kilobytes; the limit keeps `includefile
+/// /dev/zero`-like mistakes and hostile files from exhausting memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Longest line, in bytes, comments included. A longer line is an error and
+/// is not read.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Most words (directive, options and values) on one line. A line with more
+/// is an error and is not read.
+pub const MAX_WORDS_PER_LINE: usize = 64;
+
+/// Most directive lines (not counting blank and comment lines) in all files
+/// together. Reading stops with an error after this many.
+pub const MAX_DIRECTIVES: usize = 10_000;
+
+/// How deeply `includefile` may nest below the top-level file.
+pub const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// Most `includefile` reads in one configuration (a file included twice
+/// counts twice), so that files including each other side by side cannot
+/// fan out exponentially.
+pub const MAX_INCLUDES: usize = 256;
+
 /// A configuration that loaded, with the warnings found on the way.
+///
+/// The warnings share the files' text with each other but nothing in
+/// [`Config`] refers to them: a daemon can keep the `config` and drop the
+/// `warnings` (and with them the text) once they are logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// The typed configuration.
     pub config: Config,
-    /// Everything that was ignored or looked odd, in file order.
+    /// Everything that was ignored or looked odd, in file order. At most
+    /// [`MAX_DIAGNOSTICS`], then one final [`DiagnosticKind::MoreNotShown`].
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Largest configuration file read, so that `includefile /dev/zero` or a
-/// runaway file cannot exhaust memory.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+impl Loaded {
+    /// How many warnings were found, including those not listed.
+    pub fn warning_count(&self) -> usize {
+        error::warning_count(&self.warnings)
+    }
+}
 
 /// Reads `path` and its includefiles from the file system and parses them.
+///
+/// Only regular files are read: a directory, FIFO, socket or device (such as
+/// `/dev/zero`) is refused at once, without blocking, with an error naming
+/// the file (or the `includefile` line that names it). Files are opened
+/// non-blocking and checked again after opening, so a file swapped for a
+/// FIFO in between is refused too. The limits ([`MAX_CONFIG_BYTES`] and the
+/// others) apply.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = match read_text(path) {
+    let text = match read_config_file(path) {
         Ok(text) => text,
         Err(e) => {
             return Err(ConfigErrors {
@@ -298,17 +341,25 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             });
         }
     };
-    parse_str(path, &text, &mut |p| read_text(p))
+    parse_str(path, &text, &mut |p| read_config_file(p))
 }
 
-fn read_text(path: &Path) -> io::Result<String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("file is larger than {MAX_FILE_BYTES} bytes"),
-        ));
+/// Reads one configuration file: a regular file of at most
+/// [`MAX_CONFIG_BYTES`] bytes of UTF-8. Never blocks on a FIFO and never
+/// reads a device.
+fn read_config_file(path: &Path) -> io::Result<String> {
+    // Refuse special files before opening them: opening a FIFO for reading
+    // blocks until a writer appears, and opening some devices has effects.
+    check_regular(&std::fs::metadata(path)?)?;
+    let file = open_nonblocking(path)?;
+    // The path may have been replaced between the two calls; the open file
+    // is what gets read, so check it (fstat) too.
+    let metadata = file.metadata()?;
+    check_regular(&metadata)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0).min(1 << 20));
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large(bytes.len() as u64));
     }
     String::from_utf8(bytes).map_err(|e| {
         io::Error::new(
@@ -318,18 +369,111 @@ fn read_text(path: &Path) -> io::Result<String> {
     })
 }
 
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO swapped in after the check must not block the open
+    // (it has no effect on regular files). O_NOCTTY: a terminal device must
+    // never become the daemon's controlling terminal.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Refuses anything but a regular file of at most [`MAX_CONFIG_BYTES`].
+fn check_regular(metadata: &Metadata) -> io::Result<()> {
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory, not a regular file",
+        ));
+    }
+    if !file_type.is_file() {
+        let what = special_file_kind(metadata);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {what}, not a regular file; rntpd reads configuration only from regular files"
+            ),
+        ));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    Ok(())
+}
+
+fn too_large(size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "file is {size} bytes or more; rntpd reads at most {MAX_CONFIG_BYTES} bytes of \
+             configuration"
+        ),
+    )
+}
+
+/// What kind of special file this is, for the message.
+#[cfg(unix)]
+fn special_file_kind(metadata: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = metadata.file_type();
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &Metadata) -> &'static str {
+    "a special file"
+}
+
 /// Parses `text` as the contents of `file`. Pure: an `includefile` is read
 /// by calling `include` with the resolved path (relative paths are joined to
 /// `file`'s directory); `file` itself is only used in messages and for that
-/// join.
+/// join. The limits ([`MAX_CONFIG_BYTES`] and the others) apply to `text`
+/// and to whatever `include` returns.
 pub fn parse_str(
     file: &Path,
     text: &str,
     include: &mut dyn FnMut(&Path) -> io::Result<String>,
 ) -> Result<Loaded, ConfigErrors> {
-    let mut diags = error::Diags::default();
-    let raw = raw::read(file, text, include, &mut diags);
-    let config = resolve::resolve(&raw, &mut diags);
+    let mut diags = error::Diags::new(file);
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        diags.push(error::Pending {
+            seq: 0,
+            diag: Diagnostic::whole_file(
+                file.to_path_buf(),
+                DiagnosticKind::ConfigTooLarge {
+                    path: file.to_path_buf(),
+                    total: text.len() as u64,
+                    limit: MAX_CONFIG_BYTES,
+                },
+            ),
+        });
+        let (errors, warnings) = diags.into_sorted();
+        return Err(ConfigErrors { errors, warnings });
+    }
+    let mut resolver = resolve::Resolver::default();
+    raw::read(file, Arc::from(text), include, &mut diags, &mut |directive, diags| {
+        resolver.directive(directive, diags)
+    });
+    let config = resolver.finish(&mut diags);
     let failed = diags.has_errors();
     let (errors, warnings) = diags.into_sorted();
     if failed {
