@@ -10,7 +10,7 @@
 //! This crate does **not** resolve host names, open sockets or start
 //! anything. The only function that touches the file system is
 //! [`load_file`]; [`parse_str`] is pure and reads includes through a
-//! callback.
+//! callback. Hostile or broken files are bounded: see [Limits](#limits).
 //!
 //! ```
 //! use std::path::Path;
@@ -46,6 +46,9 @@
 //!
 //! * `server HOST [OPTIONS]` — one time server.
 //! * `pool HOST [OPTIONS]` — a DNS name that resolves to several servers.
+//! * `peer HOST [OPTIONS]` — accepted as `server`, with a warning:
+//!   symmetric active mode is not supported, so the host is polled as a
+//!   server (NTPsec does the same). Its options are those of `server`.
 //!
 //!   `HOST` is an IPv4 address (`192.0.2.1`), an IPv6 address, bare
 //!   (`2001:db8::1`) or in brackets (`[2001:db8::1]`), or a DNS host name
@@ -73,16 +76,30 @@
 //!   LANs and tests. `minpoll` greater than `maxpoll` is an error.
 //!
 //!   ntpd/NTPsec options that rntpd does not support yet are accepted with a
-//!   warning and ignored; the source is still used: `autokey`, `true`,
-//!   `xleave`, `preempt`, `nts`, `noval`, and (each followed by one value)
-//!   `key`, `mode`, `ttl`, `bias`, `ident`, `ask`, `require`, `ca`, `aead`,
-//!   `cert`, and the reference-clock options `subtype`, `baud`, `holdover`,
-//!   `time1`, `time2`, `stratum`, `refid`, `path`, `ppspath`,
-//!   `flag1`..`flag4`.
+//!   warning and ignored; the source is still used: `true`, `xleave`,
+//!   `preempt`, and (each followed by one value) `mode`, `ttl`, `bias`, and
+//!   the reference-clock options `subtype`, `baud`, `holdover`, `time1`,
+//!   `time2`, `stratum`, `refid`, `path`, `ppspath`, `flag1`..`flag4`.
+//!
+//!   **Options that ask for authenticated time are errors**, because rntpd
+//!   does not support NTP authentication yet and polling such a source
+//!   without it would silently downgrade what the administrator asked for:
+//!   `key N` (symmetric key), `autokey` and `ident GROUP` (ntpd's Autokey),
+//!   and NTPsec's NTS options `nts`, `noval`, `ask ADDR`, `require ADDR`,
+//!   `ca PATH`, `cert FILE`, `aead ALGORITHM`, `expire N`. The message names
+//!   the option as written ("remove `key 5` or use another daemon for
+//!   authenticated time"). The key directives `keys`, `keysdir`,
+//!   `trustedkey`, `requestkey`, `controlkey`, `crypto`, `revoke` and
+//!   `automax` stay warnings: they only declare key material, which does
+//!   nothing until a source line asks for a key (an error), or secure
+//!   ntpq/ntpdc remote control, which rntpd does not offer. So do `nts`
+//!   (the directive: serving NTS, which clients notice by failing, not by
+//!   being downgraded) and `ntpsigndsocket`.
 //!
 //!   An address-family qualifier before the host (`-4`/`--ipv4` or
 //!   `-6`/`--ipv6`, as in ntpd: `pool -4 pool.ntp.org`) restricts a name to
-//!   IPv4 or IPv6 addresses.
+//!   IPv4 or IPv6 addresses. The family is kept on each source: `server -4
+//!   X` and `server -6 X` are two sources.
 //!
 //!   `server 127.127.T.U` (ntpd's reference-clock pseudo-address, e.g. the
 //!   old `server 127.127.1.0` local clock) produces a warning and the line is
@@ -136,7 +153,9 @@
 //!   `PATH` is relative to the directory of the file that includes it.
 //!   Includes nest at most 10 deep; a file that (directly or indirectly)
 //!   includes itself, and an include that cannot be read, are errors.
-//!   Including a directory (an NTPsec feature) is not supported yet.
+//!   Only regular files are read: a directory (an NTPsec feature, not
+//!   supported yet), a FIFO, a socket or a device such as `/dev/zero` is an
+//!   error at once, at the `includefile` line.
 //!
 //! * `resolver ADDR[:PORT] ...` — **rntpd extension**: DNS servers to use
 //!   for `server`/`pool` names instead of the system's resolver
@@ -240,7 +259,7 @@
 //! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
 //! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
-//! `ntpsigndsocket`, `peer`, `phone`, `pidfile`, `pollskewlist`, `qos`,
+//! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
 //! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
 //! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
@@ -248,9 +267,36 @@
 //! ## Errors
 //!
 //! A directive nobody knows, a bad or missing value, an unknown option, an
-//! include failure and a failed cross-field check are errors: loading fails
-//! and every error is listed as `FILE:LINE:COL: error: MESSAGE` followed by
-//! the line and a caret under the offending word.
+//! option asking for authentication, an include failure, a file or line over
+//! a limit and a failed cross-field check are errors: loading fails and every
+//! error is listed as `FILE:LINE:COL: error: MESSAGE` followed by the line
+//! and a caret under the offending word. A problem with a whole file (it
+//! cannot be read, or is too large) is listed as `FILE: error: MESSAGE`.
+//!
+//! # Limits
+//!
+//! So that a hostile or broken file can neither hang nor exhaust the memory
+//! of `rntpd` or `rntpctl validate`, reading is bounded. Going over a limit
+//! is an error at `file:line:col` (the `includefile` line for an include),
+//! except the diagnostics cap, which only shortens the report.
+//!
+//! | limit | value | what happens |
+//! |---|---|---|
+//! | file type | regular files only | a directory, FIFO, socket or device is refused at once (never opened for a blocking read) |
+//! | configuration size ([`MAX_CONFIG_BYTES`]) | 1 MiB, all files together, an include counted each time it is read | error; a larger file is not read at all |
+//! | line length ([`MAX_LINE_BYTES`]) | 4096 bytes, comments included | error; the line is ignored |
+//! | words per line ([`MAX_WORDS_PER_LINE`]) | 64 (directive, options and values) | error; the line is ignored |
+//! | directives ([`MAX_DIRECTIVES`]) | 10 000 lines that are not blank or comments, all files together | error; reading stops |
+//! | include depth ([`MAX_INCLUDE_DEPTH`]) | 10 levels below the top file | error at the deeper `includefile` |
+//! | includes ([`MAX_INCLUDES`]) | 256 `includefile` reads | error at the next `includefile` |
+//! | diagnostics ([`MAX_DIAGNOSTICS`]) | 100 errors and 100 warnings listed | the rest are counted in one final "N more diagnostics not shown" |
+//!
+//! Diagnostics do not copy their line: they share the file's text and show
+//! the line (a window of it, for a long line) only when displayed. Nothing
+//! in [`Config`] refers to the text or to the diagnostics, so a daemon can
+//! drop [`Loaded::warnings`] once it has logged them. A rejected 96 KB line
+//! costs about 200 KB of memory at its peak; the largest hostile file
+//! accepted for reading (1 MiB, every word an unknown option) about 1.1 MB.
 
 mod config;
 mod error;
@@ -359,7 +405,8 @@ fn read_config_file(path: &Path) -> io::Result<String> {
     let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0).min(1 << 20));
     file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_large(bytes.len() as u64));
+        // It grew after the size check.
+        return Err(too_large(format!("file has more than {MAX_CONFIG_BYTES} bytes")));
     }
     String::from_utf8(bytes).map_err(|e| {
         io::Error::new(
@@ -405,18 +452,16 @@ fn check_regular(metadata: &Metadata) -> io::Result<()> {
         ));
     }
     if metadata.len() > MAX_CONFIG_BYTES {
-        return Err(too_large(metadata.len()));
+        return Err(too_large(format!("file is {} bytes", metadata.len())));
     }
     Ok(())
 }
 
-fn too_large(size: u64) -> io::Error {
+/// `what` ("file is N bytes"), then the limit.
+fn too_large(what: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!(
-            "file is {size} bytes or more; rntpd reads at most {MAX_CONFIG_BYTES} bytes of \
-             configuration"
-        ),
+        format!("{what}; rntpd reads at most {MAX_CONFIG_BYTES} bytes of configuration"),
     )
 }
 
