@@ -1,15 +1,19 @@
 //! Diagnostics: what the parser found, where, and how bad it is.
 //!
 //! Every finding is a [`Diagnostic`] carrying a file, a 1-based line and
-//! column, a [`Severity`] and a typed [`DiagnosticKind`]. Error diagnostics
-//! also remember the offending source line so that their `Display` can show
-//! it with a caret underneath, rustc style. This module only describes
-//! findings; it does not decide what is an error (that is the parser's job)
-//! and it performs no I/O.
+//! column, a [`Severity`] and a typed [`DiagnosticKind`]. A diagnostic keeps
+//! a span into its file's text (shared by every diagnostic of that file, never
+//! copied per diagnostic), so that `Display` can show an error's line with a
+//! caret underneath, rustc style; the line is only looked up when shown.
+//! [`Diags`] keeps at most [`MAX_DIAGNOSTICS`] errors and as many warnings and
+//! counts the rest. This module only describes findings; it does not decide
+//! what is an error (that is the parser's job) and it performs no I/O.
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::host::HostNameError;
 
@@ -484,6 +488,109 @@ pub enum DiagnosticKind {
         family: &'static str,
     },
 
+    /// A `server`, `pool` or `peer` line asks for authenticated time
+    /// (`key N`, `autokey`, `nts`, NTS options). rntpd cannot authenticate
+    /// yet, and polling the source without it would silently downgrade the
+    /// security the administrator asked for, so this is an error.
+    #[error(
+        "`{}` on this {directive} line asks for authenticated time, but rntpd does not support \
+         NTP authentication yet; remove `{}` or use another daemon for authenticated time",
+        esc(option),
+        esc(option)
+    )]
+    AuthenticationNotSupported {
+        /// `server`, `pool` or `peer`.
+        directive: String,
+        /// The option as written, with its value if it takes one (`key 5`).
+        option: String,
+    },
+
+    /// A `peer` line: symmetric active mode is not supported; the host is
+    /// polled as a server (client mode), as NTPsec does.
+    #[error(
+        "`peer` asks for symmetric active mode, which rntpd does not support; polled as a server \
+         (write `server` to silence this warning)"
+    )]
+    PeerAsServer,
+
+    /// A line is longer than [`crate::MAX_LINE_BYTES`]; it is not read.
+    #[error(
+        "line is {length} bytes long; rntpd reads lines of at most {limit} bytes (comments \
+         included); line ignored"
+    )]
+    LineTooLong {
+        /// Length of the line in bytes (without the newline).
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// A line has more words than [`crate::MAX_WORDS_PER_LINE`]; it is not
+    /// read. The caret points at the first word over the limit.
+    #[error(
+        "line has more than {limit} words; rntpd reads at most {limit} per line; line ignored"
+    )]
+    TooManyWords {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The configuration has more directive lines than
+    /// [`crate::MAX_DIRECTIVES`] (all files together); reading stops here.
+    #[error(
+        "more than {limit} directives in the configuration (all files together); rntpd stops \
+         reading here"
+    )]
+    TooManyDirectives {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// More `includefile` reads than [`crate::MAX_INCLUDES`] (all files
+    /// together, a file included twice counts twice).
+    #[error(
+        "includefile \"{}\" would be include number {}; rntpd reads at most {limit} includes per \
+         configuration",
+        path.display(),
+        limit + 1
+    )]
+    TooManyIncludes {
+        /// The resolved path.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+
+    /// The configuration (all files together, an include counted each time
+    /// it is read) is larger than [`crate::MAX_CONFIG_BYTES`].
+    #[error(
+        "with \"{}\" the configuration reaches {total} bytes; rntpd reads at most {limit} bytes \
+         of configuration, all files together",
+        path.display()
+    )]
+    ConfigTooLarge {
+        /// The file that went over the limit.
+        path: PathBuf,
+        /// Bytes read so far, this file included.
+        total: u64,
+        /// The limit.
+        limit: u64,
+    },
+
+    /// More errors or warnings were found than are listed (at most
+    /// [`MAX_DIAGNOSTICS`] of each); this is always the last diagnostic.
+    #[error(
+        "{} more diagnostics not shown ({errors} errors, {warnings} warnings); rntpd lists at \
+         most {MAX_DIAGNOSTICS} errors and {MAX_DIAGNOSTICS} warnings",
+        errors + warnings
+    )]
+    MoreNotShown {
+        /// Errors found but not listed.
+        errors: usize,
+        /// Warnings found but not listed.
+        warnings: usize,
+    },
+
     /// The top-level configuration file could not be read.
     #[error("cannot read configuration file: {reason}")]
     ReadFailed {
@@ -504,17 +611,32 @@ impl DiagnosticKind {
             | Self::RestrictHostName { .. }
             | Self::RestrictNeedsAuth { .. }
             | Self::DuplicateOption { .. }
-            | Self::RepeatedDirective { .. } => Severity::Warning,
+            | Self::RepeatedDirective { .. }
+            | Self::PeerAsServer
+            | Self::MoreNotShown { .. } => Severity::Warning,
             _ => Severity::Error,
         }
     }
 }
 
-/// The source line a diagnostic points into, kept so that errors can be
-/// printed with context without re-reading the file.
+/// Most errors (and, separately, warnings) kept from one load; the rest are
+/// counted in one final [`DiagnosticKind::MoreNotShown`]. Keeps a hostile
+/// file from turning every word into a kept diagnostic.
+pub const MAX_DIAGNOSTICS: usize = 100;
+
+/// Lines longer than this (in characters) are shown as a window around the
+/// caret, so that one diagnostic never prints kilobytes to a terminal.
+const SHOWN_CHARS: usize = 100;
+
+/// Where in a file's text a diagnostic points. The text is shared by all
+/// diagnostics of the file (one reference count, no copy); the line is only
+/// looked up when the diagnostic is displayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Snippet {
-    text: String,
+struct Span {
+    text: Arc<str>,
+    /// Byte range of the line within `text`, without its line ending.
+    line: Range<usize>,
+    /// Characters to underline from the column on.
     width: u32,
 }
 
@@ -532,38 +654,39 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// What was found.
     pub kind: DiagnosticKind,
-    snippet: Option<Snippet>,
+    span: Option<Span>,
 }
 
 impl Diagnostic {
-    /// Builds a diagnostic pointing at `width` characters from `line:col`
-    /// of `source_line`.
+    /// Builds a diagnostic pointing at `width` characters from `line:col`,
+    /// where `line_range` is that line's byte range in `text`.
     pub(crate) fn at(
         file: PathBuf,
         line: u32,
         col: u32,
         width: u32,
-        source_line: &str,
+        text: &Arc<str>,
+        line_range: Range<usize>,
         kind: DiagnosticKind,
     ) -> Self {
-        Self {
-            file,
-            line,
-            col,
-            severity: kind.severity(),
-            kind,
-            snippet: Some(Snippet { text: source_line.to_owned(), width: width.max(1) }),
-        }
+        // A range that is not a line of `text` would make Display panic;
+        // the parser never builds one, but drop the span rather than trust it.
+        let span = text.get(line_range.clone()).map(|_| Span {
+            text: Arc::clone(text),
+            line: line_range,
+            width: width.max(1),
+        });
+        Self { file, line, col, severity: kind.severity(), kind, span }
     }
 
     /// Builds a diagnostic about a whole file (no line to point at).
     pub(crate) fn whole_file(file: PathBuf, kind: DiagnosticKind) -> Self {
-        Self { file, line: 0, col: 0, severity: kind.severity(), kind, snippet: None }
+        Self { file, line: 0, col: 0, severity: kind.severity(), kind, span: None }
     }
 
     /// The text of the line this diagnostic points into, if it has one.
     pub fn source_line(&self) -> Option<&str> {
-        self.snippet.as_ref().map(|s| s.text.as_str())
+        self.span.as_ref().and_then(|s| s.text.get(s.line.clone()))
     }
 }
 
@@ -584,35 +707,57 @@ impl fmt::Display for Diagnostic {
         // Warnings stay on one line so that a file full of ignored ntpd
         // directives remains readable; errors get the context an admin needs
         // to find the exact word.
-        let Some(snippet) = self.snippet.as_ref().filter(|_| self.severity == Severity::Error)
-        else {
+        if self.severity != Severity::Error {
+            return Ok(());
+        }
+        let (Some(text), Some(span)) = (self.source_line(), self.span.as_ref()) else {
             return Ok(());
         };
         let gutter = self.line.to_string();
         let pad = " ".repeat(gutter.len());
-        let mut shown = String::with_capacity(snippet.text.len());
+        let caret_at = (self.col as usize).saturating_sub(1);
+        let (first, last, shown_width) = window(text.chars().count(), caret_at, span.width);
+        let mut shown = String::new();
         let mut caret_prefix = String::new();
-        for (i, ch) in snippet.text.chars().enumerate() {
+        if first > 0 {
+            shown.push('…');
+            caret_prefix.push(' ');
+        }
+        for (i, ch) in text.chars().enumerate().skip(first).take(last - first) {
             // Control characters would corrupt the terminal; tabs are kept
             // (in both lines) so that the caret stays aligned.
             let safe = if ch == '\t' || !ch.is_control() { ch } else { '\u{FFFD}' };
             shown.push(safe);
-            if (i as u64) + 1 < u64::from(self.col) {
+            if i < caret_at {
                 caret_prefix.push(if ch == '\t' { '\t' } else { ' ' });
             }
         }
+        if last < text.chars().count() {
+            shown.push('…');
+        }
         // A caret past the end of the text (a missing value) still needs
         // its column.
-        let shown_len = snippet.text.chars().count() as u64;
-        for _ in shown_len..u64::from(self.col.saturating_sub(1)) {
+        for _ in last.max(first)..caret_at {
             caret_prefix.push(' ');
         }
-        write!(
-            f,
-            "\n{gutter} | {shown}\n{pad} | {caret_prefix}{}",
-            "^".repeat(snippet.width as usize)
-        )
+        write!(f, "\n{gutter} | {shown}\n{pad} | {caret_prefix}{}", "^".repeat(shown_width))
     }
+}
+
+/// The characters `first..last` of a line of `len` characters to show for a
+/// caret at character `caret` (0-based) that is `width` wide, and how many
+/// carets to draw: the whole line when it is short, otherwise
+/// [`SHOWN_CHARS`] characters around the caret.
+fn window(len: usize, caret: usize, width: u32) -> (usize, usize, usize) {
+    let width = (width as usize).max(1);
+    if len <= SHOWN_CHARS {
+        return (0, len, width);
+    }
+    // Some context before the caret, the rest after it.
+    let first = caret.saturating_sub(SHOWN_CHARS / 4).min(len.saturating_sub(SHOWN_CHARS));
+    let last = (first + SHOWN_CHARS).min(len);
+    let shown_width = width.min(last.saturating_sub(caret).max(1));
+    (first, last, shown_width)
 }
 
 /// Loading failed: at least one error. Carries every error and every warning
@@ -639,36 +784,102 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+impl ConfigErrors {
+    /// How many errors were found, including those not listed.
+    pub fn error_count(&self) -> usize {
+        self.errors.len() + omitted(&self.warnings).0
+    }
+
+    /// How many warnings were found, including those not listed (the final
+    /// "not shown" note is not itself counted).
+    pub fn warning_count(&self) -> usize {
+        warning_count(&self.warnings)
+    }
+}
+
+/// Warnings in `warnings`, plus those its final note says were not listed.
+pub(crate) fn warning_count(warnings: &[Diagnostic]) -> usize {
+    let (_, omitted_warnings) = omitted(warnings);
+    let notes = warnings.iter().filter(|d| matches!(d.kind, DiagnosticKind::MoreNotShown { .. }));
+    warnings.len() - notes.count() + omitted_warnings
+}
+
+/// (errors, warnings) not listed, from the final note if there is one.
+fn omitted(warnings: &[Diagnostic]) -> (usize, usize) {
+    match warnings.last().map(|d| &d.kind) {
+        Some(DiagnosticKind::MoreNotShown { errors, warnings }) => (*errors, *warnings),
+        _ => (0, 0),
+    }
+}
+
 /// A diagnostic waiting to be sorted: `seq` is the reading order of its
 /// line across all files, so that reports come out in the order an admin
-/// reads the configuration even though checks run in two phases.
+/// reads the configuration even though some checks run at the end.
 #[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) seq: u64,
     pub(crate) diag: Diagnostic,
 }
 
-/// Collects diagnostics while parsing.
-#[derive(Debug, Default)]
+/// Collects diagnostics while parsing: at most [`MAX_DIAGNOSTICS`] errors
+/// and as many warnings are kept, the rest only counted.
+#[derive(Debug)]
 pub(crate) struct Diags {
-    pending: Vec<Pending>,
-    has_errors: bool,
+    top: PathBuf,
+    errors: Vec<Pending>,
+    warnings: Vec<Pending>,
+    omitted_errors: usize,
+    omitted_warnings: usize,
 }
 
 impl Diags {
+    /// Collects diagnostics for a configuration whose top-level file is
+    /// `top` (the final "not shown" note names it).
+    pub(crate) fn new(top: &Path) -> Self {
+        Self {
+            top: top.to_path_buf(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            omitted_errors: 0,
+            omitted_warnings: 0,
+        }
+    }
+
     pub(crate) fn push(&mut self, p: Pending) {
-        self.has_errors |= p.diag.severity == Severity::Error;
-        self.pending.push(p);
+        let (kept, omitted) = match p.diag.severity {
+            Severity::Error => (&mut self.errors, &mut self.omitted_errors),
+            Severity::Warning => (&mut self.warnings, &mut self.omitted_warnings),
+        };
+        if kept.len() < MAX_DIAGNOSTICS {
+            kept.push(p);
+        } else {
+            *omitted += 1;
+        }
     }
 
     pub(crate) fn has_errors(&self) -> bool {
-        self.has_errors
+        !self.errors.is_empty() || self.omitted_errors > 0
     }
 
-    /// Errors and warnings, each in reading order.
-    pub(crate) fn into_sorted(mut self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
-        // Stable: findings on one line keep the order they were made in.
-        self.pending.sort_by_key(|p| p.seq);
-        self.pending.into_iter().map(|p| p.diag).partition(|d| d.severity == Severity::Error)
+    /// Errors and warnings, each in reading order; the warnings end with a
+    /// "not shown" note if anything was left out.
+    pub(crate) fn into_sorted(self) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+        let sorted = |mut list: Vec<Pending>| {
+            // Stable: findings on one line keep the order they were made in.
+            list.sort_by_key(|p| p.seq);
+            list.into_iter().map(|p| p.diag).collect::<Vec<_>>()
+        };
+        let errors = sorted(self.errors);
+        let mut warnings = sorted(self.warnings);
+        if self.omitted_errors + self.omitted_warnings > 0 {
+            warnings.push(Diagnostic::whole_file(
+                self.top,
+                DiagnosticKind::MoreNotShown {
+                    errors: self.omitted_errors,
+                    warnings: self.omitted_warnings,
+                },
+            ));
+        }
+        (errors, warnings)
     }
 }

@@ -19,6 +19,7 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "discard",
     "tinker",
     "makestep",
+    "peer",
 ];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
@@ -57,7 +58,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "nts",
     "ntsport",
     "ntpsigndsocket",
-    "peer",
     "phone",
     "pidfile",
     "pollskewlist",
@@ -103,16 +103,27 @@ pub(crate) const POOL_OPTIONS: &[&str] = &[
 pub(crate) const SOURCE_FLAGS: &[&str] = &["iburst", "burst", "prefer", "noselect"];
 
 /// ntpd/NTPsec source options without a value that rntpd ignores.
-pub(crate) const UNSUPPORTED_SOURCE_FLAGS: &[&str] =
-    &["autokey", "true", "xleave", "preempt", "nts", "noval"];
+pub(crate) const UNSUPPORTED_SOURCE_FLAGS: &[&str] = &["true", "xleave", "preempt"];
 
 /// ntpd/NTPsec source options taking one value that rntpd ignores. Several
 /// only make sense for reference clocks but ntpd accepts them on any line.
 pub(crate) const UNSUPPORTED_SOURCE_VALUED: &[&str] = &[
-    "key", "mode", "ttl", "bias", "ident", "ask", "require", "ca", "aead", "cert", "subtype",
-    "baud", "holdover", "time1", "time2", "stratum", "refid", "path", "ppspath", "flag1", "flag2",
-    "flag3", "flag4",
+    "mode", "ttl", "bias", "subtype", "baud", "holdover", "time1", "time2", "stratum", "refid",
+    "path", "ppspath", "flag1", "flag2", "flag3", "flag4",
 ];
+
+/// Source options without a value that ask for authenticated time: ntpd's
+/// `autokey`, NTPsec's `nts` and its `noval` (NTS without certificate
+/// checks). rntpd cannot authenticate yet, so each is an error: ignoring it
+/// would poll the source unauthenticated, a silent downgrade.
+pub(crate) const AUTH_SOURCE_FLAGS: &[&str] = &["autokey", "nts", "noval"];
+
+/// Source options taking one value that ask for authenticated time: `key N`
+/// (symmetric key), ntpd's `ident GROUP` (autokey identity scheme) and
+/// NTPsec's NTS options `ask ADDR`, `require ADDR`, `ca PATH`, `cert FILE`,
+/// `aead ALGORITHM` and `expire N`. Errors, as [`AUTH_SOURCE_FLAGS`].
+pub(crate) const AUTH_SOURCE_VALUED: &[&str] =
+    &["key", "ident", "ask", "require", "ca", "cert", "aead", "expire"];
 
 /// Address-family qualifiers that may precede a source host.
 pub(crate) const ADDRESS_FAMILY_FLAGS: &[&str] = &["-4", "-6", "--ipv4", "--ipv6"];
@@ -209,13 +220,17 @@ pub(crate) fn suggest(word: &str, candidates: &[&'static [&'static str]]) -> Opt
     if word.chars().count() > 64 {
         return None;
     }
-    let limit = match word.chars().count() {
+    let len = word.chars().count();
+    let limit = match len {
         0..=3 => 1,
         _ => 2,
     };
     candidates
         .iter()
         .flat_map(|list| list.iter().copied())
+        // The distance is at least the difference in length: skip the
+        // quadratic comparison for words that cannot be close.
+        .filter(|c| c.chars().count().abs_diff(len) <= limit)
         .map(|c| (edit_distance(word, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)

@@ -10,7 +10,7 @@
 //! This crate does **not** resolve host names, open sockets or start
 //! anything. The only function that touches the file system is
 //! [`load_file`]; [`parse_str`] is pure and reads includes through a
-//! callback.
+//! callback. Hostile or broken files are bounded: see [Limits](#limits).
 //!
 //! ```
 //! use std::path::Path;
@@ -46,6 +46,9 @@
 //!
 //! * `server HOST [OPTIONS]` — one time server.
 //! * `pool HOST [OPTIONS]` — a DNS name that resolves to several servers.
+//! * `peer HOST [OPTIONS]` — accepted as `server`, with a warning:
+//!   symmetric active mode is not supported, so the host is polled as a
+//!   server (NTPsec does the same). Its options are those of `server`.
 //!
 //!   `HOST` is an IPv4 address (`192.0.2.1`), an IPv6 address, bare
 //!   (`2001:db8::1`) or in brackets (`[2001:db8::1]`), or a DNS host name
@@ -73,16 +76,30 @@
 //!   LANs and tests. `minpoll` greater than `maxpoll` is an error.
 //!
 //!   ntpd/NTPsec options that rntpd does not support yet are accepted with a
-//!   warning and ignored; the source is still used: `autokey`, `true`,
-//!   `xleave`, `preempt`, `nts`, `noval`, and (each followed by one value)
-//!   `key`, `mode`, `ttl`, `bias`, `ident`, `ask`, `require`, `ca`, `aead`,
-//!   `cert`, and the reference-clock options `subtype`, `baud`, `holdover`,
-//!   `time1`, `time2`, `stratum`, `refid`, `path`, `ppspath`,
-//!   `flag1`..`flag4`.
+//!   warning and ignored; the source is still used: `true`, `xleave`,
+//!   `preempt`, and (each followed by one value) `mode`, `ttl`, `bias`, and
+//!   the reference-clock options `subtype`, `baud`, `holdover`, `time1`,
+//!   `time2`, `stratum`, `refid`, `path`, `ppspath`, `flag1`..`flag4`.
+//!
+//!   **Options that ask for authenticated time are errors**, because rntpd
+//!   does not support NTP authentication yet and polling such a source
+//!   without it would silently downgrade what the administrator asked for:
+//!   `key N` (symmetric key), `autokey` and `ident GROUP` (ntpd's Autokey),
+//!   and NTPsec's NTS options `nts`, `noval`, `ask ADDR`, `require ADDR`,
+//!   `ca PATH`, `cert FILE`, `aead ALGORITHM`, `expire N`. The message names
+//!   the option as written ("remove `key 5` or use another daemon for
+//!   authenticated time"). The key directives `keys`, `keysdir`,
+//!   `trustedkey`, `requestkey`, `controlkey`, `crypto`, `revoke` and
+//!   `automax` stay warnings: they only declare key material, which does
+//!   nothing until a source line asks for a key (an error), or secure
+//!   ntpq/ntpdc remote control, which rntpd does not offer. So do `nts`
+//!   (the directive: serving NTS, which clients notice by failing, not by
+//!   being downgraded) and `ntpsigndsocket`.
 //!
 //!   An address-family qualifier before the host (`-4`/`--ipv4` or
 //!   `-6`/`--ipv6`, as in ntpd: `pool -4 pool.ntp.org`) restricts a name to
-//!   IPv4 or IPv6 addresses.
+//!   IPv4 or IPv6 addresses. The family is kept on each source: `server -4
+//!   X` and `server -6 X` are two sources.
 //!
 //!   `server 127.127.T.U` (ntpd's reference-clock pseudo-address, e.g. the
 //!   old `server 127.127.1.0` local clock) produces a warning and the line is
@@ -136,7 +153,9 @@
 //!   `PATH` is relative to the directory of the file that includes it.
 //!   Includes nest at most 10 deep; a file that (directly or indirectly)
 //!   includes itself, and an include that cannot be read, are errors.
-//!   Including a directory (an NTPsec feature) is not supported yet.
+//!   Only regular files are read: a directory (an NTPsec feature, not
+//!   supported yet), a FIFO, a socket or a device such as `/dev/zero` is an
+//!   error at once, at the `includefile` line.
 //!
 //! * `resolver ADDR[:PORT] ...` — **rntpd extension**: DNS servers to use
 //!   for `server`/`pool` names instead of the system's resolver
@@ -240,7 +259,7 @@
 //! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
 //! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
-//! `ntpsigndsocket`, `peer`, `phone`, `pidfile`, `pollskewlist`, `qos`,
+//! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
 //! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
 //! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
@@ -248,9 +267,36 @@
 //! ## Errors
 //!
 //! A directive nobody knows, a bad or missing value, an unknown option, an
-//! include failure and a failed cross-field check are errors: loading fails
-//! and every error is listed as `FILE:LINE:COL: error: MESSAGE` followed by
-//! the line and a caret under the offending word.
+//! option asking for authentication, an include failure, a file or line over
+//! a limit and a failed cross-field check are errors: loading fails and every
+//! error is listed as `FILE:LINE:COL: error: MESSAGE` followed by the line
+//! and a caret under the offending word. A problem with a whole file (it
+//! cannot be read, or is too large) is listed as `FILE: error: MESSAGE`.
+//!
+//! # Limits
+//!
+//! So that a hostile or broken file can neither hang nor exhaust the memory
+//! of `rntpd` or `rntpctl validate`, reading is bounded. Going over a limit
+//! is an error at `file:line:col` (the `includefile` line for an include),
+//! except the diagnostics cap, which only shortens the report.
+//!
+//! | limit | value | what happens |
+//! |---|---|---|
+//! | file type | regular files only | a directory, FIFO, socket or device is refused at once (never opened for a blocking read) |
+//! | configuration size ([`MAX_CONFIG_BYTES`]) | 1 MiB, all files together, an include counted each time it is read | error; a larger file is not read at all |
+//! | line length ([`MAX_LINE_BYTES`]) | 4096 bytes, comments included | error; the line is ignored |
+//! | words per line ([`MAX_WORDS_PER_LINE`]) | 64 (directive, options and values) | error; the line is ignored |
+//! | directives ([`MAX_DIRECTIVES`]) | 10 000 lines that are not blank or comments, all files together | error; reading stops |
+//! | include depth ([`MAX_INCLUDE_DEPTH`]) | 10 levels below the top file | error at the deeper `includefile` |
+//! | includes ([`MAX_INCLUDES`]) | 256 `includefile` reads | error at the next `includefile` |
+//! | diagnostics ([`MAX_DIAGNOSTICS`]) | 100 errors and 100 warnings listed | the rest are counted in one final "N more diagnostics not shown" |
+//!
+//! Diagnostics do not copy their line: they share the file's text and show
+//! the line (a window of it, for a long line) only when displayed. Nothing
+//! in [`Config`] refers to the text or to the diagnostics, so a daemon can
+//! drop [`Loaded::warnings`] once it has logged them. A rejected 96 KB line
+//! costs about 200 KB of memory at its peak; the largest hostile file
+//! accepted for reading (1 MiB, every word an unknown option) about 1.1 MB.
 
 mod config;
 mod error;
@@ -262,33 +308,76 @@ pub mod node;
 mod raw;
 mod resolve;
 
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 pub use config::{
     AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
     RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
     TinkerConfig, TosConfig,
 };
-pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity};
+pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};
 
+/// Largest configuration read, in bytes: the top-level file and every
+/// included file together, an include counted each time it is read. Real
+/// ntp.conf files are a few kilobytes; the limit keeps `includefile
+/// /dev/zero`-like mistakes and hostile files from exhausting memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Longest line, in bytes, comments included. A longer line is an error and
+/// is not read.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Most words (directive, options and values) on one line. A line with more
+/// is an error and is not read.
+pub const MAX_WORDS_PER_LINE: usize = 64;
+
+/// Most directive lines (not counting blank and comment lines) in all files
+/// together. Reading stops with an error after this many.
+pub const MAX_DIRECTIVES: usize = 10_000;
+
+/// How deeply `includefile` may nest below the top-level file.
+pub const MAX_INCLUDE_DEPTH: usize = 10;
+
+/// Most `includefile` reads in one configuration (a file included twice
+/// counts twice), so that files including each other side by side cannot
+/// fan out exponentially.
+pub const MAX_INCLUDES: usize = 256;
+
 /// A configuration that loaded, with the warnings found on the way.
+///
+/// The warnings share the files' text with each other but nothing in
+/// [`Config`] refers to them: a daemon can keep the `config` and drop the
+/// `warnings` (and with them the text) once they are logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     /// The typed configuration.
     pub config: Config,
-    /// Everything that was ignored or looked odd, in file order.
+    /// Everything that was ignored or looked odd, in file order. At most
+    /// [`MAX_DIAGNOSTICS`], then one final [`DiagnosticKind::MoreNotShown`].
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Largest configuration file read, so that `includefile /dev/zero` or a
-/// runaway file cannot exhaust memory.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+impl Loaded {
+    /// How many warnings were found, including those not listed.
+    pub fn warning_count(&self) -> usize {
+        error::warning_count(&self.warnings)
+    }
+}
 
 /// Reads `path` and its includefiles from the file system and parses them.
+///
+/// Only regular files are read: a directory, FIFO, socket or device (such as
+/// `/dev/zero`) is refused at once, without blocking, with an error naming
+/// the file (or the `includefile` line that names it). Files are opened
+/// non-blocking and checked again after opening, so a file swapped for a
+/// FIFO in between is refused too. The limits ([`MAX_CONFIG_BYTES`] and the
+/// others) apply.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
-    let text = match read_text(path) {
+    let text = match read_config_file(path) {
         Ok(text) => text,
         Err(e) => {
             return Err(ConfigErrors {
@@ -300,17 +389,26 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             });
         }
     };
-    parse_str(path, &text, &mut |p| read_text(p))
+    parse_str(path, &text, &mut |p| read_config_file(p))
 }
 
-fn read_text(path: &Path) -> io::Result<String> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("file is larger than {MAX_FILE_BYTES} bytes"),
-        ));
+/// Reads one configuration file: a regular file of at most
+/// [`MAX_CONFIG_BYTES`] bytes of UTF-8. Never blocks on a FIFO and never
+/// reads a device.
+fn read_config_file(path: &Path) -> io::Result<String> {
+    // Refuse special files before opening them: opening a FIFO for reading
+    // blocks until a writer appears, and opening some devices has effects.
+    check_regular(&std::fs::metadata(path)?)?;
+    let file = open_nonblocking(path)?;
+    // The path may have been replaced between the two calls; the open file
+    // is what gets read, so check it (fstat) too.
+    let metadata = file.metadata()?;
+    check_regular(&metadata)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0).min(1 << 20));
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        // It grew after the size check.
+        return Err(too_large(format!("file has more than {MAX_CONFIG_BYTES} bytes")));
     }
     String::from_utf8(bytes).map_err(|e| {
         io::Error::new(
@@ -320,18 +418,109 @@ fn read_text(path: &Path) -> io::Result<String> {
     })
 }
 
+#[cfg(unix)]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: a FIFO swapped in after the check must not block the open
+    // (it has no effect on regular files). O_NOCTTY: a terminal device must
+    // never become the daemon's controlling terminal.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Refuses anything but a regular file of at most [`MAX_CONFIG_BYTES`].
+fn check_regular(metadata: &Metadata) -> io::Result<()> {
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "is a directory, not a regular file",
+        ));
+    }
+    if !file_type.is_file() {
+        let what = special_file_kind(metadata);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {what}, not a regular file; rntpd reads configuration only from regular files"
+            ),
+        ));
+    }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(format!("file is {} bytes", metadata.len())));
+    }
+    Ok(())
+}
+
+/// `what` ("file is N bytes"), then the limit.
+fn too_large(what: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what}; rntpd reads at most {MAX_CONFIG_BYTES} bytes of configuration"),
+    )
+}
+
+/// What kind of special file this is, for the message.
+#[cfg(unix)]
+fn special_file_kind(metadata: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = metadata.file_type();
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &Metadata) -> &'static str {
+    "a special file"
+}
+
 /// Parses `text` as the contents of `file`. Pure: an `includefile` is read
 /// by calling `include` with the resolved path (relative paths are joined to
 /// `file`'s directory); `file` itself is only used in messages and for that
-/// join.
+/// join. The limits ([`MAX_CONFIG_BYTES`] and the others) apply to `text`
+/// and to whatever `include` returns.
 pub fn parse_str(
     file: &Path,
     text: &str,
     include: &mut dyn FnMut(&Path) -> io::Result<String>,
 ) -> Result<Loaded, ConfigErrors> {
-    let mut diags = error::Diags::default();
-    let raw = raw::read(file, text, include, &mut diags);
-    let config = resolve::resolve(&raw, &mut diags);
+    let mut diags = error::Diags::new(file);
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        diags.push(error::Pending {
+            seq: 0,
+            diag: Diagnostic::whole_file(
+                file.to_path_buf(),
+                DiagnosticKind::ConfigTooLarge {
+                    path: file.to_path_buf(),
+                    total: text.len() as u64,
+                    limit: MAX_CONFIG_BYTES,
+                },
+            ),
+        });
+        let (errors, warnings) = diags.into_sorted();
+        return Err(ConfigErrors { errors, warnings });
+    }
+    let mut resolver = resolve::Resolver::default();
+    raw::read(file, Arc::from(text), include, &mut diags, &mut |directive, diags| {
+        resolver.directive(directive, diags)
+    });
+    let config = resolver.finish(&mut diags);
     let failed = diags.has_errors();
     let (errors, warnings) = diags.into_sorted();
     if failed {

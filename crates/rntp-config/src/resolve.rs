@@ -1,4 +1,4 @@
-//! Phase 2: [`RawConfig`] to the typed [`Config`].
+//! Phase 2: directives to the typed [`Config`].
 //!
 //! Interprets each directive, fills in defaults, checks values and ranges,
 //! and finally runs cross-field checks (`minpoll <= maxpoll` per source,
@@ -8,49 +8,43 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::str::FromStr;
 
 use crate::config::{
-    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
+    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, ResolveConfig,
     RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
     TinkerConfig,
 };
 use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
 use crate::known::{
-    suggest, ADDRESS_FAMILY_FLAGS, DISCARD_OPTIONS, INTERFACE_ACTIONS, LISTEN_OPTIONS,
-    POOL_OPTIONS, RESTRICT_ALL, RESTRICT_AUTH_FLAGS, RESTRICT_MOOT_FLAGS, RESTRICT_VALUED,
-    SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES, TINKER_OPTIONS, TOS_OPTIONS,
-    UNSUPPORTED_DIRECTIVES, UNSUPPORTED_DISCARD, UNSUPPORTED_RESTRICT_FLAGS,
-    UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED, UNSUPPORTED_TINKER, UNSUPPORTED_TOS,
+    suggest, ADDRESS_FAMILY_FLAGS, AUTH_SOURCE_FLAGS, AUTH_SOURCE_VALUED, DISCARD_OPTIONS,
+    INTERFACE_ACTIONS, LISTEN_OPTIONS, POOL_OPTIONS, RESTRICT_ALL, RESTRICT_AUTH_FLAGS,
+    RESTRICT_MOOT_FLAGS, RESTRICT_VALUED, SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES,
+    TINKER_OPTIONS, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES, UNSUPPORTED_DISCARD,
+    UNSUPPORTED_RESTRICT_FLAGS, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED,
+    UNSUPPORTED_TINKER, UNSUPPORTED_TOS,
 };
 use crate::lex::Token;
-use crate::raw::{RawConfig, RawDirective, SourceLine};
+use crate::raw::{RawDirective, SourceLine};
 
 /// The default port of a `resolver` address given without one.
 const DNS_PORT: u16 = 53;
 
-/// Turns the raw directives into a [`Config`], reporting into `diags`.
-pub(crate) fn resolve(raw: &RawConfig, diags: &mut Diags) -> Config {
-    let mut r = Resolver::default();
-    for directive in &raw.directives {
-        r.directive(directive, diags);
-    }
-    r.finish(diags)
-}
-
 /// Where a `tos` value was set, to point cross-field errors at it.
 #[derive(Debug)]
 struct TosLoc {
-    line: Rc<SourceLine>,
+    line: SourceLine,
     token: Token,
     /// Order of setting, so the most recent (likeliest culprit) is blamed.
     seq: usize,
 }
 
+/// Builds a [`Config`] from directives fed one at a time, in reading order
+/// ([`Resolver::directive`]), then runs the cross-line checks
+/// ([`Resolver::finish`]).
 #[derive(Debug, Default)]
-struct Resolver {
+pub(crate) struct Resolver {
     config: Config,
     driftfile_at: Option<(PathBuf, u32)>,
     makestep_at: Option<(PathBuf, u32)>,
@@ -131,6 +125,15 @@ impl<'a> Line<'a, '_> {
         self.diags.push(diag);
     }
 
+    /// Reports `kind` underlining `first` through `last`.
+    fn report_span(&mut self, first: &Token, last: &Token, kind: DiagnosticKind) {
+        if kind.severity() == Severity::Error {
+            self.errors += 1;
+        }
+        let diag = self.d.line.spanning(first, last, kind);
+        self.diags.push(diag);
+    }
+
     fn missing(&mut self, what: &str, expected: Expected) {
         self.errors += 1;
         let diag = self
@@ -149,7 +152,7 @@ impl<'a> Line<'a, '_> {
                 self.missing(what, expected);
                 None
             }
-            Some(t) if keywords.iter().any(|k| k.contains(&t.text.as_str())) => {
+            Some(t) if is_keyword(keywords, t) => {
                 let kind =
                     DiagnosticKind::BadValue { what: what.into(), expected, found: t.text.clone() };
                 self.report_at(t, kind);
@@ -165,8 +168,7 @@ impl<'a> Line<'a, '_> {
     /// rather than two.
     fn skip_value_of_unknown(&mut self, valued: bool, keywords: &[&[&str]]) {
         if let Some(t) = self.peek() {
-            let is_keyword = keywords.iter().any(|k| k.contains(&t.text.as_str()));
-            if !is_keyword && (valued || f64::from_str(&t.text).is_ok()) {
+            if !is_keyword(keywords, t) && (valued || f64::from_str(&t.text).is_ok()) {
                 self.pos += 1;
             }
         }
@@ -224,11 +226,18 @@ impl Line<'_, '_> {
 }
 
 impl Resolver {
-    fn directive(&mut self, d: &RawDirective, diags: &mut Diags) {
+    /// Interprets one directive, reporting into `diags`.
+    pub(crate) fn directive(&mut self, d: &RawDirective, diags: &mut Diags) {
         let mut line = Line { d, pos: 0, errors: 0, diags };
         match d.keyword.text.as_str() {
-            "server" => self.source(&mut line, SourceKind::Server),
-            "pool" => self.source(&mut line, SourceKind::Pool),
+            "server" => self.source(&mut line, SourceKind::Server, "server"),
+            "pool" => self.source(&mut line, SourceKind::Pool, "pool"),
+            "peer" => {
+                // NTPsec also treats `peer` as `server`; symmetric mode would
+                // let the peer steer our clock, which rntpd never allows.
+                line.report_at(&d.keyword, DiagnosticKind::PeerAsServer);
+                self.source(&mut line, SourceKind::Server, "peer");
+            }
             "tos" => self.tos(&mut line),
             "driftfile" => self.driftfile(&mut line),
             "resolver" => self.resolver(&mut line),
@@ -252,14 +261,21 @@ impl Resolver {
         }
     }
 
-    fn source(&mut self, line: &mut Line<'_, '_>, kind: SourceKind) {
-        let (name, accepted) = match kind {
-            SourceKind::Server => ("server", SERVER_OPTIONS),
-            SourceKind::Pool => ("pool", POOL_OPTIONS),
+    /// A `server`, `pool` or `peer` line; `name` is the directive as
+    /// written, for messages.
+    fn source(&mut self, line: &mut Line<'_, '_>, kind: SourceKind, name: &str) {
+        let accepted = match kind {
+            SourceKind::Server => SERVER_OPTIONS,
+            SourceKind::Pool => POOL_OPTIONS,
         };
         // Every word that can follow the host, for value() to not swallow.
-        let keywords: &[&[&str]] =
-            &[POOL_OPTIONS, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED];
+        let keywords: &[&[&str]] = &[
+            POOL_OPTIONS,
+            UNSUPPORTED_SOURCE_FLAGS,
+            UNSUPPORTED_SOURCE_VALUED,
+            AUTH_SOURCE_FLAGS,
+            AUTH_SOURCE_VALUED,
+        ];
 
         let mut family = AddressFamily::Any;
         while let Some(flag) =
@@ -352,6 +368,34 @@ impl Resolver {
                         options.maxsources = v;
                     }
                 }
+                w if AUTH_SOURCE_FLAGS.contains(&w) => line.report_at(
+                    token,
+                    DiagnosticKind::AuthenticationNotSupported {
+                        directive: name.into(),
+                        option: w.into(),
+                    },
+                ),
+                w if AUTH_SOURCE_VALUED.contains(&w) => {
+                    // The value belongs to the option: name both in the
+                    // message and underline both, but never swallow a word
+                    // that is itself an option.
+                    let value = line.peek().filter(|t| !is_keyword(keywords, t));
+                    let option = match value {
+                        Some(v) => {
+                            line.next();
+                            format!("{w} {}", v.text)
+                        }
+                        None => w.into(),
+                    };
+                    line.report_span(
+                        token,
+                        value.unwrap_or(token),
+                        DiagnosticKind::AuthenticationNotSupported {
+                            directive: name.into(),
+                            option,
+                        },
+                    );
+                }
                 w if UNSUPPORTED_SOURCE_FLAGS.contains(&w) => line.report_at(
                     token,
                     DiagnosticKind::UnsupportedOption { directive: name.into(), option: w.into() },
@@ -369,7 +413,13 @@ impl Resolver {
                 w => {
                     let suggestion = suggest(
                         w,
-                        &[accepted, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED],
+                        &[
+                            accepted,
+                            UNSUPPORTED_SOURCE_FLAGS,
+                            UNSUPPORTED_SOURCE_VALUED,
+                            AUTH_SOURCE_FLAGS,
+                            AUTH_SOURCE_VALUED,
+                        ],
                     );
                     line.report_at(
                         token,
@@ -381,7 +431,9 @@ impl Resolver {
                         },
                     );
                     let valued = suggestion.is_some_and(|s| {
-                        !UNSUPPORTED_SOURCE_FLAGS.contains(&s) && !SOURCE_FLAGS.contains(&s)
+                        ![UNSUPPORTED_SOURCE_FLAGS, SOURCE_FLAGS, AUTH_SOURCE_FLAGS]
+                            .iter()
+                            .any(|flags| flags.contains(&s))
                     });
                     line.skip_value_of_unknown(valued, keywords);
                 }
@@ -406,7 +458,7 @@ impl Resolver {
                 host,
                 port,
                 options,
-                origin: Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number },
+                origin: line.d.line.origin(),
             });
         }
     }
@@ -425,7 +477,7 @@ impl Resolver {
                     self.tos_seq += 1;
                     let value_token = line.last().clone();
                     let loc = Some(TosLoc {
-                        line: Rc::clone(&line.d.line),
+                        line: line.d.line.clone(),
                         token: value_token,
                         seq: self.tos_seq,
                     });
@@ -477,7 +529,7 @@ impl Resolver {
             );
             return;
         }
-        let here = (line.d.line.file.to_path_buf(), line.d.line.number);
+        let here = (line.d.line.file.path.clone(), line.d.line.number);
         if let Some((previous_file, previous_line)) = self.driftfile_at.replace(here) {
             line.report_at(
                 &line.d.keyword,
@@ -531,7 +583,7 @@ impl Resolver {
                         self.config.resolve.ceiling = v;
                     }
                     self.resolve_at = Some(TosLoc {
-                        line: Rc::clone(&line.d.line),
+                        line: line.d.line.clone(),
                         token: line.last().clone(),
                         seq: 0,
                     });
@@ -632,7 +684,7 @@ impl Resolver {
         if line.errors > 0 {
             return;
         }
-        let origin = Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number };
+        let origin = line.d.line.origin();
         for addr in addrs {
             let earlier = self.config.listen.iter().find(|l| l.addr == addr && l.port == port);
             if let Some(earlier) = earlier {
@@ -815,7 +867,7 @@ impl Resolver {
             self.config.restrict.push(RestrictConfig {
                 target,
                 flags,
-                origin: Origin { file: line.d.line.file.to_path_buf(), line: line.d.line.number },
+                origin: line.d.line.origin(),
             });
         }
     }
@@ -912,7 +964,7 @@ impl Resolver {
         let (Some(threshold_us), Some(limit), 0) = (threshold, limit, line.errors) else {
             return;
         };
-        let here = (line.d.line.file.to_path_buf(), line.d.line.number);
+        let here = (line.d.line.file.path.clone(), line.d.line.number);
         if let Some((previous_file, previous_line)) = self.makestep_at.replace(here) {
             line.report_at(
                 &line.d.keyword,
@@ -928,7 +980,8 @@ impl Resolver {
         self.config.makestep = Some(MakeStepConfig { threshold_us, limit });
     }
 
-    fn finish(self, diags: &mut Diags) -> Config {
+    /// Runs the checks that need the whole file and returns the result.
+    pub(crate) fn finish(self, diags: &mut Diags) -> Config {
         let tos = &self.config.tos;
         let checks = [
             ("minclock", tos.minclock, &self.minclock_at),
@@ -963,6 +1016,11 @@ impl Resolver {
         }
         self.config
     }
+}
+
+/// Whether `token` is one of the `keywords` of its directive.
+fn is_keyword(keywords: &[&[&str]], token: &Token) -> bool {
+    keywords.iter().any(|k| k.contains(&token.text.as_str()))
 }
 
 /// Parses a non-negative decimal number of seconds (`300`, `0.128`, `.5`,

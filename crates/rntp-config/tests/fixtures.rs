@@ -124,7 +124,6 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
             SourceOptions { iburst: true, prefer: true, ..d.clone() },
             25,
         ),
-        // `key 42` is ignored with a warning, the source is kept.
         server(name("ntp2.example.net"), SourceOptions { iburst: true, ..d.clone() }, 26),
         server(
             Host::Ip("192.0.2.10".parse().unwrap()),
@@ -195,8 +194,9 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
             unsupported(19, "keys"),
             unsupported(20, "trustedkey"),
             unsupported(21, "requestkey"),
+            // The key directives alone stay warnings: without `key N` on a
+            // source line (an error) they would do nothing in ntpd either.
             unsupported(22, "controlkey"),
-            (26, "option `key` of server is not supported by rntpd yet; option ignored".into()),
             (
                 32,
                 "\"127.127.1.0\" is an ntpd reference-clock address; reference clocks are not \
@@ -371,4 +371,60 @@ fn including_a_directory_explains_itself() {
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// Issue 14: a site that authenticates its servers must not load: each
+/// authentication option is an error with file:line:col, and the key
+/// directives around them are warnings.
+#[test]
+fn authenticated_site_is_refused_with_file_line_col() {
+    let path = fixture("ntpd-auth.conf");
+    let err = load_file(&path).unwrap_err();
+    let got: Vec<_> = err.errors.iter().map(|e| (e.line, e.col, e.kind.to_string())).collect();
+    let msg = |directive: &str, option: &str| {
+        format!(
+            "`{option}` on this {directive} line asks for authenticated time, but rntpd does not \
+             support NTP authentication yet; remove `{option}` or use another daemon for \
+             authenticated time"
+        )
+    };
+    assert_eq!(
+        got,
+        vec![
+            (7, 32, msg("server", "key 42")),
+            (8, 28, msg("server", "nts")),
+            (9, 23, msg("peer", "autokey")),
+        ]
+    );
+    assert!(err.errors.iter().all(|e| e.file == path));
+    assert_eq!(
+        warning_lines(&err.warnings),
+        vec![
+            (5, "`keys` is not supported by rntpd yet; line ignored".to_string()),
+            (6, "`trustedkey` is not supported by rntpd yet; line ignored".to_string()),
+            (9, rntp_config::DiagnosticKind::PeerAsServer.to_string()),
+        ]
+    );
+    let shown = err.to_string();
+    assert!(shown.starts_with(&format!("{}:7:32: error: ", path.display())), "{shown}");
+    assert!(shown.contains("7 | server ntp1.example.net iburst key 42\n"), "{shown}");
+}
+
+/// Debian's NTPsec file suggests `server time.cloudflare.com nts`;
+/// uncommented, it must be an error at that line, not a silent downgrade.
+#[test]
+fn debian_ntpsec_with_its_nts_line_uncommented_is_refused() {
+    let path = fixture("ntpsec-debian.conf");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replace("# server time.cloudflare.com nts", "server time.cloudflare.com nts");
+    assert_ne!(text, edited, "the fixture has the commented NTS line");
+    let err =
+        rntp_config::parse_str(&path, &edited, &mut |p| std::fs::read_to_string(p)).unwrap_err();
+    assert_eq!(err.errors.len(), 1, "{err}");
+    let e = &err.errors[0];
+    assert_eq!((e.line, e.col), (30, 28));
+    assert!(matches!(
+        &e.kind,
+        DiagnosticKind::AuthenticationNotSupported { option, .. } if option == "nts"
+    ));
 }

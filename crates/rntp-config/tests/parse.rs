@@ -209,12 +209,12 @@ fn maxsources_only_on_pool_lines() {
 
 #[test]
 fn unsupported_ntpd_options_warn_and_keep_the_source() {
-    let l =
-        ok("server a.example key 42 autokey iburst mode 3 xleave ttl 8 true preempt bias 0.5\n\
-                server -6 b.example nts noval ca /etc/ssl/ca.pem aead AES_SIV_CMAC_256\n");
+    let l = ok("server a.example mode 3 iburst xleave ttl 8 true preempt bias 0.5\n\
+                server -6 b.example holdover 5 minpoll 4\n");
     assert_eq!(l.config.sources.len(), 2);
     assert!(l.config.sources[0].options.iburst, "options after ignored ones still apply");
     assert_eq!(l.config.sources[1].options.family, rntp_config::AddressFamily::V6);
+    assert_eq!(l.config.sources[1].options.minpoll, 4);
     let options: Vec<_> = l
         .warnings
         .iter()
@@ -226,25 +226,149 @@ fn unsupported_ntpd_options_warn_and_keep_the_source() {
     assert_eq!(
         options,
         vec![
-            (1, 18, "key"),
-            (1, 25, "autokey"),
-            (1, 40, "mode"),
-            (1, 47, "xleave"),
-            (1, 54, "ttl"),
-            (1, 60, "true"),
-            (1, 65, "preempt"),
-            (1, 73, "bias"),
-            (2, 21, "nts"),
-            (2, 25, "noval"),
-            (2, 31, "ca"),
-            (2, 50, "aead"),
+            (1, 18, "mode"),
+            (1, 32, "xleave"),
+            (1, 39, "ttl"),
+            (1, 45, "true"),
+            (1, 50, "preempt"),
+            (1, 58, "bias"),
+            (2, 21, "holdover"),
         ]
     );
     // An ignored option that takes a value still needs one.
     assert_eq!(
-        only_error("server a.example key\n"),
-        (1, 21, DiagnosticKind::MissingValue { what: "key".into(), expected: Expected::Value })
+        only_error("server a.example mode\n"),
+        (1, 22, DiagnosticKind::MissingValue { what: "mode".into(), expected: Expected::Value })
     );
+}
+
+fn auth(directive: &str, option: &str) -> DiagnosticKind {
+    DiagnosticKind::AuthenticationNotSupported {
+        directive: directive.into(),
+        option: option.into(),
+    }
+}
+
+/// Issue 14: an option that asks for authentication is an error, never a
+/// warning and a silent downgrade to unauthenticated time.
+#[test]
+fn authentication_options_are_errors_at_their_position() {
+    let e = parse(
+        "server a.example key 42 iburst\n\
+         pool pool.example.org autokey\n\
+         server -6 b.example nts noval ca /etc/ssl/ca.pem aead AES_SIV_CMAC_256\n\
+         server c.example ask nts.example:4460 require nts.example cert /c.pem expire 3600\n\
+         peer d.example ident group1\n",
+    )
+    .unwrap_err();
+    let got: Vec<_> = e.errors.iter().map(|d| (d.line, d.col, d.kind.clone())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1, 18, auth("server", "key 42")),
+            (2, 23, auth("pool", "autokey")),
+            (3, 21, auth("server", "nts")),
+            (3, 25, auth("server", "noval")),
+            (3, 31, auth("server", "ca /etc/ssl/ca.pem")),
+            (3, 50, auth("server", "aead AES_SIV_CMAC_256")),
+            (4, 18, auth("server", "ask nts.example:4460")),
+            (4, 39, auth("server", "require nts.example")),
+            (4, 59, auth("server", "cert /c.pem")),
+            (4, 71, auth("server", "expire 3600")),
+            (5, 16, auth("peer", "ident group1")),
+        ]
+    );
+    // None of these sources is configured: the file does not load.
+    assert!(e.errors.iter().all(|d| d.severity == Severity::Error));
+    // The message says what to do; the caret covers the option and its value.
+    assert_eq!(
+        e.errors[0].to_string(),
+        "/etc/ntp.conf:1:18: error: `key 42` on this server line asks for authenticated time, but \
+         rntpd does not support NTP authentication yet; remove `key 42` or use another daemon for \
+         authenticated time\n\
+         1 | server a.example key 42 iburst\n  \
+           |                  ^^^^^^"
+    );
+    // Without its value (end of line, or another option follows), the
+    // option alone is named: one error, not two.
+    assert_eq!(only_error("server a.example key\n"), (1, 18, auth("server", "key")));
+    assert_eq!(only_error("server a.example key iburst\n"), (1, 18, auth("server", "key")));
+}
+
+/// Issue 14: the key directives alone do nothing without `key` on a source,
+/// so they stay warnings (documented in the crate docs).
+#[test]
+fn key_directives_alone_stay_warnings() {
+    let l = ok("keys /etc/ntp/keys\ntrustedkey 4 8 42\nrequestkey 8\ncontrolkey 8\n\
+                crypto pw x\nkeysdir /etc/ntp\nnts enable\nserver a.example\n");
+    assert_eq!(l.config.sources.len(), 1);
+    assert_eq!(l.warnings.len(), 7);
+    assert!(l
+        .warnings
+        .iter()
+        .all(|w| matches!(w.kind, DiagnosticKind::UnsupportedDirective { .. })));
+}
+
+/// Issue 14: `peer` is polled as a server, with a warning that says so.
+#[test]
+fn peer_is_polled_as_a_server_with_a_warning() {
+    let l = ok("peer 192.0.2.7 iburst minpoll 4\npeer -4 peer.example prefer\n");
+    let c = &l.config;
+    assert_eq!(c.sources.len(), 2);
+    assert!(c.sources.iter().all(|s| s.kind == SourceKind::Server));
+    assert_eq!(c.sources[0].host, Host::Ip("192.0.2.7".parse().unwrap()));
+    assert_eq!(
+        c.sources[0].options,
+        SourceOptions { iburst: true, minpoll: 4, ..SourceOptions::default() }
+    );
+    assert_eq!(c.sources[1].options.family, rntp_config::AddressFamily::V4);
+    assert!(c.sources[1].options.prefer);
+    assert_eq!(c.sources[1].origin, origin(2));
+    let w: Vec<_> = l.warnings.iter().map(|w| (w.line, w.col, w.kind.clone())).collect();
+    assert_eq!(w, vec![(1, 1, DiagnosticKind::PeerAsServer), (2, 1, DiagnosticKind::PeerAsServer)]);
+    assert_eq!(
+        l.warnings[0].to_string(),
+        "/etc/ntp.conf:1:1: warning: `peer` asks for symmetric active mode, which rntpd does not \
+         support; polled as a server (write `server` to silence this warning)"
+    );
+    // A peer line is checked like a server line, naming `peer`.
+    assert_eq!(
+        only_error("peer a.example maxsources 2\n"),
+        (
+            1,
+            16,
+            DiagnosticKind::OptionNotAllowed {
+                option: "maxsources".into(),
+                directive: "peer".into(),
+                allowed_on: "pool",
+            }
+        )
+    );
+    assert!(matches!(only_error("peer\n").2, DiagnosticKind::MissingValue { .. }));
+}
+
+/// Issue 14: `server -4 X` and `server -6 X` are two sources, each with its
+/// family; the configuration layer never merges lines.
+#[test]
+fn same_name_with_both_families_is_two_sources() {
+    let c = ok("server -4 time.example iburst\nserver -6 time.example iburst\n\
+                pool --ipv4 pool.example\npool --ipv6 pool.example\nserver time.example\n")
+    .config;
+    let got: Vec<_> =
+        c.sources.iter().map(|s| (s.kind, s.host.to_string(), s.options.family)).collect();
+    use rntp_config::AddressFamily::{Any, V4, V6};
+    assert_eq!(
+        got,
+        vec![
+            (SourceKind::Server, "time.example".into(), V4),
+            (SourceKind::Server, "time.example".into(), V6),
+            (SourceKind::Pool, "pool.example".into(), V4),
+            (SourceKind::Pool, "pool.example".into(), V6),
+            (SourceKind::Server, "time.example".into(), Any),
+        ]
+    );
+    // The last flag wins when several are given.
+    assert_eq!(ok("server -4 -6 a.example\n").config.sources[0].options.family, V6);
 }
 
 #[test]

@@ -131,23 +131,26 @@ fn validate(file: &Path) -> ExitCode {
                 out_line(&w.to_string());
             }
             let n = loaded.config.sources.len();
+            // Counted, not listed: the list stops at rntp_config::MAX_DIAGNOSTICS.
+            let w = loaded.warning_count();
             out_line(&format!(
                 "{}: OK ({} source{}, {} warning{})",
                 file.display(),
                 n,
                 if n == 1 { "" } else { "s" },
-                loaded.warnings.len(),
-                if loaded.warnings.len() == 1 { "" } else { "s" }
+                w,
+                if w == 1 { "" } else { "s" }
             ));
             ExitCode::SUCCESS
         }
         Err(errors) => {
             out_line(&errors.to_string());
+            let n = errors.error_count();
             out_line(&format!(
                 "{}: {} error{}; rntpd would not start with this file",
                 file.display(),
-                errors.errors.len(),
-                if errors.errors.len() == 1 { "" } else { "s" }
+                n,
+                if n == 1 { "" } else { "s" }
             ));
             ExitCode::FAILURE
         }
