@@ -154,7 +154,35 @@ pub fn generate(
     })
 }
 
-/// The binaries' hidden hook: prints [`generate`]'s output on stdout, or the error on stderr
+/// The binaries' hidden packaging hook, checked before clap parses the command line so that it
+/// appears in no `--help`, man page or completion: `BIN --generate WHAT` (exactly these two
+/// arguments) prints [`generate`]'s output and returns the exit code; any other command line
+/// returns `None` and the binary goes on as usual.
+pub fn hook(cmd: fn() -> Command, template: &str, sources: &str) -> Option<ExitCode> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.len() != 2 || args[0] != "--generate" {
+        return None;
+    }
+    let cmd = cmd();
+    let value = args[1].to_string_lossy();
+    match Generate::from_str(&value, false) {
+        Ok(what) => Some(emit(what, &cmd, template, sources)),
+        Err(_) => {
+            let known: Vec<String> = Generate::value_variants()
+                .iter()
+                .filter_map(|v| v.to_possible_value().map(|p| p.get_name().to_string()))
+                .collect();
+            eprintln!(
+                "{}: --generate expects one of: {} (found {value:?})",
+                cmd.get_name(),
+                known.join(", ")
+            );
+            Some(ExitCode::from(2))
+        }
+    }
+}
+
+/// Prints [`generate`]'s output on stdout, or the error on stderr
 /// (exit 1). Packaging scripts call it; it is not for administrators.
 pub fn emit(what: Generate, cmd: &Command, template: &str, sources: &str) -> ExitCode {
     match generate(what, cmd, template, sources) {
@@ -243,5 +271,27 @@ mod tests {
         }
         assert!(page.roff.is_ascii());
         assert!(page.markdown.contains("## Supported directives"));
+    }
+
+    /// The directive reference changes with rntp-config: this catches a stale rntpd.conf(5) in
+    /// `cargo test`, not only in `scripts/gen-docs --check`.
+    #[test]
+    fn checked_in_conf_page_is_up_to_date() {
+        let page = conf_page(
+            include_str!("../../../docs/man/rntpd.conf.5.in.md"),
+            include_str!("../../rntp-config/src/lib.rs"),
+            env!("CARGO_PKG_VERSION"),
+        )
+        .unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap();
+        assert!(
+            page.roff == read("dist/man/rntpd.conf.5"),
+            "dist/man/rntpd.conf.5 is stale: run scripts/gen-docs and commit the result"
+        );
+        assert!(
+            page.markdown == read("docs/rntpd.conf.5.md"),
+            "docs/rntpd.conf.5.md is stale: run scripts/gen-docs and commit the result"
+        );
     }
 }

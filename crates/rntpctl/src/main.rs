@@ -25,7 +25,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "rntpctl", version)]
 struct Args {
-    /// The daemon's control socket (rntpd --control-socket).
+    /// rntpd's control socket.
+    ///
+    /// The path rntpd was started with (`rntpd --control-socket PATH`).
     #[arg(
         short = 's',
         long = "socket",
@@ -91,7 +93,7 @@ enum Cmd {
         kind: String,
         /// Host name or address.
         name: String,
-        /// ntp.conf options: iburst, burst, prefer, noselect, minpoll N, maxpoll N, ...
+        /// ntp.conf options, e.g. iburst, minpoll N, maxsources N.
         ///
         /// The full list: iburst, burst, prefer, noselect, minpoll N, maxpoll N, version N,
         /// port N, maxsources N (pool only), -4/-6 (also accepted before the name).
@@ -116,31 +118,23 @@ enum Cmd {
         /// The ntp.conf-syntax file to check.
         file: PathBuf,
     },
-    /// Print a generated file (man page, shell completions) for packaging, then exit.
-    #[command(hide = true)]
-    Generate {
-        /// What to print.
-        #[arg(value_enum)]
-        what: rntp_docgen::Generate,
-    },
 }
 
 /// The source of rntpctl(8); the commands and options come from `Args` (see rntp-docgen).
 const MAN_SOURCE: &str = include_str!("../../../docs/man/rntpctl.8.in.md");
+/// What to edit instead of the generated page.
+const MAN_SOURCES_NOTE: &str =
+    "docs/man/rntpctl.8.in.md and the --help texts in crates/rntpctl/src/main.rs";
 
 fn main() -> ExitCode {
+    // Packaging hook, `rntpctl --generate man|complete-bash|...` (scripts/gen-docs,
+    // scripts/build-deb): only this binary has `Args`. Hidden from --help on purpose.
+    if let Some(code) = rntp_docgen::hook(Args::command, MAN_SOURCE, MAN_SOURCES_NOTE) {
+        return code;
+    }
     let args = Args::parse();
     let result = match args.command {
         Cmd::Validate { file } => return validate(&file),
-        // Packaging hook (scripts/gen-docs, scripts/build-deb): only this binary has `Args`.
-        Cmd::Generate { what } => {
-            return rntp_docgen::emit(
-                what,
-                &Args::command(),
-                MAN_SOURCE,
-                "docs/man/rntpctl.8.in.md and the --help texts in crates/rntpctl/src/main.rs",
-            )
-        }
         Cmd::Peers { json } => request(&args.socket, Command::Peers).map(|r| show(r, json)),
         Cmd::Status { json } => request(&args.socket, Command::Status).map(|r| show(r, json)),
         Cmd::Sources { json } => request(&args.socket, Command::Sources).map(|r| show(r, json)),

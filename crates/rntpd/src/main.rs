@@ -44,38 +44,34 @@ struct Args {
     /// first with `rntpctl validate FILE`.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Never change the system clock: measure, report and serve a virtual clock.
+    /// Never change the system clock: measure and serve a virtual clock.
     ///
     /// rntpd keeps a virtual disciplined clock instead (as `chronyd -x` does), reports it in
     /// `rntpctl status`, and serves its time. Without this flag rntpd disciplines the system
     /// clock, which needs CAP_SYS_TIME; without the capability it says so and observes.
     #[arg(long)]
     observe: bool,
-    /// Control socket that rntpctl connects to.
+    /// Control socket for rntpctl.
     ///
-    /// Created with mode 0660 in a directory created with mode 0750. Read-only commands are open
+    /// rntpctl connects here (`rntpctl -s PATH`). Created with mode 0660 in a directory created with mode 0750. Read-only commands are open
     /// to the socket's group; `add`, `remove` and `refresh` need root or rntpd's own user.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
-    /// Print a generated file (man page, shell completions) for packaging, then exit.
-    #[arg(long, value_name = "WHAT", hide = true)]
-    generate: Option<rntp_docgen::Generate>,
 }
 
 /// The source of rntpd(8); the options come from `Args` (see rntp-docgen).
 const MAN_SOURCE: &str = include_str!("../../../docs/man/rntpd.8.in.md");
+/// What to edit instead of the generated page.
+const MAN_SOURCES_NOTE: &str =
+    "docs/man/rntpd.8.in.md and the --help texts in crates/rntpd/src/main.rs";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Some(what) = args.generate {
-        // Packaging hook (scripts/gen-docs, scripts/build-deb): only this binary has `Args`.
-        return rntp_docgen::emit(
-            what,
-            &Args::command(),
-            MAN_SOURCE,
-            "docs/man/rntpd.8.in.md and the --help texts in crates/rntpd/src/main.rs",
-        );
+    // Packaging hook, `rntpd --generate man|complete-bash|...` (scripts/gen-docs,
+    // scripts/build-deb): only this binary has `Args`. Hidden from --help on purpose.
+    if let Some(code) = rntp_docgen::hook(Args::command, MAN_SOURCE, MAN_SOURCES_NOTE) {
+        return code;
     }
+    let args = Args::parse();
     init_logging();
 
     let (loaded, config_file) = match &args.config {
