@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use rntp_control::{
     decode_payload, encode_frame, frame_len, AddSource, Command, HistoryEntry, PeerInfo, Reply,
     Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
@@ -21,11 +21,13 @@ use rntp_control::{
 /// means it is stuck; say so rather than hang.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Query and control a running rntpd.
+/// Query and control rntpd; check configuration files.
 #[derive(Debug, Parser)]
-#[command(name = "rntpctl", version, about)]
+#[command(name = "rntpctl", version)]
 struct Args {
-    /// The daemon's control socket (rntpd --control-socket).
+    /// rntpd's control socket.
+    ///
+    /// The path rntpd was started with (`rntpd --control-socket PATH`).
     #[arg(
         short = 's',
         long = "socket",
@@ -41,62 +43,95 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// List associations, like `ntpq -p`.
+    ///
+    /// The tally column shows the selection verdict: `*` system peer, `+` survivor, `-` outlier,
+    /// `x` falseticker. There is a row per pool (`.POOL.`) and per name that has not resolved
+    /// (with the last error). Times are in milliseconds; reach is in octal.
     Peers {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Configured sources with their DNS state: addresses, TTL, last and next lookup.
+    ///
+    /// For each source: name, known addresses, time left on the DNS answer, last lookup (result,
+    /// TTL, age), next lookup, lookup count and associations; for pools also the target size,
+    /// the phase (`filling`/`steady`) and when the next replacement becomes possible.
     Sources {
-        /// Print JSON.
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Daemon status and counters.
+    ///
+    /// Version, uptime, mode (`observe`/`control`), the clock (discipline state, frequency,
+    /// correction, last offset), the system peer, client and server packet counters, and
+    /// history totals.
     Status {
-        /// Print JSON.
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Mobilizations, moves and retirements of associations, with reasons.
+    ///
+    /// Reasons: `configured`, `pool-fill`, `replacement`; `unreachable`, `unsynchronized`,
+    /// `falseticker`, `kod-deny`, `kod-rstr`, `removed`, `pruned-extra`; `address-changed`.
+    /// The daemon keeps the last 1000 entries.
     History {
-        /// Print JSON.
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Add a server or pool now, without restart. Options as on an ntp.conf line, e.g.
-    /// `rntpctl add pool pool.ntp.org iburst maxsources 6`. Not saved: after a restart only
-    /// the configuration file counts.
+    /// Add a server or pool now, without a restart.
+    ///
+    /// Options as on an ntp.conf line, checked by the same parser as the file, e.g.
+    /// `rntpctl add pool pool.ntp.org iburst maxsources 6`. The reply comes before DNS does.
+    /// Not saved: after a restart only the configuration file counts.
     Add {
         /// `server` or `pool`.
         #[arg(value_parser = ["server", "pool"])]
         kind: String,
         /// Host name or address.
         name: String,
-        /// ntp.conf options: iburst, burst, prefer, noselect, minpoll N, maxpoll N, version N,
-        /// port N, maxsources N (pool), -4/-6 (before the name is also fine).
+        /// ntp.conf options, e.g. iburst, minpoll N, maxsources N.
+        ///
+        /// The full list: iburst, burst, prefer, noselect, minpoll N, maxpoll N, version N,
+        /// port N, maxsources N (pool only), -4/-6 (also accepted before the name).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         options: Vec<String>,
     },
-    /// Remove a server or a whole pool (with all its members) by the name it was added with.
+    /// Remove a server, or a pool with all its members, by the name it was added with.
     Remove {
         /// Name or address as configured (see `rntpctl sources`).
         name: String,
     },
-    /// Resolve a source's name again now (all named sources without NAME).
+    /// Resolve a source's name again now (every named source without NAME).
     Refresh {
         /// Name as configured.
         name: Option<String>,
     },
-    /// Check a configuration file (no daemon needed). Exit 0: usable (warnings allowed);
-    /// exit 1: errors.
+    /// Check a configuration file; no daemon needed.
+    ///
+    /// Prints every error and warning with FILE:LINE:COL. Exit 0: usable (warnings allowed);
+    /// exit 1: errors, rntpd would not start with this file.
     Validate {
         /// The ntp.conf-syntax file to check.
         file: PathBuf,
     },
 }
 
+/// The source of rntpctl(8); the commands and options come from `Args` (see rntp-docgen).
+const MAN_SOURCE: &str = include_str!("../../../docs/man/rntpctl.8.in.md");
+/// What to edit instead of the generated page.
+const MAN_SOURCES_NOTE: &str =
+    "docs/man/rntpctl.8.in.md and the --help texts in crates/rntpctl/src/main.rs";
+
 fn main() -> ExitCode {
+    // Packaging hook, `rntpctl --generate man|complete-bash|...` (scripts/gen-docs,
+    // scripts/build-deb): only this binary has `Args`. Hidden from --help on purpose.
+    if let Some(code) = rntp_docgen::hook(Args::command, MAN_SOURCE, MAN_SOURCES_NOTE) {
+        return code;
+    }
     let args = Args::parse();
     let result = match args.command {
         Cmd::Validate { file } => return validate(&file),

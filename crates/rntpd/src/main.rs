@@ -18,7 +18,7 @@ mod shared;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// sysexits.h: configuration error.
 const EX_CONFIG: u8 = 78;
@@ -34,26 +34,43 @@ pool pool.ntp.org iburst
 /// The default control socket.
 const DEFAULT_CONTROL_SOCKET: &str = "/run/rntpd/rntpd.sock";
 
-/// rntpd: NTP daemon (RFC 5905) with first-class hostnames and pools.
+/// NTP daemon (RFC 5905) with first-class hostnames and pools.
 #[derive(Debug, Parser)]
-#[command(name = "rntpd", version, about)]
+#[command(name = "rntpd", version)]
 struct Args {
-    /// Configuration file in ntp.conf syntax. Without it, a built-in configuration that uses
-    /// the public NTP pool is used.
+    /// Configuration file, in ntp.conf syntax (see rntpd.conf(5)).
+    ///
+    /// Without it, rntpd uses a built-in configuration: `pool pool.ntp.org iburst`. Check a file
+    /// first with `rntpctl validate FILE`.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Measure and report only; never change the system clock. rntpd keeps a virtual
-    /// disciplined clock instead (as `chronyd -x` does), reports it, and serves its time.
-    /// Without this flag rntpd disciplines the system clock, which needs CAP_SYS_TIME; without
-    /// the capability it falls back to observing and says so.
+    /// Never change the system clock: measure and serve a virtual clock.
+    ///
+    /// rntpd keeps a virtual disciplined clock instead (as `chronyd -x` does), reports it in
+    /// `rntpctl status`, and serves its time. Without this flag rntpd disciplines the system
+    /// clock, which needs CAP_SYS_TIME; without the capability it says so and observes.
     #[arg(long)]
     observe: bool,
-    /// Path of the control socket used by rntpctl.
+    /// Control socket for rntpctl.
+    ///
+    /// rntpctl connects here (`rntpctl -s PATH`). Created with mode 0660 in a directory created with mode 0750. Read-only commands are open
+    /// to the socket's group; `add`, `remove` and `refresh` need root or rntpd's own user.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
     control_socket: PathBuf,
 }
 
+/// The source of rntpd(8); the options come from `Args` (see rntp-docgen).
+const MAN_SOURCE: &str = include_str!("../../../docs/man/rntpd.8.in.md");
+/// What to edit instead of the generated page.
+const MAN_SOURCES_NOTE: &str =
+    "docs/man/rntpd.8.in.md and the --help texts in crates/rntpd/src/main.rs";
+
 fn main() -> ExitCode {
+    // Packaging hook, `rntpd --generate man|complete-bash|...` (scripts/gen-docs,
+    // scripts/build-deb): only this binary has `Args`. Hidden from --help on purpose.
+    if let Some(code) = rntp_docgen::hook(Args::command, MAN_SOURCE, MAN_SOURCES_NOTE) {
+        return code;
+    }
     let args = Args::parse();
     init_logging();
 
