@@ -390,6 +390,8 @@ pub struct RunResult {
     pub system: Option<SystemState>,
     /// The downstream host, when the scenario has one.
     pub downstream: Option<DownstreamResult>,
+    /// Entries in host 0's steering correction log at the end.
+    pub correction_log_len: usize,
 }
 
 /// What the downstream host of a chain saw.
@@ -994,6 +996,7 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
     sim.res.dns_queries = sim.dns.queries.values().sum();
     sim.res.drops = host.node.status(now).counters.dropped;
     sim.res.system = Some(host.node.system_state());
+    sim.res.correction_log_len = steering.correction_log_len();
     if let Some(down) = sim.hosts.get(1) {
         let result = sim.res.downstream.get_or_insert_with(DownstreamResult::default);
         result.upstream = down.node.associations(now).into_iter().map(|(_, a)| a).next();
