@@ -1005,6 +1005,21 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
     sim.res
 }
 
+/// The node a host runs for an ntp.conf text, built exactly as the daemon builds one
+/// (`rntp_config::node::node_config`, then [`Node::new`]) at virtual time zero with a seeded
+/// RNG: the simulator's side of "the daemon and the simulator construct the same node".
+pub fn node_from_config_text(
+    text: &str,
+    mode: ClockMode,
+    seed: u64,
+) -> Result<Node, rntp_config::ConfigErrors> {
+    let loaded = rntp_config::parse_str(std::path::Path::new("ntp.conf"), text, &mut |p| {
+        Err(std::io::Error::other(format!("no includes here: {}", p.display())))
+    })?;
+    let config = rntp_config::node::node_config(&loaded.config, mode);
+    Ok(Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))))
+}
+
 /// The retirement reasons of a run's pool members (for tests).
 pub fn retire_reasons(r: &RunResult) -> Vec<DemobilizeReason> {
     r.source_events
