@@ -81,9 +81,7 @@ pub use ratelimit::RateLimit;
 pub use restrict::{RestrictFlags, RestrictRule};
 
 use crate::time::{Instant, NtpShort, NtpTimestamp};
-use crate::wire::{
-    KissCode, LeapIndicator, Mode, NtpHeader, ReferenceId, WireError, MAX_EXTENSIONS,
-};
+use crate::wire::{walk_trailer, KissCode, LeapIndicator, Mode, NtpHeader, ReferenceId, WireError};
 use ratelimit::{ClientTable, Verdict};
 use restrict::{Key, RestrictList};
 
@@ -97,16 +95,8 @@ const MAX_STRATUM: u8 = 0x10;
 const NTP_V1: u8 = 0x01;
 /// The first version with extension fields (RFC 7822).
 const EXTENSIONS_VERSION: u8 = 0x04;
-/// Length of a MAC's key id; a bare key id of zero is the crypto-NAK.
-const KEY_ID_LEN: usize = 0x04;
-/// Trailer lengths RFC 7822 §7.5 reads as a MAC: crypto-NAK, key id + MD5, key id + SHA-1.
-const MAC_LENS: [usize; 3] = [0x04, 0x14, 0x18];
-/// Smallest extension field (RFC 7822 §3).
-const EXT_MIN_LEN: usize = 0x10;
-/// Extension fields are padded to this.
-const EXT_ALIGN: usize = 0x04;
 /// A reply with a crypto-NAK: header and zero key id.
-const CRYPTO_NAK_REPLY_LEN: usize = NtpHeader::LEN + KEY_ID_LEN;
+const CRYPTO_NAK_REPLY_LEN: usize = NtpHeader::LEN + 0x04;
 
 /// Server settings: ntpd's `restrict` lines and `discard` options.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -616,44 +606,15 @@ enum TrailerMac {
     Digest,
 }
 
-/// Checks the bytes after the header exactly as [`crate::wire::PacketRepr::parse`] does
-/// (same rules, same errors) but without collecting the extension fields into a `Vec`, so the
-/// hot path does not allocate. A test holds the two to agreement.
+/// Checks the bytes after the header with the one trailer walk ([`walk_trailer`]), the same
+/// rules and errors as [`crate::wire::PacketRepr::parse`], without allocating.
 fn check_trailer(payload: &[u8], allow_extensions: bool) -> Result<TrailerMac, WireError> {
-    let mut rest = payload;
-    let mut offset = NtpHeader::LEN;
-    let mut fields = 0usize;
-    loop {
-        if rest.is_empty() {
-            return Ok(TrailerMac::None);
-        }
-        if MAC_LENS.contains(&rest.len()) {
-            let key_id = rest.first_chunk::<KEY_ID_LEN>().map_or(0, |b| u32::from_be_bytes(*b));
-            // Digest lengths 16 and 20 are both valid; only a bare key id has a rule.
-            return match (rest.len() == KEY_ID_LEN, key_id) {
-                (false, _) => Ok(TrailerMac::Digest),
-                (true, 0) => Ok(TrailerMac::CryptoNak),
-                (true, key_id) => Err(WireError::BadCryptoNak { key_id }),
-            };
-        }
-        if !allow_extensions || rest.len() < EXT_MIN_LEN {
-            return Err(WireError::TrailingData { offset, len: rest.len() });
-        }
-        if fields == MAX_EXTENSIONS {
-            return Err(WireError::TooManyExtensions { max: MAX_EXTENSIONS });
-        }
-        let length = rest.get(2..4).and_then(|b| b.try_into().ok()).map_or(0, u16::from_be_bytes);
-        let length = usize::from(length);
-        if length < EXT_MIN_LEN || length % EXT_ALIGN != 0 {
-            return Err(WireError::BadExtensionLength { offset, length });
-        }
-        if length > rest.len() {
-            return Err(WireError::TruncatedExtension { offset, length, available: rest.len() });
-        }
-        rest = rest.get(length..).unwrap_or_default();
-        offset += length;
-        fields += 1;
-    }
+    let layout = walk_trailer(payload, NtpHeader::LEN, allow_extensions, |_| {})?;
+    Ok(match layout.mac {
+        None => TrailerMac::None,
+        Some(mac) if mac.is_crypto_nak() => TrailerMac::CryptoNak,
+        Some(_) => TrailerMac::Digest,
+    })
 }
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ fn daemon_and_simulator_build_the_same_node() {
         l = block.addr(4),
     );
     let rntpd = Rntpd::start(dir.path(), &config);
-    let node = rntp_sim::node_from_config_text(&config, ClockMode::Observe, 1)
-        .expect("the config parses");
+    let node =
+        rntp_sim::node_from_config_text(&config, ClockMode::Observe, 1).expect("the config parses");
     let now = rntp_proto::time::Instant::ZERO;
 
     // Sources: ids, kinds, names, ports and the lines they came from.

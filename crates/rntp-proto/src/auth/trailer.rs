@@ -8,25 +8,17 @@
 //! that must start with an extension field. Versions 1–3 have no extension fields, so there the
 //! whole remainder must be a MAC of one of those lengths.
 //!
-//! This walker duplicates the length rules of `wire::ext` on purpose (that module keeps its
-//! trailer parser private); a property test checks that both always agree.
+//! The walk itself is the wire layer's ([`walk_trailer`]): the packet parser, the server and
+//! the MAC check share it, so they cannot disagree about where a MAC starts.
 
-use crate::wire::{Packet, WireError, MAX_EXTENSIONS};
+use crate::wire::{walk_trailer, Packet, WireError};
 
 use super::KeyId;
 
 /// Length of the key identifier that starts every MAC.
 pub const KEY_ID_LEN: usize = 4;
-/// An MD5 or AES-128-CMAC digest.
-const SHORT_DIGEST_LEN: usize = 16;
-/// A SHA-1 digest.
-const LONG_DIGEST_LEN: usize = 20;
 /// The NTP header every trailer follows.
 const HEADER_LEN: usize = 48;
-/// RFC 7822 §3: smallest extension field (its length counts the 4-byte header).
-const EXT_MIN_LEN: usize = 16;
-/// RFC 7822 §3: extension fields are padded to a multiple of 4 bytes.
-const EXT_ALIGN: usize = 4;
 /// The first NTP version with extension fields.
 const EXTENSIONS_VERSION: u8 = 4;
 
@@ -52,7 +44,7 @@ impl<'a> MacTrailer<'a> {
     /// packet of NTP version `version`.
     ///
     /// Extension fields (version 4 only) are skipped by their length fields, at most
-    /// [`MAX_EXTENSIONS`] of them; their contents are not looked at. Fails with the same
+    /// [`MAX_EXTENSIONS`](crate::wire::MAX_EXTENSIONS) of them; their contents are not looked at. Fails with the same
     /// [`WireError`] as [`PacketRepr::parse`](crate::wire::PacketRepr::parse) would for the
     /// same bytes (offsets counted from the start of the packet): bytes that are neither an
     /// extension field nor a MAC ([`WireError::TrailingData`]), malformed or truncated
@@ -60,53 +52,14 @@ impl<'a> MacTrailer<'a> {
     /// ([`WireError::BadCryptoNak`]).
     pub fn parse(after_header: &'a [u8], version: u8) -> Result<Self, WireError> {
         let allow_extensions = version >= EXTENSIONS_VERSION;
-        let mut rest = after_header;
-        let mut offset = HEADER_LEN;
-        let mut fields = 0usize;
-        loop {
-            match rest.len() {
-                0 => return Ok(MacTrailer::None),
-                KEY_ID_LEN => {
-                    let key_id = read_key_id(rest);
-                    return if key_id == 0 {
-                        Ok(MacTrailer::CryptoNak)
-                    } else {
-                        Err(WireError::BadCryptoNak { key_id })
-                    };
-                }
-                len if len == KEY_ID_LEN + SHORT_DIGEST_LEN
-                    || len == KEY_ID_LEN + LONG_DIGEST_LEN =>
-                {
-                    // Key id 0 with a digest is not a crypto-NAK (that is exactly 4 bytes), and
-                    // no key has id 0, so it is returned as a MAC that no key will verify.
-                    let (id, digest) = rest.split_at(KEY_ID_LEN);
-                    return Ok(MacTrailer::Mac { key_id: KeyId(read_key_id(id)), digest });
-                }
-                len if !allow_extensions || len < EXT_MIN_LEN => {
-                    return Err(WireError::TrailingData { offset, len });
-                }
-                len => {
-                    if fields == MAX_EXTENSIONS {
-                        return Err(WireError::TooManyExtensions { max: MAX_EXTENSIONS });
-                    }
-                    // The length field: bytes 2..4 of the field header; `len >= 16` here.
-                    let length = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
-                    if length < EXT_MIN_LEN || !length.is_multiple_of(EXT_ALIGN) {
-                        return Err(WireError::BadExtensionLength { offset, length });
-                    }
-                    if length > len {
-                        return Err(WireError::TruncatedExtension {
-                            offset,
-                            length,
-                            available: len,
-                        });
-                    }
-                    rest = &rest[length..];
-                    offset += length;
-                    fields += 1;
-                }
-            }
-        }
+        let layout = walk_trailer(after_header, HEADER_LEN, allow_extensions, |_| {})?;
+        Ok(match layout.mac {
+            None => MacTrailer::None,
+            Some(mac) if mac.is_crypto_nak() => MacTrailer::CryptoNak,
+            // Key id 0 with a digest is not a crypto-NAK (that is exactly 4 bytes), and no key
+            // has id 0, so it is returned as a MAC that no key will verify.
+            Some(mac) => MacTrailer::Mac { key_id: KeyId(mac.key_id), digest: mac.digest },
+        })
     }
 
     /// Bytes this trailer occupies at the end of the packet.
@@ -117,11 +70,6 @@ impl<'a> MacTrailer<'a> {
             MacTrailer::Mac { digest, .. } => KEY_ID_LEN + digest.len(),
         }
     }
-}
-
-/// The big-endian key id at the start of `bytes` (which is at least 4 bytes long).
-fn read_key_id(bytes: &[u8]) -> u32 {
-    bytes.first_chunk::<KEY_ID_LEN>().map_or(0, |b| u32::from_be_bytes(*b))
 }
 
 /// A received packet split into the bytes a MAC covers and its [`MacTrailer`].
@@ -149,6 +97,7 @@ impl<'a> SignedPacket<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::MAX_EXTENSIONS;
 
     fn header(version: u8) -> Vec<u8> {
         let mut h = vec![0u8; HEADER_LEN];

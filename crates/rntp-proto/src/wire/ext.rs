@@ -5,8 +5,12 @@
 //! checking every length against the buffer, and writes them back out.
 //!
 //! It deliberately does **not** interpret extension field contents (NTS, autokey, ...) nor
-//! verify a MAC: both are just bounds-checked byte slices here. Authentication, when it comes,
-//! belongs above the wire layer, where keys live.
+//! verify a MAC: both are just bounds-checked byte slices here. Authentication lives in
+//! [`crate::auth`], where the keys are.
+//!
+//! There is exactly one walk of the trailer, [`walk_trailer`]: it allocates nothing and is what
+//! the packet parser, the server's hot path and the MAC check all use, so they cannot disagree
+//! about where a MAC starts.
 //!
 //! # Telling a MAC from an extension field
 //! Neither carries a marker, so RFC 7822 §7.5 disambiguates by length: if exactly 4, 20 or 24
@@ -84,7 +88,8 @@ impl ExtensionField<'_> {
 pub struct Mac<'a> {
     /// The key identifier. Zero with an empty digest is a crypto-NAK.
     pub key_id: u32,
-    /// The digest: 16 bytes (MD5), 20 bytes (SHA-1), or empty for a crypto-NAK.
+    /// The digest: 16 bytes (MD5 or AES-128-CMAC), 20 bytes (SHA-1), or empty for a
+    /// crypto-NAK.
     pub digest: &'a [u8],
 }
 
@@ -129,36 +134,63 @@ const fn is_mac_len(remaining: usize) -> bool {
 /// The parsed trailer: extension fields in order, then the MAC if any.
 pub(super) type Trailer<'a> = (Vec<ExtensionField<'a>>, Option<Mac<'a>>);
 
-/// Splits the bytes after the header. `offset` is where `bytes` starts in the packet (for error
-/// reports); `allow_extensions` is false for versions 1–3, which only know the MAC.
-pub(super) fn parse_trailer(
-    bytes: &[u8],
+/// Where the pieces of a trailer are, from [`walk_trailer`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TrailerLayout<'a> {
+    /// Extension fields, in order (at most [`MAX_EXTENSIONS`]).
+    pub extensions: usize,
+    /// Bytes the extension fields take: a MAC, if any, starts this far into the trailer.
+    pub extensions_len: usize,
+    /// The MAC (or crypto-NAK) that ends the packet, if any.
+    pub mac: Option<Mac<'a>>,
+}
+
+/// Walks the bytes after the header once, without allocating: every extension field is
+/// checked and handed to `visit`, then the MAC (RFC 7822 §7.5 length rule) is parsed. `offset`
+/// is where `bytes` starts in the packet (for error reports); `allow_extensions` is false for
+/// versions 1–3, which only know the MAC.
+pub fn walk_trailer<'a>(
+    bytes: &'a [u8],
     offset: usize,
     allow_extensions: bool,
-) -> Result<Trailer<'_>, WireError> {
-    let mut extensions = Vec::new();
+    mut visit: impl FnMut(ExtensionField<'a>),
+) -> Result<TrailerLayout<'a>, WireError> {
     let mut rest = bytes;
-    let mut pos = offset;
+    let mut layout = TrailerLayout { extensions: 0, extensions_len: 0, mac: None };
     loop {
+        let pos = offset + layout.extensions_len;
         if rest.is_empty() {
-            return Ok((extensions, None));
+            return Ok(layout);
         }
         if is_mac_len(rest.len()) {
-            return Ok((extensions, Some(Mac::parse(rest)?)));
+            layout.mac = Some(Mac::parse(rest)?);
+            return Ok(layout);
         }
         // Too little left for even the smallest extension field (or extensions not allowed at
         // all): nothing legitimate can be here.
         if !allow_extensions || rest.len() < EXT_MIN_LEN {
             return Err(WireError::TrailingData { offset: pos, len: rest.len() });
         }
-        if extensions.len() == MAX_EXTENSIONS {
+        if layout.extensions == MAX_EXTENSIONS {
             return Err(WireError::TooManyExtensions { max: MAX_EXTENSIONS });
         }
         let (field, tail) = parse_extension(rest, pos)?;
-        pos += field.wire_len();
-        extensions.push(field);
+        layout.extensions += 1;
+        layout.extensions_len += field.wire_len();
+        visit(field);
         rest = tail;
     }
+}
+
+/// Splits the bytes after the header into extension fields and the MAC (see [`walk_trailer`]).
+pub(super) fn parse_trailer(
+    bytes: &[u8],
+    offset: usize,
+    allow_extensions: bool,
+) -> Result<Trailer<'_>, WireError> {
+    let mut extensions = Vec::new();
+    let layout = walk_trailer(bytes, offset, allow_extensions, |f| extensions.push(f))?;
+    Ok((extensions, layout.mac))
 }
 
 /// Parses one extension field at the start of `bytes` (at packet offset `offset`), returning it

@@ -23,7 +23,7 @@ mod kod;
 use core::fmt;
 use core::net::Ipv4Addr;
 
-pub use ext::{ExtensionField, Mac, MAX_EXTENSIONS};
+pub use ext::{walk_trailer, ExtensionField, Mac, TrailerLayout, MAX_EXTENSIONS};
 pub use kod::KissCode;
 
 use crate::time::{NtpShort, NtpTimestamp};
