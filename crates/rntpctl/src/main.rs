@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use rntp_control::{
     decode_payload, encode_frame, frame_len, AddSource, Command, HistoryEntry, PeerInfo, Reply,
-    Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
+    ReplyAssembler, Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
 };
 
 /// How long to wait for the daemon's answer. The daemon answers from memory, so a slow reply
@@ -192,8 +192,12 @@ fn validate(file: &Path) -> ExitCode {
     }
 }
 
-/// Sends one request and reads the reply.
+/// Sends one request and reads the reply (one frame, or several for a large list).
 fn request(socket: &Path, command: Command) -> Result<Reply, String> {
+    let frame = match encode_frame(&Request::new(command)) {
+        Ok(frame) => frame,
+        Err(e) => return Err(format!("request not sent: {e}")),
+    };
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot connect to {}: {e}. Is rntpd running? If it was started with \
@@ -203,15 +207,23 @@ fn request(socket: &Path, command: Command) -> Result<Reply, String> {
     })?;
     let io_err = |e: std::io::Error| format!("talking to rntpd at {}: {e}", socket.display());
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io_err)?;
-    let frame = encode_frame(&Request::new(command)).map_err(|e| e.to_string())?;
-    stream.write_all(&frame).map_err(io_err)?;
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    stream.read_exact(&mut header).map_err(io_err)?;
-    let len = frame_len(header).map_err(|e| e.to_string())?;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).map_err(io_err)?;
-    let response: Response = decode_payload(&payload).map_err(|e| e.to_string())?;
-    Ok(response.reply)
+    // rntpd may answer (e.g. refuse) before it has read all of a request; its reply is still
+    // worth reading, so a failed write is reported only if no reply follows.
+    let written = stream.write_all(&frame).map_err(io_err);
+    let mut assembler = ReplyAssembler::new();
+    loop {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        if let Err(e) = stream.read_exact(&mut header) {
+            return Err(written.err().unwrap_or_else(|| io_err(e)));
+        }
+        let len = frame_len(header).map_err(|e| e.to_string())?;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).map_err(io_err)?;
+        let response: Response = decode_payload(&payload).map_err(|e| e.to_string())?;
+        if let Some(reply) = assembler.push(response).map_err(|e| e.to_string())? {
+            return Ok(reply);
+        }
+    }
 }
 
 fn show(reply: Reply, json: bool) -> ExitCode {
