@@ -97,6 +97,8 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         kernel,
         driftfile,
         drift_busy: Rc::new(Cell::new(false)),
+        drift_failures: Rc::new(Cell::new(0)),
+        log: crate::log::Log::default(),
         info: DaemonInfo { config_file: settings.config_file },
     };
     let result = driver.run(ctl_rx).await;
@@ -119,6 +121,10 @@ struct Driver {
     driftfile: Option<PathBuf>,
     /// A drift-file write is running (at most one at a time).
     drift_busy: Rc<Cell<bool>>,
+    /// Consecutive failed drift-file writes (only the first is a warning).
+    drift_failures: Rc<Cell<u32>>,
+    /// Rate limits for repeating log lines.
+    log: crate::log::Log,
     info: DaemonInfo,
 }
 
@@ -201,7 +207,7 @@ impl Driver {
             if let NodeEvent::AssocClosed(assoc) = event {
                 self.clients.close(assoc);
             }
-            crate::log::event(&event);
+            self.log.event(self.clock.now(), &event);
         }
     }
 
@@ -226,19 +232,33 @@ impl Driver {
             return;
         }
         let busy = Rc::clone(&self.drift_busy);
+        let failures = Rc::clone(&self.drift_failures);
         tokio::task::spawn_local(async move {
             let shown = path.clone();
             let written =
                 tokio::task::spawn_blocking(move || crate::drift::write(&path, freq_ppm)).await;
             busy.set(false);
-            match written {
+            let error = match written {
                 Ok(Ok(())) => {
-                    tracing::debug!(path = %shown.display(), freq_ppm, "drift file saved")
+                    if failures.replace(0) > 0 {
+                        tracing::info!(path = %shown.display(), "drift file written again");
+                    }
+                    tracing::debug!(path = %shown.display(), freq_ppm, "drift file saved");
+                    return;
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(path = %shown.display(), error = %e, "cannot write the drift file")
-                }
-                Err(e) => tracing::warn!(error = %e, "drift file writer failed"),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // The node asks again in an hour; say it once, not every hour.
+            let n = failures.get().saturating_add(1);
+            failures.set(n);
+            if n == 1 {
+                tracing::warn!(
+                    path = %shown.display(), error = %error,
+                    "cannot write the drift file; retrying hourly (the frequency is kept in memory)"
+                );
+            } else {
+                tracing::debug!(path = %shown.display(), error = %error, failures = n, "drift file still not writable");
             }
         });
     }
