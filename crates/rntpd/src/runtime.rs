@@ -81,6 +81,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         tracing::warn!("no time sources configured: rntpd will only answer control requests");
     }
     let shared = Shared::new(Node::new(clock.now(), config, Box::new(DaemonRng::from_os())));
+    shared.with(|n| n.set_system_name(&crate::server::system_name()));
     for (addr, socket) in servers {
         tracing::info!(%addr, "serving time");
         tokio::task::spawn_local(crate::server::serve(socket, shared.clone(), clock));
