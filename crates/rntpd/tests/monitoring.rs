@@ -103,7 +103,7 @@ struct Setup {
     _block: support::Block,
 }
 
-fn synchronized_rntpd(dir: &TestDir, extra: &str) -> Setup {
+fn synchronized_rntpd(dir: &TestDir, extra: impl Fn(Ipv4Addr) -> String) -> Setup {
     let block = NET.allocate();
     let upstream: Vec<ChronyServer> = (2..=4u8)
         .map(|h| ChronyServer::start(dir, block.addr(h), UPSTREAM_PORT, Shift::None))
@@ -122,6 +122,7 @@ fn synchronized_rntpd(dir: &TestDir, extra: &str) -> Setup {
          server ntp1.test port {UPSTREAM_PORT} {poll}\n\
          pool pool.test port {UPSTREAM_PORT} {poll} maxsources 2\n{extra}",
         dns = dns.addr(),
+        extra = extra(addr),
     );
     let rntpd = Rntpd::start(dir, &config);
     let synced = support::wait_until("rntpd to synchronize", SYNC_TIMEOUT, || {
@@ -158,7 +159,7 @@ fn ntpq_and_check_ntp_peer_read_the_daemon() {
         return;
     }
     let dir = TestDir::new();
-    let setup = synchronized_rntpd(&dir, "");
+    let setup = synchronized_rntpd(&dir, |_| String::new());
     let (rntpd, addr) = (&setup.rntpd, setup.addr);
 
     // ntpq -n -p: the same rows as rntpctl peers, same offsets (within 1 ms), the pool row
@@ -259,4 +260,204 @@ fn noquery_client_gets_no_answer() {
     assert!(!out.contains("NTP OK"), "{out}");
     let (out, err) = ntpq(addr, &["-n", "-p"]);
     assert!(err.contains("timed out"), "noquery answered?\n{out}\n{err}");
+}
+
+/// The system Python (Debian's modules: python3-prometheus-client, ntpviz's `ntp`).
+const PYTHON: &str = "/usr/bin/python3";
+const NTPVIZ: &str = "/usr/bin/ntpviz";
+/// The metrics port of these tests (each test has its own address).
+const METRICS_PORT: u16 = 9316;
+
+/// `GET /metrics` with curl; the body.
+fn scrape(addr: Ipv4Addr) -> String {
+    let url = format!("http://{addr}:{METRICS_PORT}/metrics");
+    let out = support::run(Command::new("curl").args(["-sS", "--max-time", "5", "-D", "-", &url]));
+    assert!(out.status.success(), "curl {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/openmetrics-text; version=1.0.0"), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample `name{labels}` (labels as printed, sorted as rntpd prints them).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Non-empty lines of every `STEM.YYYYMMDD` file in `dir`.
+fn stats_lines(dir: &Path, stem: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix(stem).is_some_and(|rest| rest.starts_with('.') && rest.len() == 9) {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            lines.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+        }
+    }
+    lines
+}
+
+#[test]
+fn metrics_and_statistics_files_are_read_by_prometheus_and_ntpviz() {
+    if !have(&[PYTHON]) {
+        return;
+    }
+    let dir = TestDir::new();
+    let stats = dir.sub("stats");
+    let stats_dir = stats.display().to_string();
+    let setup = synchronized_rntpd(&dir, |addr| {
+        format!(
+            "metrics {addr} port {METRICS_PORT}\nstatsdir {stats_dir}\n\
+             statistics peerstats loopstats sysstats sourcestats\n"
+        )
+    });
+    let (rntpd, addr) = (&setup.rntpd, setup.addr);
+
+    // The OpenMetrics text parses with the Prometheus project's own (strict) parser.
+    let body = scrape(addr);
+    let parser = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families as om\n\
+        fams = list(om(sys.stdin.read()))\n\
+        print(len(fams), sum(len(f.samples) for f in fams))\n";
+    let mut child = Command::new(PYTHON)
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3");
+    let parsed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if err.contains("No module named 'prometheus_client'") {
+        return skip("python3-prometheus-client is not installed");
+    }
+    assert!(out.status.success(), "OpenMetrics parser refused the metrics: {err}\n{body}");
+    eprintln!("OpenMetrics parser: {parsed} (families, samples)");
+    // Per-source DNS and pool metrics, system state.
+    for (series, check) in [
+        ("rntpd_synchronized", 1.0),
+        ("rntpd_pool_members{source=\"pool.test\"}", 2.0),
+        ("rntpd_pool_target_members{source=\"pool.test\"}", 2.0),
+        ("rntpd_source_addresses{source=\"pool.test\",kind=\"pool\"}", 2.0),
+        ("rntpd_source_dns_failures_total{source=\"ntp1.test\",kind=\"server\",cause=\"nxdomain\"}", 0.0),
+    ] {
+        assert_eq!(sample(&body, series), Some(check), "{series} in\n{body}");
+    }
+    for series in [
+        "rntpd_source_dns_lookups_total{source=\"ntp1.test\",kind=\"server\"}",
+        "rntpd_source_dns_ttl_seconds{source=\"pool.test\",kind=\"pool\"}",
+        "rntpd_source_associations_started_total{source=\"pool.test\",kind=\"pool\",reason=\"pool-fill\"}",
+    ] {
+        assert!(sample(&body, series).is_some_and(|v| v >= 1.0), "{series} in\n{body}");
+    }
+    let member = format!(
+        "source=\"pool.test\",address=\"{}:{UPSTREAM_PORT}\",pool=\"pool.test\"",
+        setup._block.addr(3)
+    );
+    assert!(body.contains(&format!("rntpd_peer_offset_seconds{{{member}}}")), "{body}");
+    // A mode 6 query shows in the control counters.
+    let before = sample(&body, "rntpd_control_requests_total").unwrap_or(0.0);
+    let _ = ntpq(addr, &["-c", "rv 0 offset"]);
+    let after = sample(&scrape(addr), "rntpd_control_requests_total").unwrap_or(0.0);
+    if Path::new(NTPQ).exists() {
+        assert!(after > before, "control requests {before} -> {after}");
+    }
+    // Anything but /metrics is a 404.
+    let out = support::run(Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{addr}:{METRICS_PORT}/"),
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "404");
+
+    // Statistics files in ntpd's formats.
+    let lines = support::wait_until("peerstats and loopstats lines", SYNC_TIMEOUT, || {
+        // Enough for every ntpviz plot: gnuplot refuses a plot whose values are all equal.
+        let peer = stats_lines(&stats, "peerstats");
+        let lp = stats_lines(&stats, "loopstats");
+        let distinct = |lines: &[String], key: Option<&str>, field: usize| {
+            let mut values: Vec<&str> = lines
+                .iter()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .filter(|f| key.is_none_or(|k| f.get(2) == Some(&k)))
+                .filter_map(|f| f.get(field).copied())
+                .collect();
+            values.sort_unstable();
+            values.dedup();
+            values.len()
+        };
+        let members: Vec<String> = (2..=4).map(|h| setup._block.addr(h).to_string()).collect();
+        let peers_ok = members.iter().all(|a| distinct(&peer, Some(a), 4) >= 3);
+        if peers_ok && distinct(&lp, None, 2) >= 6 {
+            Ok((peer, lp))
+        } else {
+            Err(format!("{} peerstats, {} loopstats lines", peer.len(), lp.len()))
+        }
+    });
+    let (peer, lp) = lines.unwrap_or_else(|e| panic!("{e}\n{}", rntpd.logs()));
+    for l in &peer {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f.len(), 8, "peerstats: {l}");
+        assert!(f[0].parse::<u32>().is_ok_and(|mjd| mjd > 60_000), "MJD: {l}");
+        assert!(f[2].parse::<IpAddr>().is_ok(), "address: {l}");
+        assert!(u16::from_str_radix(f[3], 16).is_ok(), "status: {l}");
+        assert!(f[4..].iter().all(|v| v.parse::<f64>().is_ok()), "{l}");
+    }
+    for l in &lp {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(f.len(), 7, "loopstats: {l}");
+        assert!(f[2..6].iter().all(|v| v.parse::<f64>().is_ok()) && f[6].parse::<i8>().is_ok());
+    }
+    let sources = stats_lines(&stats, "sourcestats").join("\n");
+    for want in
+        ["resolved ntp1.test addresses=1", "resolved pool.test addresses=2", "mobilized pool.test"]
+    {
+        assert!(sources.contains(want), "no {want:?} in sourcestats:\n{sources}");
+    }
+    assert!(std::fs::read_link(stats.join("peerstats")).is_ok(), "peerstats link");
+
+    // NTPsec's ntpviz reads them (its own reverse lookups of the addresses go to /etc/hosts
+    // and a resolver on a loopback address where nothing listens: see `no_dns`).
+    if !have(&[NTPVIZ]) {
+        return;
+    }
+    let out_dir = dir.sub("ntpviz");
+    let (code, out, err) = no_dns(
+        &dir,
+        &[NTPVIZ, "-d", &stats_dir, "-o", &out_dir.display().to_string(), "-p", "1", "-g"],
+    );
+    eprintln!("$ ntpviz ...\n{out}{err}");
+    assert_eq!(code, 0, "ntpviz: {out}{err}");
+    let index = std::fs::read_to_string(out_dir.join("index.html")).expect("ntpviz index.html");
+    for plot in ["local-offset.png", "peer-offsets.png"] {
+        let png = std::fs::read(out_dir.join(plot)).unwrap_or_default();
+        assert!(png.starts_with(b"\x89PNG"), "ntpviz wrote no {plot}: {err}");
+        assert!(index.contains(plot), "{plot} not in index.html");
+    }
+}
+
+/// Runs `cmd` without CAP_SYS_TIME and with a private /etc/resolv.conf naming a loopback
+/// resolver where nothing listens, so its DNS lookups fail at once and never leave the host.
+fn no_dns(dir: &TestDir, cmd: &[&str]) -> (i32, String, String) {
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, "nameserver 127.255.255.254\noptions timeout:1 attempts:1\n")
+        .expect("write resolv.conf");
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec setpriv --inh-caps=-sys_time \
+         --bounding-set=-sys_time -- \"$@\"",
+        resolv.display()
+    );
+    let out =
+        support::run(Command::new("unshare").args(["-m", "sh", "-c", &script, "sh"]).args(cmd));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -100,8 +100,7 @@ impl Resolver {
                     file = Some(value.text.clone());
                 }
                 "type" => {
-                    let Some(value) =
-                        line.value("type", Expected::OneOf(FILEGEN_TYPES), keywords)
+                    let Some(value) = line.value("type", Expected::OneOf(FILEGEN_TYPES), keywords)
                     else {
                         continue;
                     };
@@ -271,7 +270,10 @@ mod tests {
         assert_eq!((peers.file.as_str(), peers.link), ("peers", true));
         assert!(!c.stats.file(StatsKind::Sourcestats).expect("sourcestats").link);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(warnings[0].contains("`clockstats` of statistics is not supported"), "{warnings:?}");
+        assert!(
+            warnings[0].contains("`clockstats` of statistics is not supported"),
+            "{warnings:?}"
+        );
         assert!(warnings[1].contains("type week"), "{warnings:?}");
     }
 
@@ -281,8 +283,7 @@ mod tests {
         assert_eq!(c.stats.enabled().count(), 0);
         assert_eq!(c.stats.dir, Path::new("/var/log/rntpd"));
         assert_eq!(c.metrics, None);
-        let (c, _) =
-            parse("statistics peerstats\nfilegen peerstats disable\n").expect("parses");
+        let (c, _) = parse("statistics peerstats\nfilegen peerstats disable\n").expect("parses");
         assert_eq!(c.stats.enabled().count(), 0);
     }
 

@@ -878,7 +878,10 @@ impl Node {
             match event {
                 AssocEvent::Sample(sample) => {
                     self.steering.handle_sample(now, id, &sample, best);
-                    self.record_peer_stats(now, id);
+                    // As ntpd: a peerstats line when the filter picks a new sample.
+                    if best {
+                        self.record_peer_stats(now, id);
+                    }
                 }
                 AssocEvent::Unreachable | AssocEvent::Demobilized(_) => {
                     self.steering.handle_source_change();
