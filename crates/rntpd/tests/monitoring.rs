@@ -422,6 +422,21 @@ fn metrics_and_statistics_files_are_read_by_prometheus_and_ntpviz() {
     }
     assert!(std::fs::read_link(stats.join("peerstats")).is_ok(), "peerstats link");
 
+    // rntpctl plot draws them: offset, frequency, one line per server.
+    let svg = dir.path().join("plot.svg");
+    let out = support::run(
+        Command::new(support::rntpd::rntpctl_path())
+            .args(["plot", "--statsdir", &stats_dir, "-o"])
+            .arg(&svg),
+    );
+    assert!(out.status.success(), "rntpctl plot: {}", String::from_utf8_lossy(&out.stderr));
+    let image = std::fs::read_to_string(&svg).expect("plot.svg");
+    assert!(image.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{image}");
+    assert_eq!(image.matches("<polyline").count(), 2 + 3, "offset, frequency, 3 servers");
+    for h in 2..=4 {
+        assert!(image.contains(&setup._block.addr(h).to_string()), "server {h} in the legend");
+    }
+
     // NTPsec's ntpviz reads them (its own reverse lookups of the addresses go to /etc/hosts
     // and a resolver on a loopback address where nothing listens: see `no_dns`).
     if !have(&[NTPVIZ]) {
