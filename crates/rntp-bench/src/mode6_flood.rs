@@ -146,7 +146,7 @@ fn in_process(a: &Mode6FloodArgs) -> Result<bool, String> {
             }
         }
         sent += 1;
-        if sent % TIME_EVERY == 0 {
+        if sent.is_multiple_of(TIME_EVERY) {
             time_sent += 1;
             let request = ntp::request(r);
             let action = node.respond(now, rx, src, &request, &mut out);
