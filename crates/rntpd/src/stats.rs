@@ -405,6 +405,32 @@ mod tests {
     }
 
     #[test]
+    fn sysstats_counts_the_hour_in_ntpd_order() {
+        use rntp_proto::server::{Responder, RestrictFlags, ServerConfig};
+        let open = ServerConfig { default_flags: RestrictFlags::NONE, ..ServerConfig::default() };
+        let mut r = Responder::new(open, 1);
+        let before = r.counters().clone();
+        let (src, rx) =
+            (std::net::IpAddr::from([192, 0, 2, 1]), rntp_proto::time::NtpTimestamp::ZERO);
+        let mut time = [0u8; 48];
+        time[0] = 0x23;
+        let mut ntpdc = [0u8; 48];
+        ntpdc[0] = 0x27;
+        let mut out = [0u8; 64];
+        let sys = rntp_proto::server::SystemState::unsynchronized(-20);
+        for (i, req) in
+            [&time[..], &time[..], &time[..], &ntpdc[..], &time[..10]].iter().enumerate()
+        {
+            let at = Instant::from_nanos(i as u64 * 4_000_000_000);
+            r.respond(at, rx, src, req, &sys, &mut out);
+        }
+        let line = sysstats_line(3600.0, &before, r.counters());
+        // seconds, received, for us, replies, old version, denied, bad format, bad auth,
+        // declined, limited, KoD.
+        assert_eq!(line, "3600 5 3 3 0 0 1 0 1 0 0");
+    }
+
+    #[test]
     fn nothing_enabled_starts_nothing() {
         let config = StatsConfig { dir: PathBuf::from("/nonexistent/x"), ..StatsConfig::default() };
         assert!(Stats::start(&config).expect("no error").is_none());
