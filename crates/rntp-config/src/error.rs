@@ -63,6 +63,9 @@ pub enum Expected {
     /// What may follow `interface listen`: an IP address or a wildcard
     /// keyword.
     ListenAddress,
+    /// A loopback IP address (`127.0.0.1`, `::1`): where the metrics
+    /// endpoint may listen.
+    LoopbackAddress,
     /// A decimal number of seconds within an inclusive range, given in
     /// microseconds (the finest unit accepted).
     Seconds {
@@ -94,6 +97,10 @@ impl fmt::Display for Expected {
             Self::ListenAddress => f.write_str(
                 "an IP address (such as 192.0.2.1, ::1 or [2001:db8::1]) or one of all, \
                  wildcard, ipv4, ipv6",
+            ),
+            Self::LoopbackAddress => f.write_str(
+                "a loopback address such as 127.0.0.1 or ::1 (the metrics endpoint has no access \
+                 control; put a proxy in front of it to publish it)",
             ),
             Self::Seconds { min_us, max_us } => write!(
                 f,

@@ -20,6 +20,10 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "tinker",
     "makestep",
     "peer",
+    "statsdir",
+    "statistics",
+    "filegen",
+    "metrics",
 ];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
@@ -39,7 +43,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "enable",
     "end",
     "extra",
-    "filegen",
     "fudge",
     "ident",
     "keys",
@@ -71,8 +74,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "serverresponse",
     "setvar",
     "simulate",
-    "statistics",
-    "statsdir",
     "tick",
     "trap",
     "trustedkey",
@@ -213,6 +214,28 @@ pub(crate) const DISCARD_OPTIONS: &[&str] = &["average", "minimum"];
 
 /// `discard` keywords of ntpd that rntpd ignores (each takes one value).
 pub(crate) const UNSUPPORTED_DISCARD: &[&str] = &["monitor"];
+
+/// Statistics files rntpd writes (`statistics`, `filegen`): ntpd's three and rntpd's own
+/// `sourcestats`.
+pub(crate) const STATS_FILES: &[&str] = &["peerstats", "loopstats", "sysstats", "sourcestats"];
+
+/// Statistics files of ntpd/NTPsec that rntpd does not write (accepted with a warning).
+pub(crate) const UNSUPPORTED_STATS_FILES: &[&str] =
+    &["clockstats", "rawstats", "cryptostats", "protostats", "timingstats", "usestats"];
+
+/// `filegen` options.
+pub(crate) const FILEGEN_OPTIONS: &[&str] =
+    &["file", "type", "link", "nolink", "enable", "disable"];
+
+/// `filegen ... type` values rntpd implements.
+pub(crate) const FILEGEN_TYPES: &[&str] = &["day"];
+
+/// `filegen ... type` values of ntpd that rntpd does not implement (files rotate by day).
+pub(crate) const UNSUPPORTED_FILEGEN_TYPES: &[&str] =
+    &["none", "pid", "week", "month", "year", "age"];
+
+/// Options of `metrics ADDRESS`.
+pub(crate) const METRICS_OPTIONS: &[&str] = &["port"];
 
 /// The closest word in `candidates` to `word`, if close enough to be a typo.
 pub(crate) fn suggest(word: &str, candidates: &[&'static [&'static str]]) -> Option<&'static str> {

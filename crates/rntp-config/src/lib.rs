@@ -249,19 +249,54 @@
 //!   `monitor N` is accepted with a warning ("not supported yet") and its
 //!   value is ignored.
 //!
+//! ## Monitoring
+//!
+//! ntpq and check_ntp_peer (mode 6) need no directive: rntpd answers them
+//! on its `interface listen` addresses, from loopback by default (other
+//! clients need a `restrict` line without `noquery`; see `docs/mode6.md`).
+//!
+//! * `statsdir PATH` — where statistics files are written (default
+//!   `/var/log/rntpd`). Given twice, the last one wins (with a warning).
+//!
+//! * `statistics NAME ...` — write these statistics files: `peerstats`
+//!   (one line per sample of each server), `loopstats` (one line per clock
+//!   update), `sysstats` (server counters, hourly), all three in ntpd's
+//!   formats so that NTPsec's `ntpviz` and existing scripts read them, and
+//!   `sourcestats` (**rntpd extension**: DNS lookups and pool events). The
+//!   ntpd files rntpd does not write (`clockstats`, `rawstats`,
+//!   `cryptostats`, `protostats`, `timingstats`, `usestats`) are accepted
+//!   with a warning. Nothing is written without a `statistics` or `filegen
+//!   ... enable` line. Formats: `docs/metrics.md`.
+//!
+//! * `filegen NAME [file PREFIX] [type day] [link|nolink] [enable|disable]`
+//!   — ntpd's per-file settings. Files are named `PREFIX.YYYYMMDD` (UTC)
+//!   and a new one starts every day; `PREFIX` (default: `NAME`, a plain
+//!   file name) is kept as a symbolic link to the current one unless
+//!   `nolink`. `type day` is the only rotation; ntpd's `none`, `pid`,
+//!   `week`, `month`, `year` and `age` are accepted with a warning and
+//!   rotate by day too. `enable` writes the file as `statistics NAME` does,
+//!   `disable` stops it; the last word given wins.
+//!
+//! * `metrics ADDRESS [port N]` — **rntpd extension**: serve Prometheus /
+//!   OpenMetrics metrics over HTTP at `http://ADDRESS:N/metrics` (default
+//!   port 9975). `ADDRESS` must be a loopback address (`127.0.0.1`, `::1`):
+//!   the endpoint has no access control, so publish it through a proxy if
+//!   it must be scraped from elsewhere. Off without this line. The metrics
+//!   are listed in `docs/metrics.md`.
+//!
 //! ## Directives accepted with a warning
 //!
 //! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
 //! "`leapfile` is not supported by rntpd yet; line ignored" and the file
 //! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
 //! `broadcastdelay`, `calldelay`, `controlkey`, `crypto`, `delrestrict`,
-//! `device`, `disable`, `dscp`, `enable`, `end`, `extra`, `filegen`,
+//! `device`, `disable`, `dscp`, `enable`, `end`, `extra`,
 //! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
 //! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
 //! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
-//! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
+//! `serverresponse`, `setvar`, `simulate`, `tick`,
 //! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
 //!
 //! ## Errors
@@ -314,9 +349,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use config::{
-    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
-    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
-    TinkerConfig, TosConfig,
+    AddressFamily, Config, DiscardConfig, FileGenConfig, ListenConfig, MakeStepConfig,
+    MetricsConfig, Origin, ResolveConfig, RestrictConfig, RestrictFlagsConfig, RestrictTarget,
+    SourceConfig, SourceKind, SourceOptions, StatsConfig, StatsKind, TinkerConfig, TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};

@@ -28,6 +28,8 @@ use crate::known::{
 use crate::lex::Token;
 use crate::raw::{RawDirective, SourceLine};
 
+mod monitor;
+
 /// The default port of a `resolver` address given without one.
 const DNS_PORT: u16 = 53;
 
@@ -47,6 +49,8 @@ struct TosLoc {
 pub(crate) struct Resolver {
     config: Config,
     driftfile_at: Option<(PathBuf, u32)>,
+    statsdir_at: Option<(PathBuf, u32)>,
+    metrics_at: Option<(PathBuf, u32)>,
     makestep_at: Option<(PathBuf, u32)>,
     minclock_at: Option<TosLoc>,
     maxclock_at: Option<TosLoc>,
@@ -247,6 +251,10 @@ impl Resolver {
             "discard" => self.discard(&mut line),
             "tinker" => self.tinker(&mut line),
             "makestep" => self.makestep(&mut line),
+            "statsdir" => self.statsdir(&mut line),
+            "statistics" => self.statistics(&mut line),
+            "filegen" => self.filegen(&mut line),
+            "metrics" => self.metrics(&mut line),
             word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
                 &d.keyword,
                 DiagnosticKind::UnsupportedDirective { directive: word.into() },

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod plot;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use rntp_control::{
     decode_payload, encode_frame, frame_len, AddSource, Command, HistoryEntry, PeerInfo, Reply,
@@ -110,6 +112,22 @@ enum Cmd {
         /// Name as configured.
         name: Option<String>,
     },
+    /// Plot clock offset, frequency and server offsets from the statistics files, as SVG.
+    ///
+    /// Reads `loopstats.*` and `peerstats.*` in STATSDIR (rntpd's, ntpd's or NTPsec's files;
+    /// written with `statistics loopstats peerstats` in the configuration) and draws three
+    /// panels: the clock offset, the frequency, and one line per server. No daemon needed.
+    Plot {
+        /// The statistics directory (`statsdir`).
+        #[arg(long, value_name = "DIR", default_value = "/var/log/rntpd")]
+        statsdir: PathBuf,
+        /// Days to show, ending at the newest line.
+        #[arg(long, default_value_t = 1.0)]
+        days: f64,
+        /// Where to write the SVG image.
+        #[arg(short = 'o', long, value_name = "FILE", default_value = "rntpd-stats.svg")]
+        output: PathBuf,
+    },
     /// Check a configuration file; no daemon needed.
     ///
     /// Prints every error and warning with FILE:LINE:COL. Exit 0: usable (warnings allowed);
@@ -135,6 +153,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Cmd::Validate { file } => return validate(&file),
+        Cmd::Plot { statsdir, days, output } => plot(&statsdir, days, &output),
         Cmd::Peers { json } => request(&args.socket, Command::Peers).map(|r| show(r, json)),
         Cmd::Status { json } => request(&args.socket, Command::Status).map(|r| show(r, json)),
         Cmd::Sources { json } => request(&args.socket, Command::Sources).map(|r| show(r, json)),
@@ -157,6 +176,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plot(statsdir: &Path, days: f64, output: &Path) -> Result<ExitCode, String> {
+    if !(days > 0.0 && days.is_finite()) {
+        return Err(format!("--days must be a positive number of days, not {days}"));
+    }
+    let data = plot::read(statsdir, days)?;
+    let title = format!("rntpd statistics: {}", statsdir.display());
+    std::fs::write(output, plot::svg(&data, &title))
+        .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    out_line(&format!(
+        "{}: clock offset ({} points), frequency, {} server{}",
+        output.display(),
+        data.offset.len(),
+        data.peers.len(),
+        if data.peers.len() == 1 { "" } else { "s" }
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(file: &Path) -> ExitCode {

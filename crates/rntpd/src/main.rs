@@ -9,11 +9,13 @@ mod control;
 mod dns;
 mod drift;
 mod log;
+mod metrics;
 mod net;
 mod report;
 mod runtime;
 mod server;
 mod shared;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -81,6 +81,21 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         tracing::warn!("no time sources configured: rntpd will only answer control requests");
     }
     let shared = Shared::new(Node::new(clock.now(), config, Box::new(DaemonRng::from_os())));
+    shared.with(|n| n.set_system_name(&crate::server::system_name()));
+    let stats = crate::stats::Stats::start(&settings.config.stats)?;
+    shared.with(|n| n.enable_stats(stats.is_some()));
+    if let Some(metrics) = &settings.config.metrics {
+        let listener = crate::metrics::bind(metrics.addr).await.map_err(|e| {
+            let at = format!("{}:{}", metrics.origin.file.display(), metrics.origin.line);
+            io::Error::new(
+                e.kind(),
+                format!("cannot serve metrics on {} ({at}): {e}", metrics.addr),
+            )
+        })?;
+        tracing::info!(addr = %metrics.addr, "serving metrics at /metrics");
+        let dropped = stats.as_ref().map(crate::stats::Stats::dropped_counter);
+        tokio::task::spawn_local(crate::metrics::serve(listener, shared.clone(), clock, dropped));
+    }
     for (addr, socket) in servers {
         tracing::info!(%addr, "serving time");
         tokio::task::spawn_local(crate::server::serve(socket, shared.clone(), clock));
@@ -100,6 +115,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         drift_failures: Rc::new(Cell::new(0)),
         log: crate::log::Log::default(),
         info: DaemonInfo { config_file: settings.config_file },
+        stats,
     };
     let result = driver.run(ctl_rx).await;
 
@@ -126,6 +142,7 @@ struct Driver {
     /// Rate limits for repeating log lines.
     log: crate::log::Log,
     info: DaemonInfo,
+    stats: Option<crate::stats::Stats>,
 }
 
 impl Driver {
@@ -208,6 +225,16 @@ impl Driver {
                 self.clients.close(assoc);
             }
             self.log.event(self.clock.now(), &event);
+            if let Some(stats) = self.stats.as_mut() {
+                stats.event(self.clock.unix_secs(), &event);
+            }
+        }
+        if let Some(stats) = self.stats.as_mut() {
+            let (now, unix) = (self.clock.now(), self.clock.unix_secs());
+            while let Some(record) = self.shared.with(|n| n.poll_stats()) {
+                stats.record(unix, &record);
+            }
+            self.shared.with(|n| stats.tick(now, unix, n));
         }
     }
 

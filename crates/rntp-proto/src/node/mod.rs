@@ -12,6 +12,7 @@
 //!                       ┌──────────────────────── Node ─────────────────────────┐
 //!  datagram ───────────►│ handle_packet(now, local, remote, t4, bytes)          │
 //!  (server fast path) ─►│ respond(now, rx, client, request, out) -> ServerAction│
+//!  (mode 6, more)     ◄─│ poll_control_reply(out)  ─► rest of an ntpq answer   │
 //!  DNS answer ─────────►│ handle_resolved(now, source, result)                  │
 //!  timer ──────────────►│ handle_timeout(now)                                   │
 //!  rntpctl ────────────►│ handle_command(now, command)                          │
@@ -21,6 +22,7 @@
 //!                       │ poll_lookup()            ─► start a DNS lookup        │
 //!                       │ poll_clock()             ─► adjust the clock          │
 //!                       │ poll_event()             ─► log                       │
+//!                       │ poll_stats()             ─► statistics files          │
 //!                       │ poll_timeout()           ─► arm the one timer         │
 //!                       └───────────────────────────────────────────────────────┘
 //! ```
@@ -36,6 +38,8 @@
 //! longer uses is dropped (counted as `wrong_remote`). Nothing is read back from a registry.
 
 mod config;
+mod mode6;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -46,6 +50,8 @@ use std::net::{IpAddr, SocketAddr};
 #[cfg(feature = "research")]
 pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
+pub use mode6::ControlCounters;
+pub use stats::{resolve_error_label, SourceTotals, StatsRecord};
 pub use view::{
     ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
     SourceView, StatusView,
@@ -289,6 +295,10 @@ pub struct Node {
     counters: ClientCounters,
     drift_saved: Option<Instant>,
     clock_error: Option<(Instant, String)>,
+    /// Mode 6 (ntpq) state.
+    control: mode6::Control,
+    /// Statistics records and per-source totals.
+    monitor: stats::Monitor,
 }
 
 impl std::fmt::Debug for Node {
@@ -358,6 +368,8 @@ impl Node {
             counters: ClientCounters::default(),
             drift_saved: None,
             clock_error: None,
+            control: mode6::Control::default(),
+            monitor: stats::Monitor::default(),
             rng,
         };
         // A drift file's frequency is the first clock request (control mode).
@@ -386,6 +398,21 @@ impl Node {
         self.note_wall(now, t4);
         match local {
             Local::Client(id) => self.client_packet(now, id, remote, t4, bytes),
+            Local::Server(addr) if mode6::is_control(bytes) => {
+                let mut out = [0u8; crate::mode6::MAX_DATAGRAM_LEN];
+                let mut len = match self.respond(now, t4, remote.ip(), bytes, &mut out) {
+                    ServerAction::Reply { len, .. } => Some(len),
+                    ServerAction::Ignore(_) => None,
+                };
+                while let Some(n) = len {
+                    let payload = out.get(..n).unwrap_or_default().to_vec();
+                    push_bounded(
+                        &mut self.server_out,
+                        PendingReply { local: addr, remote, payload },
+                    );
+                    len = self.poll_control_reply(&mut out);
+                }
+            }
             Local::Server(addr) => {
                 let mut out = [0u8; SERVER_REPLY_MAX];
                 if let ServerAction::Reply { len, .. } =
@@ -405,6 +432,12 @@ impl Node {
     /// [`Node::finish_reply`]). `rx` is the wall-clock receive time; the node serves its own
     /// time (in observe mode the virtual clock's). Same decisions and counters as a request
     /// passed to [`Node::handle_packet`].
+    ///
+    /// Mode 6 (ntpq) queries are answered here too (see `node/mode6.rs` and
+    /// [`crate::mode6`]), if `restrict` and the query rate limit allow: the first datagram of
+    /// the answer goes to `out` (which needs [`crate::mode6::MAX_DATAGRAM_LEN`] octets for
+    /// them) with [`ReplyKind::Control`](crate::server::ReplyKind::Control), and the driver
+    /// sends the rest, from [`Node::poll_control_reply`], right after it.
     pub fn respond(
         &mut self,
         now: Instant,
@@ -413,6 +446,9 @@ impl Node {
         request: &[u8],
         out: &mut [u8],
     ) -> ServerAction {
+        if mode6::is_control(request) {
+            return self.respond_control(now, rx, client, request, out);
+        }
         let rx = self.served_time(now, rx);
         self.responder.respond(now, rx, canonical(client), request, &self.system, out)
     }
@@ -470,6 +506,7 @@ impl Node {
                 let display = self.source_name(id);
                 self.names.removed.insert(id, display);
                 self.names.origin.remove(&id);
+                self.monitor.source_removed(id);
                 self.sources.remove(now, id, &mut *self.rng);
                 CommandReply::Removed { source: id, associations }
             }
@@ -839,7 +876,13 @@ impl Node {
             }
             self.sources.handle_assoc_event(now, id, &event, &mut *self.rng);
             match event {
-                AssocEvent::Sample(sample) => self.steering.handle_sample(now, id, &sample, best),
+                AssocEvent::Sample(sample) => {
+                    self.steering.handle_sample(now, id, &sample, best);
+                    // As ntpd: a peerstats line when the filter picks a new sample.
+                    if best {
+                        self.record_peer_stats(now, id);
+                    }
+                }
                 AssocEvent::Unreachable | AssocEvent::Demobilized(_) => {
                     self.steering.handle_source_change();
                 }
@@ -960,6 +1003,7 @@ impl Node {
             | SourceEvent::NoFreeAddress { source, .. } => *source,
         };
         let name = self.source_name(source);
+        self.monitor.source_event(&event);
         if let Some((source, assoc, kind, address, old_address, reason)) = entry {
             *self.history_totals.entry(format!("{}:{reason}", kind.name())).or_default() += 1;
             if self.history.len() >= HISTORY_LEN {
@@ -1026,6 +1070,7 @@ impl Node {
             }
             self.kernel_status();
             self.maybe_save_drift(now);
+            self.record_loop_stats(now);
         }
         if matches!(outcome, RoundOutcome::Skipped) {
             return;
