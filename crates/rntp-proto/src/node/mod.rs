@@ -1020,6 +1020,7 @@ impl Node {
         }
         self.drain_steering_actions(now);
         if outcome.updates() > 0 {
+            self.advise_polls(now);
             // The reference time is when the clock was last set: the node's time now.
             if let Some(wall) = self.wall_at(now) {
                 self.reference_time = self.served_time(now, wall);
@@ -1047,11 +1048,14 @@ impl Node {
         };
     }
 
-    fn drain_steering_actions(&mut self, _now: Instant) {
+    fn drain_steering_actions(&mut self, now: Instant) {
         while let Some(action) = self.steering.poll_action() {
             match action {
                 ClockAction::Step { offset } => {
                     self.push_event(NodeEvent::ClockStepped { offset });
+                    if self.mode == ClockMode::Control {
+                        self.step_associations(now);
+                    }
                 }
                 ClockAction::Panic { offset } => {
                     self.push_event(NodeEvent::ClockPanic { offset });
@@ -1061,6 +1065,31 @@ impl Node {
             if self.mode == ClockMode::Control {
                 push_bounded(&mut self.clock_requests, ClockRequest::Adjust(action));
             }
+        }
+    }
+
+    /// The clock the associations measure against was stepped: what they have in flight or
+    /// in their filters straddles the step (observe mode steps only the virtual clock, which
+    /// no measurement is taken against).
+    fn step_associations(&mut self, now: Instant) {
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.handle_step(now);
+            }
+            self.reschedule(id);
+        }
+    }
+
+    /// Hands every association the discipline's poll suggestion after a clock update.
+    fn advise_polls(&mut self, now: Instant) {
+        let advice = self.steering.discipline().suggested_poll();
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.set_poll_advice(now, advice);
+            }
+            self.reschedule(id);
         }
     }
 
