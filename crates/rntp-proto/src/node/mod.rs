@@ -492,6 +492,16 @@ impl Node {
         Ok(reply)
     }
 
+    /// Asks again at once for every pending lookup: names whose last lookup failed or that
+    /// never resolved, and server names waiting for another address; their failure backoff
+    /// starts over. For the daemon's SIGHUP (the administrator fixed the network or the
+    /// resolver configuration). Returns the sources asked for.
+    pub fn retry_lookups(&mut self, now: Instant) -> Vec<SourceId> {
+        let asked = self.sources.retry_lookups(now, &mut *self.rng);
+        self.process(now);
+        asked
+    }
+
     /// The clock executor's result for a [`ClockRequest`]: `Err` with the OS's message. The
     /// latest error is shown in the status until a request succeeds again.
     pub fn handle_clock_result(&mut self, now: Instant, result: Result<(), String>) {
@@ -946,8 +956,8 @@ impl Node {
             SourceEvent::Retired { source, assoc, remote, reason } => {
                 Some((*source, *assoc, HistoryKind::Retired, *remote, None, reason.name()))
             }
-            SourceEvent::Moved { source, assoc, from, to } => {
-                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), "address-changed"))
+            SourceEvent::Moved { source, assoc, from, to, reason } => {
+                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), reason.name()))
             }
             _ => None,
         };
