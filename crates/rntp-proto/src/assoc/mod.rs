@@ -325,6 +325,9 @@ pub struct Association {
     rate_floor: PollInterval,
     /// Consecutive polls with a full reach register, for the simple poll adaptation.
     good_polls: u8,
+    /// The current poll's reply was already counted in `good_polls` (a burst's other replies
+    /// are not more polls).
+    poll_counted: bool,
     /// When the next request is due.
     next_transmit: Option<Instant>,
     /// What the timer does at `next_transmit`.
@@ -381,6 +384,7 @@ impl Association {
             advice: None,
             rate_floor: PollInterval::MIN,
             good_polls: 0,
+            poll_counted: false,
             next_transmit: Some(first),
             next: Next::Poll,
             regular_next: None,
@@ -499,6 +503,7 @@ impl Association {
         self.first_burst = first && self.last_reply.is_none();
         self.burst_left = if burst { BURST_COUNT } else { 1 };
         self.poll_started = Some(now);
+        self.poll_counted = false;
         self.regular_next = None;
     }
 
@@ -776,6 +781,9 @@ impl Association {
     /// The association's own rule: lengthen the interval after a full register of good polls,
     /// up to `maxpoll`.
     fn adapt_poll(&mut self) {
+        if std::mem::replace(&mut self.poll_counted, true) {
+            return;
+        }
         if self.reach == 0xFF {
             self.good_polls = self.good_polls.saturating_add(1);
             if self.good_polls >= 8 {
