@@ -263,8 +263,12 @@ pub struct PeerInfo {
     pub last_error: Option<String>,
     /// Server stratum from its last valid reply.
     pub stratum: Option<u8>,
-    /// Server reference id from its last valid reply, displayed as ntpq does.
+    /// Server reference id from its last valid reply, displayed as ntpq does: ASCII in dots
+    /// for stratum 0 and 1 (`.GPS.`; unprintable bytes as `.`), a dotted quad above.
     pub refid: Option<String>,
+    /// The same reference id as its four bytes in hex (`7F7F0101`), exact at every stratum.
+    #[serde(default)]
+    pub refid_hex: Option<String>,
     /// The 8-bit reachability register (bit 0 = last poll).
     pub reach: u8,
     /// Current poll interval in seconds.
