@@ -233,7 +233,8 @@ pub struct HistoryEntry {
     pub old_address: Option<String>,
     /// Why: `configured`, `pool-fill`, `replacement` for mobilizations; `unreachable`,
     /// `falseticker`, `unsynchronized`, `kod-deny`, `kod-rstr`, `removed`, `pruned-extra` for
-    /// retirements; `address-changed` for moves.
+    /// retirements; `address-changed` (the name no longer lists the address) or `failover`
+    /// (the server failed and the name lists another address) for moves.
     pub reason: String,
 }
 
