@@ -14,9 +14,10 @@ fn accuracy_compare() {
     let seeds: u64 = std::env::var("RNTP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     println!("{seeds} seeds, 24 h each");
     println!(
-        "| scenario | RMS | mean of per-seed max | max | worst time to < 1 ms | mean updates |"
+        "| scenario | RMS | mean of per-seed max | max | worst time to < 1 ms | mean updates | \
+         freq error at end: mean, max |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for row in bench::rows(86_400.0) {
         let runs: Vec<_> = (1..=seeds).map(|s| rntp_sim::run(&row.scenario, s)).collect();
         let n = runs.len() as f64;
@@ -25,14 +26,19 @@ fn accuracy_compare() {
         let max = runs.iter().fold(0.0f64, |m, r| m.max(r.stats.max));
         let t1 = runs.iter().try_fold(0.0f64, |m, r| r.stats.time_to_1ms.map(|t| m.max(t)));
         let updates = runs.iter().map(|r| f64::from(r.updates)).sum::<f64>() / n;
+        let freq: Vec<f64> = runs.iter().map(|r| r.stats.final_freq_error_ppm).collect();
+        let freq_mean = freq.iter().sum::<f64>() / n;
+        let freq_max = freq.iter().fold(0.0f64, |m, f| m.max(*f));
         println!(
-            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {} | {:.0} |",
+            "| {} | {:.1} µs | {:.1} µs | {:.1} µs | {} | {:.0} | {:.3}, {:.3} ppm |",
             row.scenario.name,
             rms * 1e6,
             mean_max * 1e6,
             max * 1e6,
             t1.map_or("never".to_string(), |t| format!("{t:.0} s")),
-            updates
+            updates,
+            freq_mean,
+            freq_max
         );
     }
 }

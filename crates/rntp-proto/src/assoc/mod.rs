@@ -530,7 +530,8 @@ impl Association {
             self.next = Next::SilenceCheck;
             self.regular_next = Some(full);
             self.next_transmit = Some(now.add_secs_f64(BURST_SPACING_SECS.min(poll_secs)));
-        } else if self.reach != 0 && probe < poll_secs {
+        } else if self.reach != 0 && !self.poll_counted && probe < poll_secs {
+            // (A burst already answered in this poll needs no probe.)
             self.regular_next = Some(full);
             self.next_transmit = Some(now.add_secs_f64(probe * early));
         } else {

@@ -16,28 +16,36 @@
 //! Every `Resolve` action must be answered with exactly one `handle_resolved` for that source
 //! (or the source removed). A spurious `handle_timeout` is a no-op.
 //!
-//! # Policy (documented for administrators in docs/dns.md)
-//! * **Identity.** A source is its target (name or address) and port. Adding the same target and
-//!   port again is refused as a duplicate, so three `server pool.ntp.org` lines are one source.
-//!   No two associations ever share an address and port, across all sources.
-//! * **Server names** own at most one association. Its id survives address changes: when a
+//! # Policy (documented for administrators in docs/dns.md and docs/pool.md)
+//! * **Identity.** A source is its target (name or address), port and address family. Adding
+//!   the same again is refused as a duplicate, so three `server pool.ntp.org` lines are one
+//!   source, while `server -4 NAME` and `server -6 NAME` are two (as in ntpd). No two
+//!   associations ever share an address and port, across all sources.
+//! * **Server names** own at most one association. Its id survives address changes. A healthy
+//!   server still listed in the answer is never churned, whatever else the answer says; when a
 //!   re-resolution no longer lists the current address, the association moves to an address of
-//!   the answer that nobody else uses (filter and reach restart). If the current address is still
-//!   in the answer, nothing changes, whatever else the answer says.
+//!   the answer that nobody else uses (filter and reach restart). When the server fails
+//!   (unreachable, persistently unsynchronized, KoD DENY/RSTR) the name is asked at once and the
+//!   association fails over to another free address of the fresh answer; the failed address is
+//!   avoided for [`BAD_MEMBER_AVOID_SECS`].
 //! * **When names are resolved.** At start; then when the answer's TTL expires, clamped to
 //!   [`ResolvePolicy::floor`]..[`ResolvePolicy::ceiling`] with ±10 % jitter kept inside those
 //!   bounds (so a fleet does not query in step, and the daily query count stays between 1 and
-//!   86400/floor); early when the server becomes unreachable, then with exponential backoff while
-//!   it stays unreachable; after a failure, with exponential backoff from
-//!   [`ResolvePolicy::retry_min`] (2 s when nothing is known yet, 60 s otherwise) to
-//!   [`ResolvePolicy::retry_max`]. Last good addresses stay in use until they fail.
-//! * **Pools** own up to their target of associations (see [`SourceManager::pool_targets`]).
-//!   Members come from the cached answer while its TTL is valid, in random order, skipping
-//!   addresses in use anywhere or blocked; otherwise the pool re-queries. A member is never
-//!   retired because a later answer does not list it (pool answers are random subsets). It is
-//!   retired when unreachable, when it keeps reporting itself unsynchronized, on a falseticker
-//!   verdict, or at once on Kiss-o'-Death DENY/RSTR (the address is then blocked for
-//!   [`KOD_BLOCK_SECS`]).
+//!   86400/floor); early when the server fails, then with exponential backoff while it stays
+//!   failed; after a failure, with exponential backoff from [`ResolvePolicy::retry_min`] (2 s
+//!   when nothing is known yet, 60 s otherwise) to [`ResolvePolicy::retry_max`], or every
+//!   [`ResolvePolicy::local_retry`] when no DNS server is configured. Last good addresses stay
+//!   in use until they fail. At most [`MAX_ANSWER_ADDRS`] addresses of an answer are kept.
+//! * **Pools** own up to their target of associations (see [`SourceManager::pool_targets`]: pool
+//!   lines count toward `maxclock`, as in ntpd). Members come from the cached answer while its
+//!   TTL is valid, in random order, skipping addresses in use anywhere or blocked. A pool below
+//!   its target looks up again at most every [`POOL_REQUERY_MIN`], or, once an answer had
+//!   nothing new, on a healthy name's schedule unless it loses a member. An `iburst` first fill
+//!   probes up to `maxclock` and is not rate-limited until the target is reached once (or
+//!   [`FIRST_FILL_ROUNDS`] rounds are spent). A member is never retired because a later answer
+//!   does not list it (pool answers are random subsets). It is retired when unreachable, when it
+//!   keeps reporting itself unsynchronized, on a falseticker verdict, or at once on
+//!   Kiss-o'-Death DENY/RSTR (the address is then blocked for [`KOD_BLOCK_SECS`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
