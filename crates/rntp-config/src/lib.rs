@@ -111,7 +111,7 @@
 //!   | keyword | meaning | range | default |
 //!   |---|---|---|---|
 //!   | `minclock` | fewest survivors the cluster algorithm keeps | 1-255 | 3 |
-//!   | `maxclock` | most candidate associations | 1-255 | 10 |
+//!   | `maxclock` | most associations; as in ntpd, each `pool` line counts one | 1-255 | 10 |
 //!   | `minsane` | fewest truechimers needed to set the clock | 1-255 | 1 |
 //!   | `orphan` | orphan-mode stratum | 1-15 | off |
 //!

@@ -255,7 +255,8 @@ pub struct HistoryEntry {
     pub old_address: Option<String>,
     /// Why: `configured`, `pool-fill`, `replacement` for mobilizations; `unreachable`,
     /// `falseticker`, `unsynchronized`, `kod-deny`, `kod-rstr`, `removed`, `pruned-extra` for
-    /// retirements; `address-changed` for moves.
+    /// retirements; `address-changed` (the name no longer lists the address) or `failover`
+    /// (the server failed and the name lists another address) for moves.
     pub reason: String,
 }
 
@@ -285,8 +286,12 @@ pub struct PeerInfo {
     pub last_error: Option<String>,
     /// Server stratum from its last valid reply.
     pub stratum: Option<u8>,
-    /// Server reference id from its last valid reply, displayed as ntpq does.
+    /// Server reference id from its last valid reply, displayed as ntpq does: ASCII in dots
+    /// for stratum 0 and 1 (`.GPS.`; unprintable bytes as `.`), a dotted quad above.
     pub refid: Option<String>,
+    /// The same reference id as its four bytes in hex (`7F7F0101`), exact at every stratum.
+    #[serde(default)]
+    pub refid_hex: Option<String>,
     /// The 8-bit reachability register (bit 0 = last poll).
     pub reach: u8,
     /// Current poll interval in seconds.
@@ -646,6 +651,7 @@ mod tests {
             last_error: None,
             stratum: Some(2),
             refid: Some("192.0.2.1".into()),
+            refid_hex: None,
             reach: 255,
             poll: 64.0,
             when: Some(12.5),

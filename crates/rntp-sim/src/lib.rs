@@ -378,6 +378,8 @@ pub struct RunResult {
     pub source_events: Vec<(f64, SourceEvent)>,
     /// When each DNS lookup was started (s).
     pub lookups: Vec<f64>,
+    /// Host 0's client requests: (time s, association, server address), in order.
+    pub requests: Vec<(f64, AssocId, SocketAddr)>,
     /// Reachable (`true`) and Unreachable (`false`) association events (s).
     pub reach_events: Vec<(f64, AssocId, bool)>,
     /// Pool scenarios only: the pool's state at every series point.
@@ -703,6 +705,9 @@ impl Sim<'_> {
             let Some(tx) = host.node.poll_transmit(now, t1) else { break };
             let from = match tx.local {
                 Local::Client(id) => {
+                    if h == 0 {
+                        self.res.requests.push((self.now, id, tx.remote));
+                    }
                     let port = u16::try_from(CLIENT_PORT_BASE + id.0).unwrap_or(u16::MAX);
                     SocketAddr::new(host.addr, port)
                 }

@@ -21,6 +21,7 @@ fn peer(i: u32) -> PeerInfo {
         last_error: None,
         stratum: Some(2),
         refid: Some("192.0.2.1".into()),
+        refid_hex: None,
         reach: 255,
         poll: 1024.0,
         when: Some(100.0),

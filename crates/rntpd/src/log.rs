@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use rntp_proto::assoc::{AssocEvent, DemobilizeReason};
 use rntp_proto::node::NodeEvent;
-use rntp_proto::source::{AddError, SourceEvent, Target};
+use rntp_proto::source::{AddError, MoveReason, SourceEvent, Target};
 use rntp_proto::time::Instant;
 use rntp_proto::wire::KissCode;
 
@@ -183,9 +183,15 @@ fn source(name: &str, event: &SourceEvent) {
             id = assoc.0, %remote, reason = reason.name(),
             "{name}: association mobilized"
         ),
+        SourceEvent::Moved { assoc, from, to, reason: MoveReason::AddressChanged, .. } => {
+            tracing::warn!(
+                id = assoc.0, %from, %to,
+                "{name}: name no longer lists the address in use; association moved (filter and reach restart)"
+            )
+        }
         SourceEvent::Moved { assoc, from, to, .. } => tracing::warn!(
             id = assoc.0, %from, %to,
-            "{name}: name no longer lists the address in use; association moved (filter and reach restart)"
+            "{name}: server failed (unreachable, unsynchronized or refusing service); moved to another address of the name, the failed one is avoided for 1 h"
         ),
         SourceEvent::Retired { assoc, remote, reason, .. } => tracing::info!(
             id = assoc.0, %remote, reason = reason.name(),

@@ -158,6 +158,7 @@ pub fn peer_info(row: &PeerView) -> PeerInfo {
         last_error: row.last_error.as_ref().map(ToString::to_string),
         stratum: snap.and_then(|s| s.server.map(|v| v.stratum)),
         refid,
+        refid_hex: snap.and_then(|s| s.server).map(|v| format!("{:08X}", v.reference_id.to_bits())),
         reach: snap.map_or(0, |s| s.reach),
         poll: snap.map_or(0.0, |s| s.poll.as_secs_f64()),
         when: snap.and_then(|s| s.since_last_reply),

@@ -212,7 +212,7 @@ impl Driver {
             tracing::debug!(source = lookup.source.0, name = %lookup.name, "resolving");
             // A task per lookup: a slow or silent DNS server never holds up this loop.
             tokio::task::spawn_local(async move {
-                let result = dns.lookup(&lookup.name, clock).await;
+                let result = dns.resolve(&lookup, clock).await;
                 shared.with(|n| n.handle_resolved(clock.now(), lookup.source, result));
                 shared.wake();
             });

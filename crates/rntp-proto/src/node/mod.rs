@@ -529,6 +529,16 @@ impl Node {
         Ok(reply)
     }
 
+    /// Asks again at once for every pending lookup: names whose last lookup failed or that
+    /// never resolved, and server names waiting for another address; their failure backoff
+    /// starts over. For the daemon's SIGHUP (the administrator fixed the network or the
+    /// resolver configuration). Returns the sources asked for.
+    pub fn retry_lookups(&mut self, now: Instant) -> Vec<SourceId> {
+        let asked = self.sources.retry_lookups(now, &mut *self.rng);
+        self.process(now);
+        asked
+    }
+
     /// The clock executor's result for a [`ClockRequest`]: `Err` with the OS's message. The
     /// latest error is shown in the status until a request succeeds again.
     pub fn handle_clock_result(&mut self, now: Instant, result: Result<(), String>) {
@@ -989,8 +999,8 @@ impl Node {
             SourceEvent::Retired { source, assoc, remote, reason } => {
                 Some((*source, *assoc, HistoryKind::Retired, *remote, None, reason.name()))
             }
-            SourceEvent::Moved { source, assoc, from, to } => {
-                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), "address-changed"))
+            SourceEvent::Moved { source, assoc, from, to, reason } => {
+                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), reason.name()))
             }
             _ => None,
         };
@@ -1064,6 +1074,7 @@ impl Node {
         }
         self.drain_steering_actions(now);
         if outcome.updates() > 0 {
+            self.advise_polls(now);
             // The reference time is when the clock was last set: the node's time now.
             if let Some(wall) = self.wall_at(now) {
                 self.reference_time = self.served_time(now, wall);
@@ -1092,11 +1103,14 @@ impl Node {
         };
     }
 
-    fn drain_steering_actions(&mut self, _now: Instant) {
+    fn drain_steering_actions(&mut self, now: Instant) {
         while let Some(action) = self.steering.poll_action() {
             match action {
                 ClockAction::Step { offset } => {
                     self.push_event(NodeEvent::ClockStepped { offset });
+                    if self.mode == ClockMode::Control {
+                        self.step_associations(now);
+                    }
                 }
                 ClockAction::Panic { offset } => {
                     self.push_event(NodeEvent::ClockPanic { offset });
@@ -1106,6 +1120,31 @@ impl Node {
             if self.mode == ClockMode::Control {
                 push_bounded(&mut self.clock_requests, ClockRequest::Adjust(action));
             }
+        }
+    }
+
+    /// The clock the associations measure against was stepped: what they have in flight or
+    /// in their filters straddles the step (observe mode steps only the virtual clock, which
+    /// no measurement is taken against).
+    fn step_associations(&mut self, now: Instant) {
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.handle_step(now);
+            }
+            self.reschedule(id);
+        }
+    }
+
+    /// Hands every association the discipline's poll suggestion after a clock update.
+    fn advise_polls(&mut self, now: Instant) {
+        let advice = self.steering.discipline().suggested_poll();
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.set_poll_advice(now, advice);
+            }
+            self.reschedule(id);
         }
     }
 

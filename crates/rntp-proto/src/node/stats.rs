@@ -118,6 +118,8 @@ pub fn resolve_error_label(error: &ResolveError) -> &'static str {
         ResolveError::ServFail => "servfail",
         ResolveError::Refused => "refused",
         ResolveError::Timeout => "timeout",
+        ResolveError::NoNameServer => "no_nameserver",
+        ResolveError::ConnectionRefused => "connection_refused",
         ResolveError::Other(_) => "other",
     }
 }
