@@ -113,6 +113,7 @@ fn in_process(a: &Mode6FloodArgs) -> Result<bool, String> {
                 family: AddrFamily::Any,
                 prefer: false,
                 noselect: false,
+                key: None,
             },
             origin: format!("bench:{i}"),
         })

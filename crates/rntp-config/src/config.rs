@@ -45,6 +45,56 @@ pub struct Config {
     /// The Prometheus/OpenMetrics endpoint from `metrics` (rntpd extension);
     /// `None`: off.
     pub metrics: Option<MetricsConfig>,
+    /// Symmetric keys: `keys`, `trustedkey`, `controlkey`, `requestkey`.
+    pub auth: AuthConfig,
+    /// `manycastserver` groups to answer solicitations on.
+    pub manycast_servers: Vec<ManycastServerConfig>,
+    /// `ttl` values: the TTLs manycast solicitations step through, increasing; empty: the
+    /// daemon's default (ntpd's 31, 63, ... 255).
+    pub ttl: Vec<u8>,
+}
+
+/// The symmetric-key directives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// `keys FILE`: the key file (ntp.keys(5) or chrony syntax), read by the daemon.
+    pub keys: Option<KeysFileConfig>,
+    /// `trustedkey`: the trusted key ids, as inclusive ranges (a single id is `(n, n)`), in
+    /// file order.
+    pub trusted: Vec<(u32, u32)>,
+    /// `controlkey N`: the key `ntpq :config` requests must be signed with.
+    pub control_key: Option<u32>,
+    /// `requestkey N`: accepted for ntpd compatibility; rntpd answers no ntpdc (mode 7)
+    /// requests, so it is not used.
+    pub request_key: Option<u32>,
+}
+
+impl AuthConfig {
+    /// Whether `trustedkey` lists `id`.
+    pub fn is_trusted(&self, id: u32) -> bool {
+        self.trusted.iter().any(|(lo, hi)| (*lo..=*hi).contains(&id))
+    }
+}
+
+/// `keys FILE`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KeysFileConfig {
+    /// The file, as written (relative paths are relative to the daemon's working directory,
+    /// as in ntpd).
+    pub path: PathBuf,
+    /// Where the line was written.
+    pub origin: Origin,
+}
+
+/// `manycastserver GROUP`: answer keyed solicitations sent to this group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ManycastServerConfig {
+    /// The multicast group (224.0.0.0/4 or ff00::/8).
+    pub group: IpAddr,
+    /// The UDP port solicitations arrive on (`port N`, an rntpd extension; default 123).
+    pub port: u16,
+    /// Where the line was written.
+    pub origin: Origin,
 }
 
 /// Which statistics file set (`peerstats`, ...).
@@ -296,6 +346,10 @@ pub struct RestrictFlagsConfig {
     pub kod: bool,
     /// `limited`: apply the `discard` rate limit.
     pub limited: bool,
+    /// `notrust`: serve only requests authenticated with a trusted key.
+    pub notrust: bool,
+    /// `nomodify`: refuse run-time configuration (`ntpq :config`).
+    pub nomodify: bool,
 }
 
 /// Rate-limit settings for `restrict ... limited` clients (`discard`).
@@ -349,13 +403,16 @@ impl Default for ResolveConfig {
     }
 }
 
-/// Whether a source line names one server or a pool of them.
+/// Whether a source line names one server, a pool of them, or a manycast group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SourceKind {
     /// `server`: one association with the (first) address of the host.
     Server,
     /// `pool`: several associations with the addresses the name resolves to.
     Pool,
+    /// `manycastclient`: several associations with the servers that answer solicitations
+    /// sent to a multicast group.
+    Manycast,
 }
 
 /// One `server` or `pool` line.
@@ -401,6 +458,12 @@ pub struct SourceOptions {
     pub maxsources: Option<u8>,
     /// Address families the name may resolve to (`-4`/`-6` before the host).
     pub family: AddressFamily,
+    /// `key N`: the symmetric key every request is signed with and every reply must carry
+    /// (1..=4294967295).
+    pub key: Option<u32>,
+    /// `ttl N`: for `manycastclient`, the largest TTL of a solicitation (1..=255); `None`
+    /// lets the daemon decide (127, as ntpd).
+    pub ttl: Option<u8>,
 }
 
 /// Which address families a source may use.
@@ -442,6 +505,8 @@ impl Default for SourceOptions {
             version: Self::DEFAULT_VERSION,
             maxsources: None,
             family: AddressFamily::Any,
+            key: None,
+            ttl: None,
         }
     }
 }

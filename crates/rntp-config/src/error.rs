@@ -66,6 +66,8 @@ pub enum Expected {
     /// A loopback IP address (`127.0.0.1`, `::1`): where the metrics
     /// endpoint may listen.
     LoopbackAddress,
+    /// Key ids for `trustedkey`: numbers, or NTPsec's ranges.
+    KeyList,
     /// A decimal number of seconds within an inclusive range, given in
     /// microseconds (the finest unit accepted).
     Seconds {
@@ -97,6 +99,9 @@ impl fmt::Display for Expected {
             Self::ListenAddress => f.write_str(
                 "an IP address (such as 192.0.2.1, ::1 or [2001:db8::1]) or one of all, \
                  wildcard, ipv4, ipv6",
+            ),
+            Self::KeyList => f.write_str(
+                "key ids from 1 to 4294967295, or ranges of them written as (10 ... 20)",
             ),
             Self::LoopbackAddress => f.write_str(
                 "a loopback address such as 127.0.0.1 or ::1 (the metrics endpoint has no access \
@@ -437,11 +442,11 @@ pub enum DiagnosticKind {
         found: String,
     },
 
-    /// A `restrict` flag that only means something with authentication
-    /// (`notrust`, `mssntp`), which rntpd does not have yet. The flag is
-    /// ignored; the rest of the line applies.
+    /// A `restrict` flag of an authentication rntpd does not have (`mssntp`:
+    /// Microsoft's MS-SNTP signing). The flag is ignored; the rest of the line
+    /// applies.
     #[error(
-        "restrict flag `{flag}` needs authentication, which rntpd does not have yet, so it \
+        "restrict flag `{flag}` needs MS-SNTP signing, which rntpd does not support, so it \
          cannot be honoured; flag ignored (the rest of the line still applies)"
     )]
     RestrictNeedsAuth {
@@ -495,21 +500,111 @@ pub enum DiagnosticKind {
         family: &'static str,
     },
 
-    /// A `server`, `pool` or `peer` line asks for authenticated time
-    /// (`key N`, `autokey`, `nts`, NTS options). rntpd cannot authenticate
-    /// yet, and polling the source without it would silently downgrade the
-    /// security the administrator asked for, so this is an error.
+    /// A `server`, `pool` or `peer` line asks for Autokey or NTS (`autokey`,
+    /// `ident`, `nts`, NTS options). rntpd authenticates with symmetric keys
+    /// only, and polling the source without the authentication asked for
+    /// would silently downgrade it, so this is an error.
     #[error(
-        "`{}` on this {directive} line asks for authenticated time, but rntpd does not support \
-         NTP authentication yet; remove `{}` or use another daemon for authenticated time",
+        "`{}` on this {directive} line asks for Autokey or NTS authentication, which rntpd does \
+         not support; remove `{}` (rntpd authenticates with symmetric keys: `key N` with `keys` \
+         and `trustedkey`) or use another daemon",
         esc(option),
         esc(option)
     )]
     AuthenticationNotSupported {
         /// `server`, `pool` or `peer`.
         directive: String,
-        /// The option as written, with its value if it takes one (`key 5`).
+        /// The option as written, with its value if it takes one (`ident x`).
         option: String,
+    },
+
+    /// `key N` (or `controlkey N`) but the configuration has no `keys` line:
+    /// there is no key to sign with.
+    #[error(
+        "`{directive} {key}` needs a key file, but the configuration has no `keys` line; add \
+         `keys /etc/ntp.keys` (with key {key} in it) and `trustedkey {key}`"
+    )]
+    KeyWithoutKeysFile {
+        /// `key` (on a source line) or `controlkey`.
+        directive: &'static str,
+        /// The key id.
+        key: u32,
+    },
+
+    /// `key N` (or `controlkey N`) names a key that no `trustedkey` lists: it
+    /// would never authenticate anything.
+    #[error(
+        "key {key} is not trusted; add `trustedkey {key}` (a key authenticates only when \
+         `trustedkey` lists it, as in ntpd)"
+    )]
+    KeyNotTrusted {
+        /// The key id.
+        key: u32,
+    },
+
+    /// A `manycastclient` line without `key N`: anyone on the group could
+    /// answer and become a time source.
+    #[error(
+        "manycastclient without `key N`: rntpd refuses unauthenticated manycast, because any \
+         host on the group could answer and become a time source; add `key N` with a key that \
+         `trustedkey` lists and the manycast servers share"
+    )]
+    ManycastWithoutKey,
+
+    /// `manycastclient` or `manycastserver` with an address that is not a
+    /// multicast group.
+    #[error(
+        "{directive} expects a multicast group address (224.0.0.0/4 or ff00::/8), found \"{}\"",
+        esc(found)
+    )]
+    NotMulticast {
+        /// The directive.
+        directive: &'static str,
+        /// The word found.
+        found: String,
+    },
+
+    /// `manycastserver` without a trusted key: rntpd answers only keyed
+    /// solicitations, so it would never answer.
+    #[error(
+        "manycastserver answers only solicitations signed with a trusted key, but the \
+         configuration has {missing}; add `keys FILE` and `trustedkey N` with the key the \
+         manycast clients use"
+    )]
+    ManycastServerWithoutKeys {
+        /// What is missing: "no `keys` line" or "no `trustedkey`".
+        missing: &'static str,
+    },
+
+    /// `manycastserver` without an `interface listen` address: clients find
+    /// the server through the group but then poll it by unicast.
+    #[error(
+        "manycastserver needs an `interface listen` address to serve on: the clients that find \
+         this server through the group then poll it by unicast at the address it answered from"
+    )]
+    ManycastServerWithoutListen,
+
+    /// `requestkey` secures ntpdc (mode 7), which rntpd never answers.
+    #[error(
+        "`requestkey` secures ntpdc (mode 7) requests, which rntpd never answers; the key is \
+         not used (`controlkey` secures `ntpq :config`)"
+    )]
+    RequestKeyUnused,
+
+    /// A `trustedkey` range whose first id is above its last.
+    #[error("trustedkey range ({first} ... {last}) is empty; expected the smaller id first")]
+    EmptyKeyRange {
+        /// The first id.
+        first: u32,
+        /// The last id.
+        last: u32,
+    },
+
+    /// `ttl` values not in increasing order, or more than 8 of them.
+    #[error("ttl expects at most 8 increasing values from 1 to 255 (ntpd's rule), found {found}")]
+    BadTtlList {
+        /// What is wrong with the list.
+        found: String,
     },
 
     /// A `peer` line: symmetric active mode is not supported; the host is
@@ -617,6 +712,7 @@ impl DiagnosticKind {
             | Self::RepeatedListen { .. }
             | Self::RestrictHostName { .. }
             | Self::RestrictNeedsAuth { .. }
+            | Self::RequestKeyUnused
             | Self::DuplicateOption { .. }
             | Self::RepeatedDirective { .. }
             | Self::PeerAsServer

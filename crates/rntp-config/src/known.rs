@@ -24,6 +24,13 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "statistics",
     "filegen",
     "metrics",
+    "keys",
+    "trustedkey",
+    "controlkey",
+    "requestkey",
+    "manycastserver",
+    "manycastclient",
+    "ttl",
 ];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
@@ -34,7 +41,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "broadcastclient",
     "broadcastdelay",
     "calldelay",
-    "controlkey",
     "crypto",
     "delrestrict",
     "device",
@@ -45,14 +51,11 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "extra",
     "fudge",
     "ident",
-    "keys",
     "keysdir",
     "leapfile",
     "leapsmearinterval",
     "logconfig",
     "logfile",
-    "manycastclient",
-    "manycastserver",
     "mdnstries",
     "mru",
     "multicastclient",
@@ -66,7 +69,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "pollskewlist",
     "qos",
     "refclock",
-    "requestkey",
     "reset",
     "revoke",
     "rlimit",
@@ -76,8 +78,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "simulate",
     "tick",
     "trap",
-    "trustedkey",
-    "ttl",
     "unconfig",
     "unpeer",
     "unrestrict",
@@ -85,7 +85,7 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
 
 /// Options rntpd implements on `server` lines.
 pub(crate) const SERVER_OPTIONS: &[&str] =
-    &["iburst", "burst", "prefer", "noselect", "minpoll", "maxpoll", "version", "port"];
+    &["iburst", "burst", "prefer", "noselect", "minpoll", "maxpoll", "version", "port", "key"];
 
 /// Options rntpd implements on `pool` lines.
 pub(crate) const POOL_OPTIONS: &[&str] = &[
@@ -98,6 +98,22 @@ pub(crate) const POOL_OPTIONS: &[&str] = &[
     "version",
     "port",
     "maxsources",
+    "key",
+];
+
+/// Options rntpd implements on `manycastclient` lines.
+pub(crate) const MANYCAST_OPTIONS: &[&str] = &[
+    "iburst",
+    "burst",
+    "prefer",
+    "noselect",
+    "minpoll",
+    "maxpoll",
+    "version",
+    "port",
+    "maxsources",
+    "key",
+    "ttl",
 ];
 
 /// Source options rntpd implements that take no value.
@@ -108,23 +124,25 @@ pub(crate) const UNSUPPORTED_SOURCE_FLAGS: &[&str] = &["true", "xleave", "preemp
 
 /// ntpd/NTPsec source options taking one value that rntpd ignores. Several
 /// only make sense for reference clocks but ntpd accepts them on any line.
+/// (`ttl` is one of them on `server` and `pool` lines; `manycastclient` uses it.)
 pub(crate) const UNSUPPORTED_SOURCE_VALUED: &[&str] = &[
     "mode", "ttl", "bias", "subtype", "baud", "holdover", "time1", "time2", "stratum", "refid",
     "path", "ppspath", "flag1", "flag2", "flag3", "flag4",
 ];
 
-/// Source options without a value that ask for authenticated time: ntpd's
-/// `autokey`, NTPsec's `nts` and its `noval` (NTS without certificate
-/// checks). rntpd cannot authenticate yet, so each is an error: ignoring it
-/// would poll the source unauthenticated, a silent downgrade.
+/// Source options without a value that ask for authentication rntpd does not
+/// have: ntpd's `autokey`, NTPsec's `nts` and its `noval` (NTS without
+/// certificate checks). Each is an error: ignoring it would poll the source
+/// unauthenticated, a silent downgrade. (Symmetric keys, `key N`, are
+/// supported.)
 pub(crate) const AUTH_SOURCE_FLAGS: &[&str] = &["autokey", "nts", "noval"];
 
-/// Source options taking one value that ask for authenticated time: `key N`
-/// (symmetric key), ntpd's `ident GROUP` (autokey identity scheme) and
-/// NTPsec's NTS options `ask ADDR`, `require ADDR`, `ca PATH`, `cert FILE`,
-/// `aead ALGORITHM` and `expire N`. Errors, as [`AUTH_SOURCE_FLAGS`].
+/// Source options taking one value that ask for authentication rntpd does not
+/// have: ntpd's `ident GROUP` (autokey identity scheme) and NTPsec's NTS
+/// options `ask ADDR`, `require ADDR`, `ca PATH`, `cert FILE`, `aead
+/// ALGORITHM` and `expire N`. Errors, as [`AUTH_SOURCE_FLAGS`].
 pub(crate) const AUTH_SOURCE_VALUED: &[&str] =
-    &["key", "ident", "ask", "require", "ca", "cert", "aead", "expire"];
+    &["ident", "ask", "require", "ca", "cert", "aead", "expire"];
 
 /// Address-family qualifiers that may precede a source host.
 pub(crate) const ADDRESS_FAMILY_FLAGS: &[&str] = &["-4", "-6", "--ipv4", "--ipv6"];
@@ -156,7 +174,6 @@ pub(crate) const LISTEN_OPTIONS: &[&str] = &["port"];
 /// configuration, traps, peers, the MRU list, ...), so they need no action
 /// and are accepted silently. `serverresponse` is followed by `fuzz`.
 pub(crate) const RESTRICT_MOOT_FLAGS: &[&str] = &[
-    "nomodify",
     "notrap",
     "nopeer",
     "noepeer",
@@ -167,8 +184,9 @@ pub(crate) const RESTRICT_MOOT_FLAGS: &[&str] = &[
     "version",
 ];
 
-/// `restrict` flags that need authentication, which rntpd does not have.
-pub(crate) const RESTRICT_AUTH_FLAGS: &[&str] = &["notrust", "mssntp"];
+/// `restrict` flags of an authentication rntpd does not have (Microsoft's
+/// MS-SNTP signing).
+pub(crate) const RESTRICT_AUTH_FLAGS: &[&str] = &["mssntp"];
 
 /// `restrict` flags of ntpd/NTPsec that rntpd ignores with a warning.
 pub(crate) const UNSUPPORTED_RESTRICT_FLAGS: &[&str] = &["flake"];
@@ -187,6 +205,7 @@ pub(crate) const RESTRICT_ALL: &[&str] = &[
     "noquery",
     "kod",
     "limited",
+    "notrust",
     "nomodify",
     "notrap",
     "nopeer",
@@ -197,7 +216,6 @@ pub(crate) const RESTRICT_ALL: &[&str] = &[
     "serverresponse",
     "version",
     "ippeerlimit",
-    "notrust",
     "mssntp",
     "flake",
 ];
@@ -236,6 +254,9 @@ pub(crate) const UNSUPPORTED_FILEGEN_TYPES: &[&str] =
 
 /// Options of `metrics ADDRESS`.
 pub(crate) const METRICS_OPTIONS: &[&str] = &["port"];
+
+/// Options of `manycastserver GROUP...`.
+pub(crate) const MANYCAST_SERVER_OPTIONS: &[&str] = &["port"];
 
 /// The closest word in `candidates` to `word`, if close enough to be a typo.
 pub(crate) fn suggest(word: &str, candidates: &[&'static [&'static str]]) -> Option<&'static str> {

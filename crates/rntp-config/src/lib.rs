@@ -342,6 +342,7 @@ mod lex;
 pub mod node;
 mod raw;
 mod resolve;
+pub mod runtime;
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -349,9 +350,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use config::{
-    AddressFamily, Config, DiscardConfig, FileGenConfig, ListenConfig, MakeStepConfig,
-    MetricsConfig, Origin, ResolveConfig, RestrictConfig, RestrictFlagsConfig, RestrictTarget,
-    SourceConfig, SourceKind, SourceOptions, StatsConfig, StatsKind, TinkerConfig, TosConfig,
+    AddressFamily, AuthConfig, Config, DiscardConfig, FileGenConfig, KeysFileConfig, ListenConfig,
+    MakeStepConfig, ManycastServerConfig, MetricsConfig, Origin, ResolveConfig, RestrictConfig,
+    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, StatsConfig,
+    StatsKind, TinkerConfig, TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};
@@ -551,7 +553,17 @@ pub fn parse_str(
         let (errors, warnings) = diags.into_sorted();
         return Err(ConfigErrors { errors, warnings });
     }
-    let mut resolver = resolve::Resolver::default();
+    parse_with(file, text, include, resolve::Resolver::default())
+}
+
+/// [`parse_str`] with a given phase-2 resolver (a whole file, or one run-time line).
+fn parse_with(
+    file: &Path,
+    text: &str,
+    include: &mut dyn FnMut(&Path) -> io::Result<String>,
+    mut resolver: resolve::Resolver,
+) -> Result<Loaded, ConfigErrors> {
+    let mut diags = error::Diags::new(file);
     raw::read(file, Arc::from(text), include, &mut diags, &mut |directive, diags| {
         resolver.directive(directive, diags)
     });

@@ -5,19 +5,24 @@
 use std::net::{IpAddr, SocketAddr};
 
 use rntp_proto::assoc::AssocConfig;
+use rntp_proto::auth::{KeyId, KeyStore};
 use rntp_proto::discipline::{DisciplineConfig, MakeStep};
 use rntp_proto::node::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXSOURCES};
 use rntp_proto::select::SelectConfig;
 use rntp_proto::server::{RateLimit, RestrictFlags, RestrictRule, ServerConfig};
-use rntp_proto::source::{AddrFamily, ResolvePolicy, SourceKind, SourceSpec, Target};
+use rntp_proto::source::{
+    AddrFamily, ResolvePolicy, SourceKind, SourceSpec, Target, DEFAULT_MANYCAST_TTL,
+};
 use rntp_proto::time::PollInterval;
 
-use crate::config::{AddressFamily, Config, RestrictTarget, SourceConfig};
+use crate::config::{AddressFamily, AuthConfig, Config, RestrictTarget, SourceConfig};
 use crate::host::Host;
+use crate::keys::KeyFile;
 
 /// The node settings `config` describes, in `clock` mode. The driver adds what only it can
-/// know: the clock's precision and the drift file's frequency
-/// ([`NodeConfig::precision_log2`], [`NodeConfig::initial_freq_ppm`]).
+/// know: the clock's precision, the drift file's frequency and the keys from the key file
+/// ([`NodeConfig::precision_log2`], [`NodeConfig::initial_freq_ppm`], [`NodeConfig::auth`]:
+/// see [`auth_config`]).
 pub fn node_config(config: &Config, clock: ClockMode) -> NodeConfig {
     NodeConfig {
         sources: config.sources.iter().map(configured_source).collect(),
@@ -38,8 +43,39 @@ pub fn node_config(config: &Config, clock: ClockMode) -> NodeConfig {
         server: server_config(config),
         listen: config.listen.iter().map(|l| SocketAddr::new(l.addr, l.port)).collect(),
         orphan: config.tos.orphan,
+        ttl_ring: config.ttl.clone(),
         ..NodeConfig::default()
     }
+}
+
+/// The node's keys: the key file's keys (`None`: no `keys` line), trusted as `trustedkey`
+/// says, and the control key.
+pub fn auth_config(auth: &AuthConfig, file: Option<KeyFile>) -> rntp_proto::node::AuthConfig {
+    let mut keys: KeyStore = file.map(KeyFile::into_store).unwrap_or_default();
+    let ids: Vec<KeyId> = keys.keys().map(|k| k.id()).collect();
+    for (first, last) in &auth.trusted {
+        if first == last {
+            // A single id is trusted even before its key exists (a warning names it).
+            keys.trust(KeyId(*first));
+        } else {
+            for id in ids.iter().filter(|id| (*first..=*last).contains(&id.0)) {
+                keys.trust(*id);
+            }
+        }
+    }
+    rntp_proto::node::AuthConfig { keys, control_key: auth.control_key.map(KeyId) }
+}
+
+/// Key ids that lines of `config` use (`key N` on source lines, `controlkey`) but that the
+/// key store cannot authenticate with (not in the key file, or not trusted), with where each
+/// is used: the daemon refuses to start with them (and a reload keeps the old keys).
+pub fn unusable_keys(config: &Config, keys: &KeyStore) -> Vec<(String, u32)> {
+    let sources = config.sources.iter().filter_map(|s| {
+        let key = s.options.key?;
+        Some((format!("{}:{}", s.origin.file.display(), s.origin.line), key))
+    });
+    let control = config.auth.control_key.map(|k| ("controlkey".to_string(), k));
+    sources.chain(control).filter(|(_, key)| keys.trusted_key(KeyId(*key)).is_err()).collect()
 }
 
 /// One `server`/`pool` line as a source, with `file:line` as its origin.
@@ -59,6 +95,10 @@ pub fn source_spec(source: &SourceConfig) -> SourceSpec {
             crate::config::SourceKind::Pool => {
                 SourceKind::Pool { maxsources: o.maxsources.unwrap_or(DEFAULT_MAXSOURCES) }
             }
+            crate::config::SourceKind::Manycast => SourceKind::Manycast {
+                maxsources: o.maxsources.unwrap_or(DEFAULT_MAXSOURCES),
+                ttl: o.ttl.unwrap_or(DEFAULT_MANYCAST_TTL),
+            },
         },
         target: match &source.host {
             Host::Ip(ip) => Target::Addr(*ip),
@@ -79,6 +119,7 @@ pub fn source_spec(source: &SourceConfig) -> SourceSpec {
         },
         prefer: o.prefer,
         noselect: o.noselect,
+        key: o.key.map(KeyId),
     }
 }
 
@@ -118,6 +159,8 @@ pub fn server_config(config: &Config) -> ServerConfig {
             (f.noquery, RestrictFlags::NOQUERY),
             (f.kod, RestrictFlags::KOD),
             (f.limited, RestrictFlags::LIMITED),
+            (f.notrust, RestrictFlags::NOTRUST),
+            (f.nomodify, RestrictFlags::NOMODIFY),
         ] {
             if on {
                 flags = flags.union(flag);

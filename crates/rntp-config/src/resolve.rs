@@ -19,15 +19,16 @@ use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
 use crate::known::{
     suggest, ADDRESS_FAMILY_FLAGS, AUTH_SOURCE_FLAGS, AUTH_SOURCE_VALUED, DISCARD_OPTIONS,
-    INTERFACE_ACTIONS, LISTEN_OPTIONS, POOL_OPTIONS, RESTRICT_ALL, RESTRICT_AUTH_FLAGS,
-    RESTRICT_MOOT_FLAGS, RESTRICT_VALUED, SERVER_OPTIONS, SOURCE_FLAGS, SUPPORTED_DIRECTIVES,
-    TINKER_OPTIONS, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES, UNSUPPORTED_DISCARD,
+    INTERFACE_ACTIONS, LISTEN_OPTIONS, MANYCAST_OPTIONS, POOL_OPTIONS, RESTRICT_ALL,
+    RESTRICT_AUTH_FLAGS, RESTRICT_MOOT_FLAGS, RESTRICT_VALUED, SERVER_OPTIONS, SOURCE_FLAGS,
+    SUPPORTED_DIRECTIVES, TINKER_OPTIONS, TOS_OPTIONS, UNSUPPORTED_DIRECTIVES, UNSUPPORTED_DISCARD,
     UNSUPPORTED_RESTRICT_FLAGS, UNSUPPORTED_SOURCE_FLAGS, UNSUPPORTED_SOURCE_VALUED,
     UNSUPPORTED_TINKER, UNSUPPORTED_TOS,
 };
 use crate::lex::Token;
 use crate::raw::{RawDirective, SourceLine};
 
+mod auth;
 mod monitor;
 
 /// The default port of a `resolver` address given without one.
@@ -58,6 +59,12 @@ pub(crate) struct Resolver {
     tos_seq: usize,
     /// The last `resolve floor/ceiling` value written, blamed if floor > ceiling.
     resolve_at: Option<TosLoc>,
+    /// Every `key N` and `controlkey N`, checked against `keys` and `trustedkey` at the end.
+    key_uses: Vec<auth::KeyUse>,
+    /// The first `manycastserver` line, blamed if keys or listen addresses are missing.
+    manycast_server_at: Option<TosLoc>,
+    /// Reading one line at run time (`rntpctl add`, `ntpq :config`): no whole-file checks.
+    runtime: bool,
 }
 
 /// Walks the argument words of one directive and reports problems.
@@ -230,12 +237,25 @@ impl Line<'_, '_> {
 }
 
 impl Resolver {
+    /// A resolver for one line read at run time: the checks that need the whole file (keys
+    /// against `keys`/`trustedkey`) are left to the caller, which knows the running keys.
+    pub(crate) fn runtime() -> Self {
+        Resolver { runtime: true, ..Resolver::default() }
+    }
+
     /// Interprets one directive, reporting into `diags`.
     pub(crate) fn directive(&mut self, d: &RawDirective, diags: &mut Diags) {
         let mut line = Line { d, pos: 0, errors: 0, diags };
         match d.keyword.text.as_str() {
             "server" => self.source(&mut line, SourceKind::Server, "server"),
             "pool" => self.source(&mut line, SourceKind::Pool, "pool"),
+            "manycastclient" => self.source(&mut line, SourceKind::Manycast, "manycastclient"),
+            "keys" => self.keys(&mut line),
+            "trustedkey" => self.trustedkey(&mut line),
+            "controlkey" => self.controlkey(&mut line),
+            "requestkey" => self.requestkey(&mut line),
+            "manycastserver" => self.manycastserver(&mut line),
+            "ttl" => self.ttl(&mut line),
             "peer" => {
                 // NTPsec also treats `peer` as `server`; symmetric mode would
                 // let the peer steer our clock, which rntpd never allows.
@@ -275,10 +295,11 @@ impl Resolver {
         let accepted = match kind {
             SourceKind::Server => SERVER_OPTIONS,
             SourceKind::Pool => POOL_OPTIONS,
+            SourceKind::Manycast => MANYCAST_OPTIONS,
         };
         // Every word that can follow the host, for value() to not swallow.
         let keywords: &[&[&str]] = &[
-            POOL_OPTIONS,
+            MANYCAST_OPTIONS,
             UNSUPPORTED_SOURCE_FLAGS,
             UNSUPPORTED_SOURCE_VALUED,
             AUTH_SOURCE_FLAGS,
@@ -300,6 +321,28 @@ impl Resolver {
             return;
         };
         let host = match parse_host(name, &host_token.text) {
+            Ok(HostParse::Host(Host::Ip(ip)))
+                if kind == SourceKind::Manycast && !ip.is_multicast() =>
+            {
+                line.report_at(
+                    host_token,
+                    DiagnosticKind::NotMulticast {
+                        directive: "manycastclient",
+                        found: host_token.text.clone(),
+                    },
+                );
+                None
+            }
+            Ok(HostParse::Host(Host::Name(_))) if kind == SourceKind::Manycast => {
+                line.report_at(
+                    host_token,
+                    DiagnosticKind::NotMulticast {
+                        directive: "manycastclient",
+                        found: host_token.text.clone(),
+                    },
+                );
+                None
+            }
             Ok(HostParse::Host(host)) => Some(host),
             Ok(HostParse::Refclock) => {
                 line.report_at(
@@ -319,6 +362,7 @@ impl Resolver {
         let mut seen: Vec<&str> = Vec::new();
         let mut minpoll_at: Option<&Token> = None;
         let mut maxpoll_at: Option<&Token> = None;
+        let mut key_at: Option<Token> = None;
         while let Some(token) = line.next() {
             let word = token.text.as_str();
             if accepted.contains(&word) || word == "maxsources" {
@@ -361,6 +405,17 @@ impl Resolver {
                         port = v;
                     }
                 }
+                "key" => {
+                    if let Some(v) = line.int("key", 1u32, u32::MAX, keywords) {
+                        options.key = Some(v);
+                        key_at = Some(line.last().clone());
+                    }
+                }
+                "ttl" if kind == SourceKind::Manycast => {
+                    if let Some(v) = line.int("ttl", 1u8, u8::MAX, keywords) {
+                        options.ttl = Some(v);
+                    }
+                }
                 "maxsources" => {
                     let v = line.int("maxsources", 1u8, SourceOptions::MAX_MAXSOURCES, keywords);
                     if kind == SourceKind::Server {
@@ -369,7 +424,7 @@ impl Resolver {
                             DiagnosticKind::OptionNotAllowed {
                                 option: word.into(),
                                 directive: name.into(),
-                                allowed_on: "pool",
+                                allowed_on: "pool or manycastclient",
                             },
                         );
                     } else if v.is_some() {
@@ -460,7 +515,17 @@ impl Resolver {
                 );
             }
         }
+        if kind == SourceKind::Manycast && options.key.is_none() && host.is_some() {
+            line.report_at(&line.d.keyword, DiagnosticKind::ManycastWithoutKey);
+        }
         if let (Some(host), 0) = (host, line.errors) {
+            if let (Some(key), Some(token)) = (options.key, key_at) {
+                self.key_uses.push(auth::KeyUse {
+                    at: TosLoc { line: line.d.line.clone(), token, seq: 0 },
+                    key,
+                    directive: "key",
+                });
+            }
             self.config.sources.push(SourceConfig {
                 kind,
                 host,
@@ -778,6 +843,8 @@ impl Resolver {
                 "noquery" => flags.noquery = true,
                 "kod" => flags.kod = true,
                 "limited" => flags.limited = true,
+                "notrust" => flags.notrust = true,
+                "nomodify" => flags.nomodify = true,
                 "serverresponse" => {
                     const FUZZ: &[&str] = &["fuzz"];
                     let expected = Expected::OneOf(FUZZ);
@@ -1021,6 +1088,9 @@ impl Resolver {
                     DiagnosticKind::ResolveOrder { floor: resolve.floor, ceiling: resolve.ceiling },
                 ));
             }
+        }
+        if !self.runtime {
+            self.finish_auth(diags);
         }
         self.config
     }

@@ -31,8 +31,15 @@ fn host_rule(addr: &str, path: &Path, line: u32) -> RestrictConfig {
 
 /// The flags of the distributions' default line, `kod ... noquery limited`
 /// (`nomodify`, `notrap` and `nopeer` need no action in rntpd).
-const KOD_NOQUERY_LIMITED: RestrictFlagsConfig =
-    RestrictFlagsConfig { ignore: false, noserve: false, noquery: true, kod: true, limited: true };
+const KOD_NOQUERY_LIMITED: RestrictFlagsConfig = RestrictFlagsConfig {
+    ignore: false,
+    noserve: false,
+    noquery: true,
+    kod: true,
+    limited: true,
+    notrust: false,
+    nomodify: true,
+};
 
 /// (line, message) of every warning, for compact assertions.
 fn warning_lines(warnings: &[Diagnostic]) -> Vec<(u32, String)> {
@@ -194,12 +201,9 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
             // loopstats and peerstats are written (issue 13); clockstats is not.
             clockstats(13, "statistics"),
             clockstats(16, "filegen"),
-            unsupported(19, "keys"),
-            unsupported(20, "trustedkey"),
-            unsupported(21, "requestkey"),
-            // The key directives alone stay warnings: without `key N` on a
-            // source line (an error) they would do nothing in ntpd either.
-            unsupported(22, "controlkey"),
+            // `keys`, `trustedkey` and `controlkey` are used (issue 15);
+            // `requestkey` secures ntpdc, which rntpd never answers.
+            (21, rntp_config::DiagnosticKind::RequestKeyUnused.to_string()),
             (
                 32,
                 "\"127.127.1.0\" is an ntpd reference-clock address; reference clocks are not \
@@ -274,7 +278,7 @@ fn broken_file_reports_every_error_with_position_and_expectation() {
                     found: "ibrust".into(),
                     expected: &[
                         "iburst", "burst", "prefer", "noselect", "minpoll", "maxpoll", "version",
-                        "port"
+                        "port", "key"
                     ],
                     suggestion: Some("iburst")
                 }
@@ -287,16 +291,8 @@ fn broken_file_reports_every_error_with_position_and_expectation() {
         ]
     );
     assert!(err.errors.iter().all(|e| e.file == path && e.severity == Severity::Error));
-    assert_eq!(
-        warning_lines(&err.warnings),
-        vec![(
-            8,
-            "restrict flag `notrust` needs authentication, which rntpd does not have yet, so it \
-             cannot be honoured; flag ignored (the rest of the line still applies)"
-                .to_string()
-        )],
-        "the restrict line only warns"
-    );
+    // `notrust` is honoured since issue 15: the restrict line is clean.
+    assert_eq!(warning_lines(&err.warnings), vec![]);
 
     // The rendered report: message, source line, caret under the bad word.
     let p = path.display();
@@ -322,7 +318,7 @@ fn broken_file_reports_every_error_with_position_and_expectation() {
     // The whole report lists errors then warnings, one diagnostic after another.
     let report = err.to_string();
     assert_eq!(report.matches(": error: ").count(), 8);
-    assert_eq!(report.matches(": warning: ").count(), 1);
+    assert_eq!(report.matches(": warning: ").count(), 0);
 }
 
 #[test]
@@ -376,9 +372,9 @@ fn including_a_directory_explains_itself() {
     }
 }
 
-/// Issue 14: a site that authenticates its servers must not load: each
-/// authentication option is an error with file:line:col, and the key
-/// directives around them are warnings.
+/// Issues 14 and 15: symmetric keys (`keys`, `trustedkey`, `key 42`) are
+/// used, but Autokey and NTS must not load: each is an error with
+/// file:line:col.
 #[test]
 fn authenticated_site_is_refused_with_file_line_col() {
     let path = fixture("ntpd-auth.conf");
@@ -386,31 +382,32 @@ fn authenticated_site_is_refused_with_file_line_col() {
     let got: Vec<_> = err.errors.iter().map(|e| (e.line, e.col, e.kind.to_string())).collect();
     let msg = |directive: &str, option: &str| {
         format!(
-            "`{option}` on this {directive} line asks for authenticated time, but rntpd does not \
-             support NTP authentication yet; remove `{option}` or use another daemon for \
-             authenticated time"
+            "`{option}` on this {directive} line asks for Autokey or NTS authentication, which \
+             rntpd does not support; remove `{option}` (rntpd authenticates with symmetric keys: \
+             `key N` with `keys` and `trustedkey`) or use another daemon"
         )
     };
-    assert_eq!(
-        got,
-        vec![
-            (7, 32, msg("server", "key 42")),
-            (8, 28, msg("server", "nts")),
-            (9, 23, msg("peer", "autokey")),
-        ]
-    );
+    assert_eq!(got, vec![(8, 28, msg("server", "nts")), (9, 23, msg("peer", "autokey"))]);
     assert!(err.errors.iter().all(|e| e.file == path));
     assert_eq!(
         warning_lines(&err.warnings),
-        vec![
-            (5, "`keys` is not supported by rntpd yet; line ignored".to_string()),
-            (6, "`trustedkey` is not supported by rntpd yet; line ignored".to_string()),
-            (9, rntp_config::DiagnosticKind::PeerAsServer.to_string()),
-        ]
+        vec![(9, rntp_config::DiagnosticKind::PeerAsServer.to_string())]
     );
     let shown = err.to_string();
-    assert!(shown.starts_with(&format!("{}:7:32: error: ", path.display())), "{shown}");
-    assert!(shown.contains("7 | server ntp1.example.net iburst key 42\n"), "{shown}");
+    assert!(shown.starts_with(&format!("{}:8:28: error: ", path.display())), "{shown}");
+    assert!(shown.contains("8 | server time.cloudflare.com nts\n"), "{shown}");
+
+    // Without the NTS and Autokey lines the symmetric-key site loads, `key 42` and all.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let keyed: String = text
+        .lines()
+        .filter(|l| !l.contains("nts") && !l.contains("autokey"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let loaded = rntp_config::parse_str(&path, &keyed, &mut |p| std::fs::read_to_string(p))
+        .expect("symmetric keys load");
+    assert_eq!(loaded.config.sources[0].options.key, Some(42));
+    assert!(loaded.config.auth.is_trusted(42));
 }
 
 /// Debian's NTPsec file suggests `server time.cloudflare.com nts`;

@@ -71,7 +71,9 @@ fn defaults() {
             noserve: false,
             noquery: false,
             kod: false,
-            limited: false
+            limited: false,
+            notrust: false,
+            nomodify: false,
         }
     );
     assert_eq!(c.tos, TosConfig { minclock: 3, maxclock: 10, minsane: 1, orphan: None });
@@ -87,6 +89,8 @@ fn defaults() {
             version: 4,
             maxsources: None,
             family: rntp_config::AddressFamily::Any,
+            key: None,
+            ttl: None,
         }
     );
     // An empty or comment-only file is a valid, empty configuration.
@@ -121,6 +125,8 @@ fn every_source_option() {
             version: 3,
             maxsources: None,
             family: rntp_config::AddressFamily::Any,
+            key: None,
+            ttl: None,
         }
     );
     assert_eq!(c.sources[1].kind, SourceKind::Pool);
@@ -201,7 +207,7 @@ fn maxsources_only_on_pool_lines() {
             DiagnosticKind::OptionNotAllowed {
                 option: "maxsources".into(),
                 directive: "server".into(),
-                allowed_on: "pool",
+                allowed_on: "pool or manycastclient",
             }
         )
     );
@@ -249,13 +255,12 @@ fn auth(directive: &str, option: &str) -> DiagnosticKind {
     }
 }
 
-/// Issue 14: an option that asks for authentication is an error, never a
-/// warning and a silent downgrade to unauthenticated time.
+/// Issues 14 and 15: an option that asks for Autokey or NTS is an error,
+/// never a warning and a silent downgrade to unauthenticated time.
 #[test]
 fn authentication_options_are_errors_at_their_position() {
     let e = parse(
-        "server a.example key 42 iburst\n\
-         pool pool.example.org autokey\n\
+        "pool pool.example.org autokey\n\
          server -6 b.example nts noval ca /etc/ssl/ca.pem aead AES_SIV_CMAC_256\n\
          server c.example ask nts.example:4460 require nts.example cert /c.pem expire 3600\n\
          peer d.example ident group1\n",
@@ -265,48 +270,51 @@ fn authentication_options_are_errors_at_their_position() {
     assert_eq!(
         got,
         vec![
-            (1, 18, auth("server", "key 42")),
-            (2, 23, auth("pool", "autokey")),
-            (3, 21, auth("server", "nts")),
-            (3, 25, auth("server", "noval")),
-            (3, 31, auth("server", "ca /etc/ssl/ca.pem")),
-            (3, 50, auth("server", "aead AES_SIV_CMAC_256")),
-            (4, 18, auth("server", "ask nts.example:4460")),
-            (4, 39, auth("server", "require nts.example")),
-            (4, 59, auth("server", "cert /c.pem")),
-            (4, 71, auth("server", "expire 3600")),
-            (5, 16, auth("peer", "ident group1")),
+            (1, 23, auth("pool", "autokey")),
+            (2, 21, auth("server", "nts")),
+            (2, 25, auth("server", "noval")),
+            (2, 31, auth("server", "ca /etc/ssl/ca.pem")),
+            (2, 50, auth("server", "aead AES_SIV_CMAC_256")),
+            (3, 18, auth("server", "ask nts.example:4460")),
+            (3, 39, auth("server", "require nts.example")),
+            (3, 59, auth("server", "cert /c.pem")),
+            (3, 71, auth("server", "expire 3600")),
+            (4, 16, auth("peer", "ident group1")),
         ]
     );
     // None of these sources is configured: the file does not load.
     assert!(e.errors.iter().all(|d| d.severity == Severity::Error));
     // The message says what to do; the caret covers the option and its value.
     assert_eq!(
-        e.errors[0].to_string(),
-        "/etc/ntp.conf:1:18: error: `key 42` on this server line asks for authenticated time, but \
-         rntpd does not support NTP authentication yet; remove `key 42` or use another daemon for \
-         authenticated time\n\
-         1 | server a.example key 42 iburst\n  \
-           |                  ^^^^^^"
+        e.errors[3].to_string(),
+        "/etc/ntp.conf:2:31: error: `ca /etc/ssl/ca.pem` on this server line asks for Autokey or \
+         NTS authentication, which rntpd does not support; remove `ca /etc/ssl/ca.pem` (rntpd \
+         authenticates with symmetric keys: `key N` with `keys` and `trustedkey`) or use another \
+         daemon\n\
+         2 | server -6 b.example nts noval ca /etc/ssl/ca.pem aead AES_SIV_CMAC_256\n  \
+           |                               ^^^^^^^^^^^^^^^^^^"
     );
     // Without its value (end of line, or another option follows), the
     // option alone is named: one error, not two.
-    assert_eq!(only_error("server a.example key\n"), (1, 18, auth("server", "key")));
-    assert_eq!(only_error("server a.example key iburst\n"), (1, 18, auth("server", "key")));
+    assert_eq!(only_error("server a.example ident\n"), (1, 18, auth("server", "ident")));
+    assert_eq!(only_error("server a.example ca iburst\n"), (1, 18, auth("server", "ca")));
 }
 
-/// Issue 14: the key directives alone do nothing without `key` on a source,
-/// so they stay warnings (documented in the crate docs).
+/// Issue 15: the key directives are used; `requestkey` warns that rntpd has
+/// no ntpdc to secure; the others of ntpd's family stay warnings.
 #[test]
-fn key_directives_alone_stay_warnings() {
+fn key_directives_are_used() {
     let l = ok("keys /etc/ntp/keys\ntrustedkey 4 8 42\nrequestkey 8\ncontrolkey 8\n\
-                crypto pw x\nkeysdir /etc/ntp\nnts enable\nserver a.example\n");
-    assert_eq!(l.config.sources.len(), 1);
-    assert_eq!(l.warnings.len(), 7);
-    assert!(l
-        .warnings
-        .iter()
-        .all(|w| matches!(w.kind, DiagnosticKind::UnsupportedDirective { .. })));
+                crypto pw x\nkeysdir /etc/ntp\nnts enable\nserver a.example key 42\n");
+    assert_eq!(l.config.sources[0].options.key, Some(42));
+    let auth = &l.config.auth;
+    assert_eq!(auth.keys.as_ref().map(|k| k.path.as_path()), Some(Path::new("/etc/ntp/keys")));
+    assert_eq!(auth.trusted, vec![(4, 4), (8, 8), (42, 42)]);
+    assert_eq!((auth.control_key, auth.request_key), (Some(8), Some(8)));
+    let w: Vec<_> = l.warnings.iter().map(|w| (w.line, w.kind.clone())).collect();
+    assert_eq!(w[0], (3, DiagnosticKind::RequestKeyUnused));
+    assert_eq!(w.len(), 4);
+    assert!(w[1..].iter().all(|(_, k)| matches!(k, DiagnosticKind::UnsupportedDirective { .. })));
 }
 
 /// Issue 14: `peer` is polled as a server, with a warning that says so.
@@ -340,7 +348,7 @@ fn peer_is_polled_as_a_server_with_a_warning() {
             DiagnosticKind::OptionNotAllowed {
                 option: "maxsources".into(),
                 directive: "peer".into(),
-                allowed_on: "pool",
+                allowed_on: "pool or manycastclient",
             }
         )
     );
@@ -799,6 +807,8 @@ const NONE: RestrictFlagsConfig = RestrictFlagsConfig {
     noquery: false,
     kod: false,
     limited: false,
+    notrust: false,
+    nomodify: false,
 };
 
 #[test]
@@ -1021,9 +1031,12 @@ fn restrict_flags_supported_and_silently_accepted() {
         noquery: true,
         kod: true,
         limited: true,
+        notrust: false,
+        nomodify: false,
     };
     let got: Vec<_> = l.config.restrict.iter().map(|r| (r.target, r.flags)).collect();
-    assert_eq!(got, vec![(RestrictTarget::Default, all), (net("192.0.2.1", 32), NONE)]);
+    let nomodify = RestrictFlagsConfig { nomodify: true, ..NONE };
+    assert_eq!(got, vec![(RestrictTarget::Default, all), (net("192.0.2.1", 32), nomodify)]);
     assert_eq!(
         only_error("restrict default serverresponse kod\n"),
         (
@@ -1194,12 +1207,12 @@ fn restrict_warnings_and_ignored_forms() {
                 restrict source notrap nomodify noquery\n\
                 restrict ntp1.example.net nomodify\n\
                 delrestrict 192.0.2.1\n");
-    // notrust/mssntp/flake are ignored, the rest of their line applies;
-    // `source`, host names and delrestrict ignore the line.
+    // notrust is honoured (issue 15); mssntp/flake are ignored, the rest of
+    // their line applies; `source`, host names and delrestrict ignore the line.
     assert_eq!(
         l.config.restrict.iter().map(|r| (r.target, r.flags)).collect::<Vec<_>>(),
         vec![
-            (RestrictTarget::Default, RestrictFlagsConfig { kod: true, ..NONE }),
+            (RestrictTarget::Default, RestrictFlagsConfig { kod: true, notrust: true, ..NONE }),
             (net("192.0.2.0", 24), NONE),
         ]
     );
@@ -1207,7 +1220,6 @@ fn restrict_warnings_and_ignored_forms() {
     assert_eq!(
         got,
         vec![
-            (1, 22, DiagnosticKind::RestrictNeedsAuth { flag: "notrust".into() }),
             (2, 39, DiagnosticKind::RestrictNeedsAuth { flag: "mssntp".into() }),
             (
                 2,
@@ -1224,11 +1236,11 @@ fn restrict_warnings_and_ignored_forms() {
     );
     assert_eq!(
         l.warnings[0].kind.to_string(),
-        "restrict flag `notrust` needs authentication, which rntpd does not have yet, so it \
+        "restrict flag `mssntp` needs MS-SNTP signing, which rntpd does not support, so it \
          cannot be honoured; flag ignored (the rest of the line still applies)"
     );
     assert_eq!(
-        l.warnings[4].kind.to_string(),
+        l.warnings[3].kind.to_string(),
         "restrict by host name (\"ntp1.example.net\") is not supported by rntpd yet, because \
          names are not resolved when the configuration is read; expected `default` or an IP \
          address; line ignored"

@@ -157,6 +157,8 @@ fn source() -> impl Strategy<Value = GenSource> {
                     version,
                     maxsources: (kind == SourceKind::Pool && use_ms).then_some(ms),
                     family: rntp_config::AddressFamily::Any,
+                    key: None,
+                    ttl: None,
                 },
                 explicit: [
                     order[0] % 2 == 0,
@@ -211,6 +213,7 @@ impl GenSource {
         let kind = match self.kind {
             SourceKind::Server => "server",
             SourceKind::Pool => "pool",
+            SourceKind::Manycast => "manycastclient",
         };
         let opts: Vec<String> = keyed.into_iter().map(|(_, p)| p).collect();
         format!("{kind} {host} {}", opts.join(" "))
@@ -268,7 +271,7 @@ fn restrict() -> impl Strategy<Value = GenRestrict> {
         }),
     ];
     let moot = prop::sample::subsequence(
-        vec!["nomodify", "notrap", "nopeer", "noepeer", "version", "serverresponse fuzz"],
+        vec!["notrap", "nopeer", "noepeer", "version", "serverresponse fuzz"],
         0..3,
     );
     (target, any::<[bool; 5]>(), any::<[bool; 3]>(), moot, prop::collection::vec(any::<u8>(), 8))
@@ -280,6 +283,8 @@ fn restrict() -> impl Strategy<Value = GenRestrict> {
                 noquery: f[2],
                 kod: f[3],
                 limited: f[4],
+                notrust: false,
+                nomodify: false,
             },
             alt,
             moot,

@@ -327,7 +327,7 @@ pub struct PeerInfo {
 pub struct SourceInfo {
     /// Source id.
     pub id: u32,
-    /// `"server"` or `"pool"`.
+    /// `"server"`, `"pool"` or `"manycastclient"`.
     pub kind: String,
     /// The configured name or address literal.
     pub name: String,
@@ -335,19 +335,20 @@ pub struct SourceInfo {
     pub port: u16,
     /// Where it was configured (`file:line`, or `rntpctl`).
     pub origin: String,
-    /// Known usable addresses from the last good answer (address literals: the literal).
+    /// Known usable addresses from the last good answer (address literals: the literal;
+    /// manycast clients: the servers whose answers still stand).
     pub addresses: Vec<String>,
     /// Seconds until the last good answer's TTL runs out (negative: expired); `null` for
     /// literals and names never resolved.
     pub expires_in: Option<f64>,
     /// The last resolution attempt.
     pub last_resolution: Option<ResolutionInfo>,
-    /// Seconds until the next planned resolution; `null` when none is planned (literals,
-    /// full pools, a lookup in progress).
+    /// Seconds until the next planned resolution (manycast clients: solicitation); `null`
+    /// when none is planned (literals, full pools, a lookup in progress).
     pub next_resolution_in: Option<f64>,
     /// A lookup is running now.
     pub resolving: bool,
-    /// Lookups started since the source was added.
+    /// Lookups started since the source was added (manycast clients: solicitations sent).
     pub queries: u64,
     /// Ids of the source's associations.
     pub associations: Vec<u32>,
@@ -429,6 +430,44 @@ pub struct StatusInfo {
     /// one failed.
     #[serde(default)]
     pub clock_error: Option<String>,
+    /// Symmetric-key authentication, `:config` and manycast counters.
+    #[serde(default)]
+    pub auth: AuthInfo,
+}
+
+/// Keys and what they authenticated, since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// Keys loaded from the key file.
+    pub keys: usize,
+    /// Of them, trusted ones (`trustedkey`).
+    pub trusted: usize,
+    /// `controlkey`, if any.
+    pub control_key: Option<u32>,
+    /// Client side: replies of keyed sources dropped by reason (`auth_bad_mac`,
+    /// `auth_crypto_nak`, `auth_missing`, `auth_wrong_key`, ...; also in `counters.dropped`),
+    /// and requests not sent because the key was unusable (`auth_key_unusable`).
+    pub client_failures: Vec<(String, u64)>,
+    /// Server side: time replies signed for authenticated requests.
+    pub server_authenticated: u64,
+    /// Server side: requests whose MAC did not authenticate, by reason (non-zero only).
+    pub server_failures: Vec<(String, u64)>,
+    /// `ntpq :config` requests applied.
+    pub config_accepted: u64,
+    /// `ntpq :config` requests refused, by reason.
+    pub config_refused: Vec<(String, u64)>,
+    /// Manycast client: solicitations sent.
+    pub manycast_solicitations: u64,
+    /// Manycast client: authenticated answers that became candidates.
+    pub manycast_offers: u64,
+    /// Manycast client: answers not used, by reason.
+    pub manycast_dropped: Vec<(String, u64)>,
+    /// Manycast server: solicitations received on group sockets.
+    pub manycast_requests: u64,
+    /// Manycast server: solicitations answered.
+    pub manycast_replies: u64,
+    /// Manycast server: solicitations not answered, by reason.
+    pub manycast_declined: Vec<(String, u64)>,
 }
 
 /// Server-mode counters since start.

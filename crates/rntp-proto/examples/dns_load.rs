@@ -137,6 +137,7 @@ fn week(kind: SourceKind, n: u8, ttl: f64, iburst: bool, answer: Answer) -> Week
         family: AddrFamily::Any,
         prefer: false,
         noselect: false,
+        key: None,
     };
     let start = Instant::ZERO;
     let Ok(id) = m.add(start, spec, &mut rng) else { return Week::default() };
@@ -178,7 +179,7 @@ fn week(kind: SourceKind, n: u8, ttl: f64, iburst: bool, answer: Answer) -> Week
                     m.handle_assoc_event(now, assoc, &AssocEvent::Reachable, &mut rng);
                 }
                 SourceAction::Move { .. } => run.moves += 1,
-                SourceAction::Demobilize { .. } => {}
+                SourceAction::Demobilize { .. } | SourceAction::Solicit { .. } => {}
             }
         }
         while let Some(event) = m.poll_event() {

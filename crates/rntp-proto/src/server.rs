@@ -34,15 +34,20 @@
 //!    ntpd does the same). Mode 0 of later versions and modes 1, 2, 4, 5 are dropped by mode:
 //!    rntpd has no symmetric or broadcast associations, and answering a server packet could
 //!    start a loop between two servers.
-//! 5. `noserve`: dropped, or with `kod` answered by a `DENY` kiss. ntpd 4.2.8 drops even with
+//! 5. Authentication: a request with a MAC is verified with the responder's [`KeyStore`] (set
+//!    by the node from `keys` and `trustedkey`; see [`crate::auth`]); kisses and replies to an
+//!    authenticated request are signed.
+//! 6. `noserve`: dropped, or with `kod` answered by a `DENY` kiss. ntpd 4.2.8 drops even with
 //!    `kod`; we send `DENY` because RFC 5905 §7.4 defines it for exactly this, and a compliant
 //!    client then demobilizes and stops sending, which a silent drop never achieves.
-//! 6. `limited`: the per-client rate limiter (see [`RateLimit`] for the score). Over the limit:
+//! 7. `limited`: the per-client rate limiter (see [`RateLimit`] for the score). Over the limit:
 //!    dropped, or with `kod` answered by one `RATE` kiss per `2^average` seconds per client.
-//!    The `DENY` kiss of step 5 goes through the same limiter, so a denied client gets at most
+//!    The `DENY` kiss of step 6 goes through the same limiter, so a denied client gets at most
 //!    what a served one would. Clients without `limited` (and without `noserve kod`) never touch
 //!    the table.
-//! 7. The reply.
+//! 8. `notrust`: a request without a valid MAC of a trusted key is dropped
+//!    ([`IgnoreReason::NotTrusted`]), except that a MAC that fails still gets its crypto-NAK.
+//! 9. The reply.
 //!
 //! # The reply
 //! A 48-byte header: leap, stratum, precision, root delay, root dispersion, reference ID and
@@ -54,11 +59,21 @@
 //!
 //! **No amplification:** a reply is never longer than its request. Extension fields (NTS, ...)
 //! are not echoed; RFC 7822 lets a receiver ignore what it does not understand, and an NTS
-//! client rejects the unauthenticated reply on its own. A request carrying a MAC with a digest
-//! (at least 68 bytes) is answered as RFC 5905 Appendix A.5.1 and ntpd answer a MAC they cannot
-//! verify: the header plus a crypto-NAK (a zero key id, 52 bytes, [`ReplyKind::CryptoNak`]), so
-//! the client learns why it gets no usable time. rntpd has no symmetric keys yet, so every MAC
-//! is unverifiable. A request ending in a bare crypto-NAK gets a plain reply.
+//! client rejects the unauthenticated reply on its own.
+//!
+//! **Authentication.** A request whose MAC verifies with a trusted key gets its reply signed
+//! with the same key ([`ReplyKind::Authenticated`]: 68 or 72 bytes, exactly the request's
+//! trailer length, so still no amplification). The MAC covers the transmit timestamp, so it is
+//! computed in step two, [`Responder::finish_reply`]; `respond` leaves the key id in place and
+//! the digest zero. A kiss-o'-death to an authenticated request is signed at once (its
+//! timestamps are final). A request whose MAC does not verify (unknown or untrusted key, wrong
+//! secret) is answered as RFC 5905 Appendix A.5.1 and ntpd 4.2.8 answer it: the header plus a
+//! crypto-NAK (a zero key id, 52 bytes, [`ReplyKind::CryptoNak`]), so the client learns why it
+//! gets no usable time; each failure is counted by reason ([`ServerCounters::auth_failures`]).
+//! NTPsec 1.2.2 and chrony 4.3 send nothing instead; the crypto-NAK is worth its cost because it
+//! turns a silent mismatch into a diagnosis on the client, and it is no bigger than the request
+//! and rate-limited like any reply. A request ending in a bare crypto-NAK gets a plain reply
+//! (nothing to NAK).
 //!
 //! # Kiss-o'-death format
 //! As ntpd's `fast_xmit`: leap 3, stratum 0, mode 4, version echoed, the kiss code as reference
@@ -69,8 +84,12 @@
 //! budget, because a 1:1 reply to a spoofed source gives an attacker nothing it could not send
 //! itself.
 //!
-//! This module deliberately does **not**: read clocks or sockets; authenticate (no keys yet);
-//! answer mode 6/7 queries (the node does mode 6, see [`crate::mode6`]); decide the system state
+//! # Manycast
+//! [`Responder::respond_manycast`] answers what arrives on a `manycastserver` group socket; see
+//! its documentation.
+//!
+//! This module deliberately does **not**: read clocks or sockets; read key files; answer mode
+//! 6/7 queries (the node does mode 6, see [`crate::mode6`]); decide the system state
 //! (orphan mode, leap smearing, `local` clocks are the daemon's business; the responder serves
 //! what it is given); or keep ntpd's MRU list.
 
@@ -82,6 +101,7 @@ use core::net::IpAddr;
 pub use ratelimit::RateLimit;
 pub use restrict::{RestrictFlags, RestrictRule};
 
+use crate::auth::{AuthError, KeyId, KeyStore, RequestAuth, KEY_ID_LEN};
 use crate::time::{Instant, NtpShort, NtpTimestamp};
 use crate::wire::{walk_trailer, KissCode, LeapIndicator, Mode, NtpHeader, ReferenceId, WireError};
 use ratelimit::{ClientTable, Verdict};
@@ -99,6 +119,8 @@ const NTP_V1: u8 = 0x01;
 const EXTENSIONS_VERSION: u8 = 0x04;
 /// A reply with a crypto-NAK: header and zero key id.
 const CRYPTO_NAK_REPLY_LEN: usize = NtpHeader::LEN + 0x04;
+/// The longest reply: header, key id and a 20-byte digest.
+pub const MAX_REPLY_LEN: usize = NtpHeader::LEN + 0x18;
 
 /// Server settings: ntpd's `restrict` lines and `discard` options.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -182,6 +204,9 @@ pub enum ReplyKind {
     /// A time reply followed by a crypto-NAK (52 bytes), for a request whose MAC we cannot
     /// verify. Clients that sent a MAC will not use the time.
     CryptoNak,
+    /// A time reply signed with the key the request was signed with (68 or 72 bytes); the MAC
+    /// is written by [`Responder::finish_reply`].
+    Authenticated,
     /// A kiss-o'-death: [`KissCode::Rate`] for a rate-limited client, [`KissCode::Deny`] for
     /// one refused by `noserve kod`. 48 bytes, carrying no time of ours.
     Kod(KissCode),
@@ -217,11 +242,13 @@ pub enum IgnoreReason {
     ModeReserved,
     /// The packet did not parse, or (`BufferTooSmall`) the output buffer was under 48 bytes.
     Malformed(WireError),
+    /// `restrict ... notrust`: the request had no valid MAC of a trusted key.
+    NotTrusted,
 }
 
 impl IgnoreReason {
     /// Labels of the reasons other than [`IgnoreReason::Malformed`], in index order.
-    const FIXED_NAMES: [&'static str; 10] = [
+    const FIXED_NAMES: [&'static str; 11] = [
         "restrict_ignore",
         "restrict_noserve",
         "rate_limited",
@@ -232,6 +259,7 @@ impl IgnoreReason {
         "mode_server",
         "mode_broadcast",
         "mode_reserved",
+        "notrust",
     ];
 
     /// A stable snake_case label for drop counters and logs; for a malformed packet, the
@@ -257,6 +285,7 @@ impl IgnoreReason {
             IgnoreReason::ModeServer => 7,
             IgnoreReason::ModeBroadcast => 8,
             IgnoreReason::ModeReserved => 9,
+            IgnoreReason::NotTrusted => 10,
             IgnoreReason::Malformed(_) => return None,
         })
     }
@@ -294,8 +323,12 @@ pub struct ServerCounters {
     pub kod_rate: u64,
     /// `DENY` kisses sent.
     pub kod_deny: u64,
+    /// Of `replies`, those signed for an authenticated request.
+    pub authenticated: u64,
     /// Drops, indexed by [`IgnoreReason::index`].
     dropped: [u64; DROPPED_LEN],
+    /// Requests whose MAC did not authenticate, by [`AuthError::COUNTER_NAMES`] index.
+    auth_failed: [u64; AuthError::COUNTER_NAMES.len()],
 }
 
 impl Default for ServerCounters {
@@ -306,7 +339,9 @@ impl Default for ServerCounters {
             crypto_naks: 0,
             kod_rate: 0,
             kod_deny: 0,
+            authenticated: 0,
             dropped: [0; DROPPED_LEN],
+            auth_failed: [0; AuthError::COUNTER_NAMES.len()],
         }
     }
 }
@@ -328,6 +363,20 @@ impl ServerCounters {
         self.dropped.get(reason.index()).copied().unwrap_or(0)
     }
 
+    /// Requests whose MAC did not authenticate, by reason (`auth_unknown_key`,
+    /// `auth_bad_mac`, ...), zeros included, in [`AuthError::COUNTER_NAMES`] order. Each was
+    /// also answered with a crypto-NAK or dropped, and counted there.
+    pub fn auth_failures(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        AuthError::COUNTER_NAMES.iter().copied().zip(self.auth_failed.iter().copied())
+    }
+
+    fn auth_failed(&mut self, error: AuthError) {
+        let name = error.counter_name();
+        if let Some(i) = AuthError::COUNTER_NAMES.iter().position(|n| *n == name) {
+            self.auth_failed[i] = self.auth_failed[i].saturating_add(1);
+        }
+    }
+
     /// All drops.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.iter().fold(0, |sum, n| sum.saturating_add(*n))
@@ -341,6 +390,10 @@ impl ServerCounters {
                 None => return,
             },
             ServerAction::Reply { kind: ReplyKind::Normal, .. } => &mut self.replies,
+            ServerAction::Reply { kind: ReplyKind::Authenticated, .. } => {
+                self.authenticated = self.authenticated.saturating_add(1);
+                &mut self.replies
+            }
             ServerAction::Reply { kind: ReplyKind::CryptoNak, .. } => {
                 self.crypto_naks = self.crypto_naks.saturating_add(1);
                 &mut self.replies
@@ -401,6 +454,22 @@ pub struct Responder {
     seed: u64,
     /// Counters.
     counters: ServerCounters,
+    /// The symmetric keys (trusted ones authenticate).
+    keys: KeyStore,
+    /// Counters of the manycast server path.
+    manycast: ManycastServerCounters,
+}
+
+/// Counters of [`Responder::respond_manycast`] since start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ManycastServerCounters {
+    /// Solicitations received on group sockets.
+    pub requests: u64,
+    /// Answered (signed, by unicast).
+    pub replies: u64,
+    /// Not answered, by reason (`unauthenticated`, `auth_bad_mac`, `unsynchronized`,
+    /// `stratum`, `rate_limited`, ...).
+    pub dropped: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Responder {
@@ -415,6 +484,43 @@ impl Responder {
             config,
             seed: hash_seed,
             counters: ServerCounters::default(),
+            keys: KeyStore::new(),
+            manycast: ManycastServerCounters::default(),
+        }
+    }
+
+    /// Replaces the key store (at start and on reload).
+    pub fn set_keys(&mut self, keys: KeyStore) {
+        self.keys = keys;
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// The manycast server counters.
+    pub fn manycast_counters(&self) -> &ManycastServerCounters {
+        &self.manycast
+    }
+
+    /// Step two of the transmit protocol for replies of this responder: [`finish_reply`], then,
+    /// for an [`ReplyKind::Authenticated`] reply, the MAC over the finished header with the key
+    /// whose id `respond` left in place. A reply whose key is gone (replaced between the two
+    /// steps) is left with a zero digest, which the client rejects.
+    pub fn finish_reply(&self, out: &mut [u8], transmit: NtpTimestamp) {
+        finish_reply(out, transmit);
+        if out.len() <= CRYPTO_NAK_REPLY_LEN
+            || out.get(STRATUM_OFFSET) == Some(&0x00)
+            || out.first().map(|b| Mode::from_bits(*b)) != Some(Mode::Server)
+        {
+            return;
+        }
+        let Some(id) = out.get(NtpHeader::LEN..NtpHeader::LEN + KEY_ID_LEN) else { return };
+        let id = KeyId(u32::from_be_bytes([id[0], id[1], id[2], id[3]]));
+        let Ok(key) = self.keys.trusted_key(id) else { return };
+        if out.len() == NtpHeader::LEN + key.mac_wire_len() {
+            let _ = key.write_mac(out, NtpHeader::LEN);
         }
     }
 
@@ -521,6 +627,88 @@ impl Responder {
         action
     }
 
+    /// Answers a solicitation that arrived on a `manycastserver` group socket: the reply is
+    /// written to the start of `out` (which needs [`MAX_REPLY_LEN`] octets), to be finished with
+    /// [`Self::finish_reply`] and sent by unicast, from this host's own address, to `src`.
+    /// Returns its length, or `None` to stay silent.
+    ///
+    /// As ntpd's manycast server, with one deliberate difference: only authenticated
+    /// solicitations are answered. In order, each failure a silent drop counted by reason in
+    /// [`ManycastServerCounters`]: `restrict` (`ignore`, `noserve`: `restricted`); a
+    /// well-formed client request (the [`WireError`] name, `not_client`); a MAC of a trusted key
+    /// that verifies (`unauthenticated`, or the [`AuthError`] name: no crypto-NAK to a group);
+    /// this node has time to give (`unsynchronized`: leap 3 or stratum 16); its stratum is
+    /// below the client's (`stratum`: ntpd's test, so two manycast servers never pick each
+    /// other); and the rate limit for `limited` clients (`rate_limited`, without kiss). The
+    /// reply is signed with the request's key.
+    pub fn respond_manycast(
+        &mut self,
+        now: Instant,
+        rx: NtpTimestamp,
+        src: IpAddr,
+        request: &[u8],
+        sys: &SystemState,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        self.manycast.requests = self.manycast.requests.saturating_add(1);
+        match self.decide_manycast(now, rx, src, request, sys, out) {
+            Ok(len) => {
+                self.manycast.replies = self.manycast.replies.saturating_add(1);
+                Some(len)
+            }
+            Err(reason) => {
+                *self.manycast.dropped.entry(reason).or_default() += 1;
+                None
+            }
+        }
+    }
+
+    fn decide_manycast(
+        &mut self,
+        now: Instant,
+        rx: NtpTimestamp,
+        src: IpAddr,
+        request: &[u8],
+        sys: &SystemState,
+        out: &mut [u8],
+    ) -> Result<usize, &'static str> {
+        let client = Key::new(src);
+        let flags = self.restrict.lookup(&client);
+        if flags.contains(RestrictFlags::IGNORE) || flags.contains(RestrictFlags::NOSERVE) {
+            return Err("restricted");
+        }
+        let header = NtpHeader::parse(request).map_err(|e| e.counter_name())?;
+        if header.mode != Mode::Client {
+            return Err("not_client");
+        }
+        let id = match self.keys.check_request(request) {
+            RequestAuth::Authenticated(id) => id,
+            RequestAuth::Unauthenticated => return Err("unauthenticated"),
+            RequestAuth::Failed(e) => return Err(e.counter_name()),
+        };
+        if sys.leap == LeapIndicator::Unsynchronized || !(1..MAX_STRATUM).contains(&sys.stratum) {
+            return Err("unsynchronized");
+        }
+        // The client's stratum: 0 (unsynchronized) counts as 16.
+        let theirs = if header.stratum == 0 { MAX_STRATUM } else { header.stratum };
+        if sys.stratum >= theirs {
+            return Err("stratum");
+        }
+        if flags.contains(RestrictFlags::LIMITED)
+            && self.table.check(now, client, &self.config.rate) != Verdict::Pass
+        {
+            return Err("rate_limited");
+        }
+        let needed = NtpHeader::LEN + self.keys.get(id).map_or(0, |k| k.mac_wire_len());
+        if out.len() < needed {
+            return Err("buffer_too_small");
+        }
+        match self.reply(header, RequestAuth::Authenticated(id), Some(id), rx, sys, needed, out) {
+            ServerAction::Reply { len, kind: ReplyKind::Authenticated } => Ok(len),
+            _ => Err("emit_failed"),
+        }
+    }
+
     /// [`respond`](Self::respond) without the counting.
     fn decide(
         &mut self,
@@ -564,13 +752,33 @@ impl Responder {
             Mode::Control => return Ignore(IgnoreReason::ModeControl),
             Mode::Private => return Ignore(IgnoreReason::ModePrivate),
         }
-        let needed = if mac == TrailerMac::Digest { CRYPTO_NAK_REPLY_LEN } else { NtpHeader::LEN };
+        let auth = match mac {
+            TrailerMac::None => RequestAuth::Unauthenticated,
+            TrailerMac::CryptoNak => RequestAuth::Failed(AuthError::CryptoNak),
+            TrailerMac::Digest => self.keys.check_request(request),
+        };
+        // The key and the MAC length of an authenticated reply.
+        let signing = match auth {
+            RequestAuth::Authenticated(id) => self.keys.get(id).map(|k| (id, k.mac_wire_len())),
+            _ => None,
+        };
+        let needed = match (signing, mac) {
+            (Some((_, mac_len)), _) => NtpHeader::LEN + mac_len,
+            (None, TrailerMac::Digest) => CRYPTO_NAK_REPLY_LEN,
+            (None, _) => NtpHeader::LEN,
+        };
         if out.len() < needed {
             return Ignore(IgnoreReason::Malformed(WireError::BufferTooSmall {
                 needed,
                 got: out.len(),
             }));
         }
+        if let RequestAuth::Failed(e) = auth {
+            if e != AuthError::CryptoNak {
+                self.counters.auth_failed(e);
+            }
+        }
+        let signing = signing.map(|(id, _)| id);
         let kod = flags.contains(RestrictFlags::KOD);
         if flags.contains(RestrictFlags::NOSERVE) {
             if !kod {
@@ -578,7 +786,7 @@ impl Responder {
             }
             return match self.table.check(now, client, &self.config.rate) {
                 Verdict::Pass | Verdict::OverFirst => {
-                    self.kiss(&request_header, KissCode::Deny, out)
+                    self.kiss(&request_header, KissCode::Deny, signing, out)
                 }
                 Verdict::Over => Ignore(IgnoreReason::KodLimited),
             };
@@ -587,7 +795,7 @@ impl Responder {
             match (self.table.check(now, client, &self.config.rate), kod) {
                 (Verdict::Pass, _) => {}
                 (Verdict::OverFirst, true) => {
-                    return self.kiss(&request_header, KissCode::Rate, out)
+                    return self.kiss(&request_header, KissCode::Rate, signing, out)
                 }
                 (Verdict::Over, true) => return Ignore(IgnoreReason::KodLimited),
                 (Verdict::OverFirst | Verdict::Over, false) => {
@@ -595,6 +803,31 @@ impl Responder {
                 }
             }
         }
+        if flags.contains(RestrictFlags::NOTRUST)
+            && matches!(
+                auth,
+                RequestAuth::Unauthenticated | RequestAuth::Failed(AuthError::CryptoNak)
+            )
+        {
+            return Ignore(IgnoreReason::NotTrusted);
+        }
+        self.reply(request_header, auth, signing, rx, sys, needed, out)
+    }
+
+    /// Writes the time reply to `request` (see the module docs): plain, with a crypto-NAK, or
+    /// with the key id of an authenticated reply (its MAC follows in [`Self::finish_reply`]).
+    #[allow(clippy::too_many_arguments)] // One private step of `decide`, called twice.
+    fn reply(
+        &self,
+        request_header: NtpHeader,
+        auth: RequestAuth,
+        signing: Option<KeyId>,
+        rx: NtpTimestamp,
+        sys: &SystemState,
+        needed: usize,
+        out: &mut [u8],
+    ) -> ServerAction {
+        use ServerAction::Ignore;
         let reply = NtpHeader {
             leap: sys.leap,
             version: request_header.version,
@@ -630,18 +863,38 @@ impl Responder {
                 got: out.len(),
             }));
         }
-        if mac != TrailerMac::Digest {
-            return ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Normal };
+        match (auth, signing) {
+            (RequestAuth::Authenticated(_), Some(id)) => {
+                // The key id now, the digest in finish_reply (it covers the transmit time).
+                let Some(trailer) = out.get_mut(NtpHeader::LEN..needed) else {
+                    return ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Normal };
+                };
+                trailer.fill(0x00);
+                trailer[..KEY_ID_LEN].copy_from_slice(&id.0.to_be_bytes());
+                ServerAction::Reply { len: needed, kind: ReplyKind::Authenticated }
+            }
+            (RequestAuth::Failed(e), _) if e != AuthError::CryptoNak => {
+                match out.get_mut(NtpHeader::LEN..CRYPTO_NAK_REPLY_LEN) {
+                    Some(key_id) => key_id.fill(0x00),
+                    None => {
+                        return ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Normal }
+                    }
+                }
+                ServerAction::Reply { len: CRYPTO_NAK_REPLY_LEN, kind: ReplyKind::CryptoNak }
+            }
+            _ => ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Normal },
         }
-        match out.get_mut(NtpHeader::LEN..CRYPTO_NAK_REPLY_LEN) {
-            Some(key_id) => key_id.fill(0x00),
-            None => return ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Normal },
-        }
-        ServerAction::Reply { len: CRYPTO_NAK_REPLY_LEN, kind: ReplyKind::CryptoNak }
     }
 
-    /// Writes a kiss-o'-death for `request` (format in the module doc).
-    fn kiss(&self, request: &NtpHeader, code: KissCode, out: &mut [u8]) -> ServerAction {
+    /// Writes a kiss-o'-death for `request` (format in the module doc), signed with `signing`
+    /// for an authenticated request (its timestamps are final, so the MAC is written now).
+    fn kiss(
+        &self,
+        request: &NtpHeader,
+        code: KissCode,
+        signing: Option<KeyId>,
+        out: &mut [u8],
+    ) -> ServerAction {
         let average = self.config.rate.average_log2.min(ratelimit::MAX_AVERAGE_LOG2);
         let reply = NtpHeader {
             leap: LeapIndicator::Unsynchronized,
@@ -659,10 +912,15 @@ impl Responder {
             receive_ts: request.transmit_ts,
             transmit_ts: request.transmit_ts,
         };
-        match reply.emit(out) {
-            Ok(()) => ServerAction::Reply { len: NtpHeader::LEN, kind: ReplyKind::Kod(code) },
-            Err(e) => ServerAction::Ignore(IgnoreReason::Malformed(e)),
+        if let Err(e) = reply.emit(out) {
+            return ServerAction::Ignore(IgnoreReason::Malformed(e));
         }
+        let key = signing.and_then(|id| self.keys.trusted_key(id).ok());
+        let len = match key.map(|k| k.write_mac(out, NtpHeader::LEN)) {
+            Some(Ok(len)) => len,
+            _ => NtpHeader::LEN,
+        };
+        ServerAction::Reply { len, kind: ReplyKind::Kod(code) }
     }
 }
 

@@ -549,6 +549,7 @@ fn scenario_sources(sc: &Scenario) -> Vec<ConfiguredSource> {
         family: AddrFamily::Any,
         prefer: false,
         noselect: false,
+        key: None,
     };
     let mut sources = Vec::new();
     if let Some(pool) = &sc.pool {
@@ -712,6 +713,8 @@ impl Sim<'_> {
                     SocketAddr::new(host.addr, port)
                 }
                 Local::Server(addr) => addr,
+                // The simulator has no multicast: manycast solicitations go nowhere.
+                Local::Manycast(_) => continue,
             };
             self.send(from, tx.remote, tx.payload, 0.0);
         }
@@ -881,6 +884,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
                 family: AddrFamily::Any,
                 prefer: false,
                 noselect: false,
+                key: None,
             },
             origin: "scenario:downstream".to_string(),
         };

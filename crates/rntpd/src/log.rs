@@ -48,6 +48,37 @@ impl Log {
                     );
                 }
             }
+            NodeEvent::AuthFailed { assoc, source_name, remote, error, outgoing } => {
+                // Every poll of a server with the wrong key fails the same way: once per
+                // window per server and reason.
+                let subject = format!("auth {remote} {}", error.counter_name());
+                if let Some(more) = self.admit(now, subject) {
+                    let id = assoc.map(|a| a.0);
+                    if *outgoing {
+                        tracing::error!(
+                            id, source = %source_name, %remote,
+                            "cannot sign the request: {error}; the source is not polled until the key is in the key file and trusted (check `keys` and `trustedkey`, then reload){more}"
+                        );
+                    } else {
+                        let hint = match error {
+                            rntp_proto::auth::AuthError::CryptoNak => {
+                                "the server does not have this key id or its secret differs"
+                            }
+                            rntp_proto::auth::AuthError::BadMac(_) => {
+                                "the secrets differ (or the packet was altered)"
+                            }
+                            rntp_proto::auth::AuthError::Missing { .. } => {
+                                "the server does not sign its replies: it does not know the key id"
+                            }
+                            _ => "check the key file on both sides",
+                        };
+                        tracing::warn!(
+                            id, source = %source_name, %remote,
+                            "reply dropped: {error} ({hint}){more}"
+                        );
+                    }
+                }
+            }
             NodeEvent::ClockPanic { offset } => {
                 if let Some(more) = self.admit(now, "panic".to_string()) {
                     tracing::error!(
@@ -151,7 +182,18 @@ fn log_event(event: &NodeEvent) {
             offset,
             "offset beyond the panic threshold (`tinker panic`, default 1000 s): the clock is left alone; check the servers, or set the time by hand once"
         ),
-        NodeEvent::AssocClosed(_) => {}
+        NodeEvent::AssocClosed(_) | NodeEvent::ManycastClosed(_) => {}
+        NodeEvent::AuthFailed { .. } => {}
+        NodeEvent::RemoteConfig { client, text, outcome: Ok(done) } => tracing::warn!(
+            %client,
+            "remote configuration (ntpq :config) applied: {done}; it lasts until rntpd restarts (`{}`)",
+            text.escape_debug()
+        ),
+        NodeEvent::RemoteConfig { client, text, outcome: Err(why) } => tracing::warn!(
+            %client,
+            "remote configuration (ntpq :config) not applied: {why} (`{}`)",
+            text.escape_debug()
+        ),
     }
 }
 
@@ -199,6 +241,15 @@ fn source(name: &str, event: &SourceEvent) {
         ),
         SourceEvent::NoFreeAddress { .. } => tracing::warn!(
             "{name}: every address in the answer is already polled or blocked; will ask again later"
+        ),
+        SourceEvent::Solicited { ttl, round, next_in, .. } => tracing::debug!(
+            ttl,
+            round,
+            "{name}: manycast solicitation sent; next in {next_in:.1} s while members are missing"
+        ),
+        SourceEvent::Offered { remote, orphan, .. } => tracing::info!(
+            %remote, orphan,
+            "{name}: manycast server answered with our key"
         ),
     }
 }

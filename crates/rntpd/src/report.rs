@@ -12,7 +12,7 @@ use rntp_control::{
 };
 use rntp_proto::node::{self, CommandError, CommandReply, Node, PeerView};
 use rntp_proto::select::{Unusable, Verdict};
-use rntp_proto::source::{SourceKind, Target};
+use rntp_proto::source::Target;
 use rntp_proto::time::Instant;
 use rntp_proto::wire::KissCode;
 
@@ -225,17 +225,19 @@ fn sources(node: &Node, now: Instant) -> Vec<SourceInfo> {
             let s = v.snapshot;
             SourceInfo {
                 id: s.id.0,
-                kind: match s.spec.kind {
-                    SourceKind::Server => "server",
-                    SourceKind::Pool { .. } => "pool",
-                }
-                .to_string(),
+                kind: s.spec.kind.name().to_string(),
                 name: s.spec.target.to_string(),
                 port: s.spec.port,
                 origin: v.origin,
-                addresses: match &s.spec.target {
-                    Target::Addr(ip) => vec![ip.to_string()],
-                    Target::Name(_) => s.addrs.iter().map(ToString::to_string).collect(),
+                addresses: match (&s.manycast, &s.spec.target) {
+                    (Some(m), _) => m
+                        .offers
+                        .iter()
+                        .filter(|(_, until, _)| *until > now)
+                        .map(|(remote, _, _)| remote.to_string())
+                        .collect(),
+                    (None, Target::Addr(ip)) => vec![ip.to_string()],
+                    (None, Target::Name(_)) => s.addrs.iter().map(ToString::to_string).collect(),
                 },
                 expires_in: s.valid_until.map(|t| t.secs_since(now)),
                 last_resolution: s.last_resolution.map(|r| {
@@ -245,9 +247,13 @@ fn sources(node: &Node, now: Instant) -> Vec<SourceInfo> {
                     };
                     ResolutionInfo { ago: now.secs_since(r.at), result, ttl, addresses }
                 }),
-                next_resolution_in: s.next_resolution.map(|t| t.secs_since(now).max(0.0)),
+                next_resolution_in: s
+                    .manycast
+                    .as_ref()
+                    .map_or(s.next_resolution, |m| m.next_solicit)
+                    .map(|t| t.secs_since(now).max(0.0)),
                 resolving: s.resolving,
-                queries: s.queries,
+                queries: s.manycast.as_ref().map_or(s.queries, |m| m.solicitations),
                 associations: s.assocs.iter().map(|(a, _)| a.0).collect(),
                 target: s.target,
                 pool_phase: s
@@ -278,6 +284,7 @@ fn history(node: &Node, clock: &Clock, now: Instant) -> Vec<HistoryEntry> {
 
 fn status(node: &Node, info: &DaemonInfo, now: Instant) -> StatusInfo {
     let s = node.status(now);
+    let auth = auth_info(node, &s);
     StatusInfo {
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
         uptime: s.uptime,
@@ -331,5 +338,44 @@ fn status(node: &Node, info: &DaemonInfo, now: Instant) -> StatusInfo {
         system_jitter: s.system_jitter,
         history_totals: s.history_totals.into_iter().collect(),
         clock_error: s.clock_error.map(|(_, e)| e),
+        auth,
+    }
+}
+
+/// Keys, `:config` and manycast counters.
+fn auth_info(node: &Node, s: &rntp_proto::node::StatusView) -> rntp_control::AuthInfo {
+    let pairs = |m: &std::collections::BTreeMap<&'static str, u64>| {
+        m.iter().map(|(k, v)| (k.to_string(), *v)).collect::<Vec<_>>()
+    };
+    let keys = node.keys();
+    let server = node.server_counters();
+    let manycast = node.manycast_counters();
+    let control = node.control_counters();
+    let served = node.manycast_server_counters();
+    rntp_control::AuthInfo {
+        keys: keys.len(),
+        trusted: keys.keys().filter(|k| keys.is_trusted(k.id())).count(),
+        control_key: node.control_key().map(|k| k.0),
+        client_failures: s
+            .counters
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with("auth_"))
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        server_authenticated: server.authenticated,
+        server_failures: server
+            .auth_failures()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        config_accepted: control.config_accepted,
+        config_refused: pairs(&control.config_refused),
+        manycast_solicitations: manycast.solicitations,
+        manycast_offers: manycast.offers,
+        manycast_dropped: pairs(&manycast.dropped),
+        manycast_requests: served.requests,
+        manycast_replies: served.replies,
+        manycast_declined: pairs(&served.dropped),
     }
 }

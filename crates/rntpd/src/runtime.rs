@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::{Clock, DaemonRng};
 use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
+use crate::manycast::ManycastClients;
 use crate::net::ClientSockets;
 use crate::report::DaemonInfo;
 use crate::shared::Shared;
@@ -60,6 +61,16 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     // Server sockets are bound before anything runs, so a taken port is a start-up error an
     // administrator sees at once, not a silent half-working daemon.
     let servers = bind_servers(&settings.config)?;
+    let groups = bind_groups(&settings.config)?;
+    // The key file too: a keyed source without its key would never be polled.
+    let (auth, key_warnings) = crate::keys::load(&settings.config)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for warning in key_warnings {
+        tracing::warn!("{warning}");
+    }
+    if !auth.keys.is_empty() {
+        tracing::info!(keys = auth.keys.len(), control_key = ?auth.control_key.map(|k| k.0), "symmetric keys loaded");
+    }
 
     let mode = if kernel.is_some() { ClockMode::Control } else { ClockMode::Observe };
     // Observe-only mode neither reads nor writes the drift file: the file may belong to an ntpd
@@ -77,11 +88,14 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     config.precision_log2 = clock.precision_log2();
     config.initial_freq_ppm = driftfile.as_deref().and_then(read_drift);
     config.drift_file = driftfile.is_some();
+    config.auth = auth;
     if config.sources.is_empty() {
         tracing::warn!("no time sources configured: rntpd will only answer control requests");
     }
     let shared = Shared::new(Node::new(clock.now(), config, Box::new(DaemonRng::from_os())));
     shared.with(|n| n.set_system_name(&crate::server::system_name()));
+    // `ntpq :config` lines are parsed as rntpctl's are (a line never reads a file).
+    shared.with(|n| n.set_config_parser(Box::new(rntp_config::runtime::RemoteParser)));
     let stats = crate::stats::Stats::start(&settings.config.stats)?;
     shared.with(|n| n.enable_stats(stats.is_some()));
     if let Some(metrics) = &settings.config.metrics {
@@ -100,12 +114,17 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         tracing::info!(%addr, "serving time");
         tokio::task::spawn_local(crate::server::serve(socket, shared.clone(), clock));
     }
+    for (addr, socket) in groups {
+        tracing::info!(group = %addr, "answering keyed manycast solicitations");
+        tokio::task::spawn_local(crate::manycast::serve(socket, shared.clone(), clock));
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx));
     let mut driver = Driver {
         clients: ClientSockets::new(shared.clone(), clock),
+        manycast: ManycastClients::new(shared.clone(), clock),
         shared,
         clock,
         dns,
@@ -132,6 +151,7 @@ struct Driver {
     shared: Shared,
     clock: Clock,
     clients: ClientSockets,
+    manycast: ManycastClients,
     dns: Dns,
     kernel: Option<rntp_sys::KernelClock>,
     driftfile: Option<PathBuf>,
@@ -197,6 +217,9 @@ impl Driver {
             };
             let sent = match tx.local {
                 Local::Client(assoc) => self.clients.send(assoc, tx.remote, &tx.payload),
+                Local::Manycast(source) => {
+                    self.manycast.send(source, tx.remote, &tx.payload, tx.ttl)
+                }
                 // Server replies leave from the fast path (`server::serve`); the node only
                 // queues one for a request fed through `handle_packet`, which this daemon never
                 // does.
@@ -221,8 +244,10 @@ impl Driver {
             self.clock_request(request);
         }
         while let Some(event) = self.shared.with(|n| n.poll_event()) {
-            if let NodeEvent::AssocClosed(assoc) = event {
-                self.clients.close(assoc);
+            match event {
+                NodeEvent::AssocClosed(assoc) => self.clients.close(assoc),
+                NodeEvent::ManycastClosed(source) => self.manycast.close(source),
+                _ => {}
             }
             self.log.event(self.clock.now(), &event);
             if let Some(stats) = self.stats.as_mut() {
@@ -333,6 +358,27 @@ fn bind_servers(config: &Config) -> io::Result<Vec<(SocketAddr, tokio::net::UdpS
         tracing::info!("not serving time: no `interface listen` line in the configuration");
     }
     Ok(servers)
+}
+
+/// Binds and joins every `manycastserver` group.
+fn bind_groups(config: &Config) -> io::Result<Vec<(SocketAddr, tokio::net::UdpSocket)>> {
+    let mut groups = Vec::new();
+    for m in &config.manycast_servers {
+        let addr = SocketAddr::new(m.group, m.port);
+        let socket = crate::manycast::bind_group(m.group, m.port).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join the manycast group {addr} ({}:{}): {e} (is there a route for \
+                     multicast, e.g. a default route, on this host?)",
+                    m.origin.file.display(),
+                    m.origin.line
+                ),
+            )
+        })?;
+        groups.push((addr, socket));
+    }
+    Ok(groups)
 }
 
 /// The drift file's frequency, if it has a usable one.

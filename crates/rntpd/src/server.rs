@@ -40,6 +40,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     if let Err(e) = socket.set_recv_buffer_size(RECV_BUFFER_BYTES) {
         tracing::debug!(%addr, error = %e, "cannot enlarge the receive buffer");
     }
+    // Only the datagrams of groups this socket joins (none): a wildcard server socket would
+    // otherwise also get every `manycastserver` group's solicitations.
+    let _ = if addr.is_ipv6() {
+        socket.set_multicast_all_v6(false)
+    } else {
+        socket.set_multicast_all_v4(false)
+    };
     socket.bind(&addr.into())?;
     let std_socket: std::net::UdpSocket = socket.into();
     if let Err(e) = rntp_sys::enable_rx_timestamps(std_socket.as_fd()) {
@@ -78,6 +85,7 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
             }
         }
         let now = clock.now();
+        let mut control = false;
         shared.with(|node| {
             for i in 0..batch.len() {
                 let Some((data, meta)) = batch.get(i) else { continue };
@@ -97,10 +105,15 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
                             let Some(more) = out.get(..len) else { break };
                             let _ = socket.try_send_to(more, meta.from);
                         }
+                        // A `:config` may have added or removed sources.
+                        control = true;
                     }
                 }
             }
         });
+        if control {
+            shared.wake();
+        }
         // Let the associations' timers run between bursts under a flood.
         tokio::task::yield_now().await;
     }

@@ -133,6 +133,12 @@ impl Stats {
                 format!("moved {name} from={} to={}", from.ip(), to.ip())
             }
             SourceEvent::NoFreeAddress { .. } => format!("no_free_address {name}"),
+            SourceEvent::Solicited { ttl, round, .. } => {
+                format!("solicited {name} ttl={ttl} round={round}")
+            }
+            SourceEvent::Offered { remote, orphan, .. } => {
+                format!("offered {name} address={} orphan={}", remote.ip(), u8::from(*orphan))
+            }
         };
         self.send(StatsKind::Sourcestats, unix, text);
     }

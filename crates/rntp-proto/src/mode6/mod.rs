@@ -17,8 +17,10 @@
 //! [`PeerVars::pool`]). The rest gets ntpd's error codes; see [`Mode6Responder::respond`].
 //! Administrators' documentation, including the security policy: `docs/mode6.md`.
 //!
-//! This module deliberately does **not**: write anything (no WRITEVAR, CONFIGURE; no keys to
-//! authenticate them), keep an MRU list (`ntpq -c mrulist` gets `BADOP`), look up `restrict`
+//! CONFIGURE (`ntpq :config`) is answered by the node, which checks the control key and parses
+//! the text ([`Replies::text`], [`Replies::signed`] are its building blocks).
+//!
+//! This module deliberately does **not**: write anything (no WRITEVAR), keep an MRU list (`ntpq -c mrulist` gets `BADOP`), look up `restrict`
 //! rules or rate-limit (the node does both before calling the responder; [`query_allowed`]
 //! and [`ReplyBudget::for_source`] encode the policy), or read clocks and sockets.
 
@@ -29,6 +31,7 @@ pub mod wire;
 
 pub use respond::{
     query_allowed, DropReason, Mode6Responder, Outcome, Replies, ReplyBudget, MAX_FRAGMENTS,
+    MAX_SIGNED_DATAGRAM_LEN,
 };
 pub use status::{ClockSource, PeerEvent, PeerStatus, Selection, SystemEvent, SystemStatus};
 pub use vars::{AssocId, AssocSummary, FilterStages, LeapTable, Mode6Data, PeerVars, SystemVars};

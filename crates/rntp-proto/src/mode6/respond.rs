@@ -2,6 +2,8 @@
 
 use core::net::IpAddr;
 
+use crate::auth::Key;
+
 use super::vars::{put_peer, put_sys, AssocId, Mode6Data, PeerVar, SysVar, PEER_VARS, SYS_VARS};
 use super::wire::{
     ControlHeader, ControlPacket, ControlRepr, ErrorCode, Mode6Error, Opcode, HEADER_LEN,
@@ -158,7 +160,17 @@ pub struct Replies {
     next: usize,
     remaining: usize,
     outcome: Outcome,
+    /// Every datagram ends with this key's MAC (the request was authenticated with it).
+    key: Option<Key>,
 }
+
+/// Alignment of the MAC in a signed control message (ntpd and NTPsec pad to 8).
+const MAC_ALIGN: usize = 8;
+/// Longest MAC: key id and a 20-octet digest.
+const MAX_MAC_WIRE_LEN: usize = 24;
+/// Longest signed datagram: a full fragment, its padding to 8, and the longest MAC. Buffers
+/// given to [`Replies::write_next`] for a signed answer need this many octets.
+pub const MAX_SIGNED_DATAGRAM_LEN: usize = MAX_DATAGRAM_LEN + MAX_MAC_WIRE_LEN;
 
 impl Replies {
     fn none(reason: DropReason) -> Self {
@@ -179,7 +191,63 @@ impl Replies {
             next: 0,
             remaining: 0,
             outcome: Outcome::Dropped(reason),
+            key: None,
         }
+    }
+
+    /// An answer the caller built (the node's CONFIGURE): `body` as data, with the request's
+    /// version, opcode, sequence and association, within `budget` (a `PERMISSION` error when
+    /// over it). A datagram that is not a control request gets nothing, as in
+    /// [`Mode6Responder::respond`].
+    pub fn text(
+        request: &[u8],
+        leap: LeapIndicator,
+        body: Vec<u8>,
+        budget: ReplyBudget,
+    ) -> Replies {
+        let header = match request_header(request, leap) {
+            Ok(header) => header,
+            Err(reason) => return Replies::none(reason),
+        };
+        let opcode = header.opcode;
+        let fragments = body.len().div_ceil(MAX_DATA_LEN).max(1);
+        if fragments > MAX_FRAGMENTS {
+            return error_reply(header, ErrorCode::Permission, opcode, budget);
+        }
+        let replies = Replies {
+            header,
+            body,
+            next: 0,
+            remaining: fragments,
+            outcome: Outcome::Answered { opcode, fragments },
+            key: None,
+        };
+        let wanted = replies.total_len();
+        if !budget.allows(wanted) {
+            return error_reply(header, ErrorCode::Permission, opcode, budget);
+        }
+        replies
+    }
+
+    /// An error answer (one datagram) to `request`, if the budget allows it.
+    pub fn error(
+        request: &[u8],
+        leap: LeapIndicator,
+        code: ErrorCode,
+        budget: ReplyBudget,
+    ) -> Replies {
+        match request_header(request, leap) {
+            Ok(header) => error_reply(header, code, header.opcode, budget),
+            Err(reason) => Replies::none(reason),
+        }
+    }
+
+    /// Signs every datagram with `key` (the request verified with it), as ntpd does: the data
+    /// padded with zeros to a multiple of 8 octets, then the key id and the MAC over all that.
+    /// Buffers for [`Replies::write_next`] then need [`MAX_SIGNED_DATAGRAM_LEN`] octets.
+    pub fn signed(mut self, key: Key) -> Replies {
+        self.key = Some(key);
+        self
     }
 
     /// What was done.
@@ -198,7 +266,10 @@ impl Replies {
         let mut offset = self.next;
         for _ in 0..self.remaining {
             let count = (self.body.len() - offset).min(MAX_DATA_LEN);
-            len += datagram_len(count);
+            len += match &self.key {
+                None => datagram_len(count),
+                Some(key) => datagram_len(count).next_multiple_of(MAC_ALIGN) + key.mac_wire_len(),
+            };
             offset += count;
         }
         len
@@ -223,7 +294,21 @@ impl Replies {
             trailer: &[],
         };
         self.next += count;
-        Some(repr.emit(buf))
+        let Some(key) = &self.key else { return Some(repr.emit(buf)) };
+        let len = match repr.emit(buf) {
+            Ok(len) => len,
+            Err(e) => return Some(Err(e)),
+        };
+        let padded = len.next_multiple_of(MAC_ALIGN);
+        let needed = padded + key.mac_wire_len();
+        let Some(pad) = buf.get_mut(len..padded) else {
+            return Some(Err(Mode6Error::BufferTooSmall { needed, got: buf.len() }));
+        };
+        pad.fill(0);
+        Some(
+            key.write_mac(buf, padded)
+                .map_err(|_| Mode6Error::BufferTooSmall { needed, got: buf.len() }),
+        )
     }
 }
 
@@ -231,7 +316,7 @@ impl Iterator for Replies {
     type Item = Vec<u8>;
 
     fn next(&mut self) -> Option<Vec<u8>> {
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
+        let mut buf = vec![0u8; MAX_SIGNED_DATAGRAM_LEN];
         // Our own header and a data slice of at most MAX_DATA_LEN always emit into
         // MAX_DATAGRAM_LEN; an error here would be a bug, and dropping the datagram is the
         // safe answer to it.
@@ -318,36 +403,12 @@ impl Mode6Responder {
     /// keys, so no request is authentic); `BADASSOC` for an unknown association and for
     /// READCLOCK (no reference clocks); `UNKNOWNVAR` when a requested name is unknown.
     pub fn respond(&self, request: &[u8], data: &dyn Mode6Data, budget: ReplyBudget) -> Replies {
-        let Ok(packet) = ControlPacket::new_checked(request) else {
-            return Replies::none(DropReason::TooShort);
-        };
-        if packet.mode() != MODE_CONTROL {
-            return Replies::none(DropReason::NotControl);
-        }
-        if packet.is_response() || packet.is_error() || packet.has_more() {
-            return Replies::none(DropReason::NotARequest);
-        }
-        if packet.offset() != 0 {
-            return Replies::none(DropReason::FragmentedRequest);
-        }
-        let version = packet.version();
-        if !(1..=4).contains(&version) {
-            return Replies::none(DropReason::UnsupportedVersion);
-        }
         let system = data.system();
-        let opcode = packet.opcode();
-        let header = ControlHeader {
-            leap: system.leap,
-            version,
-            response: true,
-            error: false,
-            more: false,
-            opcode,
-            sequence: packet.sequence(),
-            status: 0,
-            association_id: packet.association_id(),
-            offset: 0,
+        let header = match request_header(request, system.leap) {
+            Ok(header) => header,
+            Err(reason) => return Replies::none(reason),
         };
+        let opcode = header.opcode;
         let answer = match ControlRepr::parse(request) {
             Err(_) => Err(ErrorCode::BadFormat),
             Ok(repr) => answer(opcode, repr.header.association_id, repr.data, data),
@@ -366,6 +427,7 @@ impl Mode6Responder {
             next: 0,
             remaining: fragments,
             outcome: Outcome::Answered { opcode, fragments },
+            key: None,
         };
         let wanted = replies.total_len();
         if !budget.allows(wanted) {
@@ -377,6 +439,37 @@ impl Mode6Responder {
         }
         replies
     }
+}
+
+/// The header of the answer to `request`, or why it gets none: shorter than 12 octets, not
+/// mode 6, R/E/M set, a non-zero offset, or a version outside 1–4.
+fn request_header(request: &[u8], leap: LeapIndicator) -> Result<ControlHeader, DropReason> {
+    let packet = ControlPacket::new_checked(request).map_err(|_| DropReason::TooShort)?;
+    if packet.mode() != MODE_CONTROL {
+        return Err(DropReason::NotControl);
+    }
+    if packet.is_response() || packet.is_error() || packet.has_more() {
+        return Err(DropReason::NotARequest);
+    }
+    if packet.offset() != 0 {
+        return Err(DropReason::FragmentedRequest);
+    }
+    let version = packet.version();
+    if !(1..=4).contains(&version) {
+        return Err(DropReason::UnsupportedVersion);
+    }
+    Ok(ControlHeader {
+        leap,
+        version,
+        response: true,
+        error: false,
+        more: false,
+        opcode: packet.opcode(),
+        sequence: packet.sequence(),
+        status: 0,
+        association_id: packet.association_id(),
+        offset: 0,
+    })
 }
 
 /// A one-datagram error response, if the budget allows 12 octets.
@@ -395,6 +488,7 @@ fn error_reply(
         next: 0,
         remaining: 1,
         outcome: Outcome::Error { opcode, code },
+        key: None,
     }
 }
 
@@ -422,6 +516,8 @@ fn answer(opcode: Opcode, assoc: AssocId, request: &[u8], data: &dyn Mode6Data) 
         Opcode::ReadVariables => read_peer(assoc, request, data),
         // No reference clocks: ntpd built without refclock support answers the same.
         Opcode::ReadClock => Err(ErrorCode::BadAssociation),
+        // CONFIGURE is the node's (it needs the control key and changes state); here, as the
+        // writes and READ_ORDLIST_A, it is refused.
         Opcode::WriteVariables | Opcode::Configure | Opcode::ReadOrderedList => {
             Err(ErrorCode::Permission)
         }

@@ -615,6 +615,11 @@ impl<'a> ControlRepr<'a> {
             }
             if DIGEST_LENS.contains(&rest.len().wrapping_sub(KEY_ID_LEN)) {
                 let key_id = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                // Key id 0 is no key: here it is ntpq's padding to 8 in front of an MD5 or
+                // CMAC MAC (4 zero octets + 20 = 24, the length of a SHA-1 MAC).
+                if key_id == 0 {
+                    continue;
+                }
                 return Some(MacTrailer { key_id, digest: &rest[KEY_ID_LEN..] });
             }
         }

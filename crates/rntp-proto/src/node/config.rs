@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::AuthConfig;
 use crate::discipline::DisciplineConfig;
 use crate::select::SelectConfig;
 use crate::server::ServerConfig;
@@ -65,6 +66,10 @@ pub struct NodeConfig {
     pub orphan: Option<u8>,
     /// The local clock's reading precision, log2 s (measured by the driver).
     pub precision_log2: i8,
+    /// The symmetric keys (`keys`, `trustedkey`, `controlkey`), read by the driver.
+    pub auth: AuthConfig,
+    /// The TTLs manycast solicitations step through (`ttl`); empty: ntpd's default.
+    pub ttl_ring: Vec<u8>,
     /// Benchmark-only knobs of the steering (simulator comparisons).
     #[cfg(feature = "research")]
     pub research: Research,
@@ -85,6 +90,8 @@ impl Default for NodeConfig {
             listen: Vec::new(),
             orphan: None,
             precision_log2: -20,
+            auth: AuthConfig::default(),
+            ttl_ring: Vec::new(),
             #[cfg(feature = "research")]
             research: Research::default(),
         }

@@ -15,7 +15,8 @@
 //!  (mode 6, more)     ◄─│ poll_control_reply(out)  ─► rest of an ntpq answer   │
 //!  DNS answer ─────────►│ handle_resolved(now, source, result)                  │
 //!  timer ──────────────►│ handle_timeout(now)                                   │
-//!  rntpctl ────────────►│ handle_command(now, command)                          │
+//!  rntpctl, :config ───►│ handle_command(now, command)                          │
+//!  manycast group ─────►│ respond_manycast(now, rx, client, request, out)       │
 //!  clock executor ─────►│ handle_clock_result(now, result)                      │
 //!                       │                                                       │
 //!                       │ poll_transmit(now, wall) ─► send (socket per `local`) │
@@ -37,20 +38,28 @@
 //! association in the same step, and a reply that arrives for an address the association no
 //! longer uses is dropped (counted as `wrong_remote`). Nothing is read back from a registry.
 
+mod auth;
 mod config;
+mod manycast;
 mod mode6;
+mod remote;
 mod stats;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_auth;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
+pub use auth::AuthConfig;
 #[cfg(feature = "research")]
 pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
+pub use manycast::{ManycastCounters, NONCES_KEPT};
 pub use mode6::ControlCounters;
+pub use remote::{ConfigParser, RemoteCommand, RemoteConfigError, CONFIG_SUCCEEDED};
 pub use stats::{resolve_error_label, SourceTotals, StatsRecord};
 pub use view::{
     ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
@@ -60,7 +69,7 @@ pub use view::{
 use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
 use crate::discipline::{ClockAction, DisciplineState};
 use crate::rng::RngSource;
-use crate::server::{finish_reply, Responder, ServerAction, SystemState};
+use crate::server::{Responder, ServerAction, SystemState};
 use crate::source::{
     AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
     SourceManager, Target,
@@ -82,8 +91,8 @@ pub const DRIFT_SAVE_INTERVAL: f64 = 3_600.0;
 pub const HISTORY_LEN: usize = 1_000;
 /// Events and requests queued for a driver that does not drain them, at most.
 const MAX_QUEUE: usize = 4_096;
-/// Largest server reply the general path builds (a 48-byte reply plus a crypto-NAK).
-const SERVER_REPLY_MAX: usize = 64;
+/// Largest server reply the general path builds (a 48-byte reply plus the longest MAC).
+const SERVER_REPLY_MAX: usize = 72;
 
 /// Which socket a datagram arrived on or must leave from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +101,9 @@ pub enum Local {
     Client(AssocId),
     /// A server socket bound to this `interface listen` address.
     Server(SocketAddr),
+    /// The socket of a manycast client (`manycastclient GROUP`): solicitations leave from it
+    /// to the group, servers answer to it by unicast.
+    Manycast(SourceId),
 }
 
 /// A datagram to send.
@@ -103,6 +115,8 @@ pub struct Transmit {
     pub remote: SocketAddr,
     /// The bytes.
     pub payload: Vec<u8>,
+    /// For a multicast destination: the TTL (IPv4) or hop limit (IPv6) to send with.
+    pub ttl: Option<u8>,
 }
 
 /// A DNS lookup to start; answer it with [`Node::handle_resolved`].
@@ -197,6 +211,31 @@ pub enum NodeEvent {
     },
     /// The driver may close this association's socket: the association is gone.
     AssocClosed(AssocId),
+    /// The driver may close this manycast client's socket: the source was removed.
+    ManycastClosed(SourceId),
+    /// A keyed request could not be sent (`outgoing`: the key is not usable) or a reply did
+    /// not authenticate (dropped; counted under the error's counter name).
+    AuthFailed {
+        /// The association, if the packet was one's.
+        assoc: Option<AssocId>,
+        /// Its source's name.
+        source_name: String,
+        /// The server (or the manycast group).
+        remote: SocketAddr,
+        /// Why.
+        error: crate::auth::AuthError,
+        /// The failure was on sending (no usable key), not on a reply.
+        outgoing: bool,
+    },
+    /// A `:config` request was applied or refused.
+    RemoteConfig {
+        /// Who asked.
+        client: IpAddr,
+        /// The configuration text.
+        text: String,
+        /// What was done, or why not.
+        outcome: Result<String, String>,
+    },
 }
 
 /// A runtime command (`rntpctl add/remove/refresh`).
@@ -236,6 +275,16 @@ pub enum CommandError {
     /// The source manager refused it.
     #[error(transparent)]
     Refused(#[from] AddError),
+}
+
+impl CommandError {
+    /// A stable name for counters.
+    pub fn counter_name(&self) -> &'static str {
+        match self {
+            CommandError::NotFound(_) => "not_found",
+            CommandError::Refused(_) => "refused",
+        }
+    }
 }
 
 /// One association and what the node keeps beside it.
@@ -287,6 +336,10 @@ pub struct Node {
     /// The latest (monotonic, wall) pair the driver gave, to estimate the wall clock at `now`.
     last_wall: Option<(Instant, NtpTimestamp)>,
     server_out: VecDeque<PendingReply>,
+    /// Manycast solicitations to send.
+    manycast_out: VecDeque<Transmit>,
+    /// Manycast client state (solicitation nonces, counters).
+    manycast: manycast::ManycastClient,
     lookups: VecDeque<Lookup>,
     clock_requests: VecDeque<ClockRequest>,
     events: VecDeque<NodeEvent>,
@@ -360,6 +413,8 @@ impl Node {
             reference_time: NtpTimestamp::ZERO,
             last_wall: None,
             server_out: VecDeque::new(),
+            manycast_out: VecDeque::new(),
+            manycast: manycast::ManycastClient::default(),
             lookups: VecDeque::new(),
             clock_requests: VecDeque::new(),
             events: VecDeque::new(),
@@ -372,6 +427,8 @@ impl Node {
             monitor: stats::Monitor::default(),
             rng,
         };
+        node.set_keys(config.auth);
+        node.sources.set_ttl_ring(&config.ttl_ring);
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
         for source in config.sources {
@@ -398,8 +455,9 @@ impl Node {
         self.note_wall(now, t4);
         match local {
             Local::Client(id) => self.client_packet(now, id, remote, t4, bytes),
+            Local::Manycast(source) => self.manycast_packet(now, source, remote, bytes),
             Local::Server(addr) if mode6::is_control(bytes) => {
-                let mut out = [0u8; crate::mode6::MAX_DATAGRAM_LEN];
+                let mut out = [0u8; crate::mode6::MAX_SIGNED_DATAGRAM_LEN];
                 let mut len = match self.respond(now, t4, remote.ip(), bytes, &mut out) {
                     ServerAction::Reply { len, .. } => Some(len),
                     ServerAction::Ignore(_) => None,
@@ -456,7 +514,7 @@ impl Node {
     /// Writes the transmit timestamp into a reply from [`Node::respond`]; `wall` is the wall
     /// clock sampled immediately before the send.
     pub fn finish_reply(&self, now: Instant, reply: &mut [u8], wall: NtpTimestamp) {
-        finish_reply(reply, self.served_time(now, wall));
+        self.responder.finish_reply(reply, self.served_time(now, wall));
     }
 
     /// The answer to a [`Lookup`].
@@ -504,6 +562,14 @@ impl Node {
                 let associations =
                     self.assocs.iter().filter(|(_, s)| s.source == id).map(|(a, _)| *a).collect();
                 let display = self.source_name(id);
+                if self
+                    .sources
+                    .spec(id)
+                    .is_some_and(|s| matches!(s.kind, SourceKind::Manycast { .. }))
+                {
+                    self.manycast_removed(id);
+                    self.push_event(NodeEvent::ManycastClosed(id));
+                }
                 self.names.removed.insert(id, display);
                 self.names.origin.remove(&id);
                 self.monitor.source_removed(id);
@@ -582,23 +648,37 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Instant, wall: NtpTimestamp) -> Option<Transmit> {
         self.note_wall(now, wall);
         if let Some(mut reply) = self.server_out.pop_front() {
-            finish_reply(&mut reply.payload, self.served_time(now, wall));
+            self.responder.finish_reply(&mut reply.payload, self.served_time(now, wall));
             return Some(Transmit {
                 local: Local::Server(reply.local),
                 remote: reply.remote,
                 payload: reply.payload,
+                ttl: None,
             });
+        }
+        if let Some(solicitation) = self.manycast_out.pop_front() {
+            return Some(solicitation);
         }
         while let Some(id) = self.ready.pop_front() {
             let Some(slot) = self.assocs.get_mut(&id) else { continue };
-            if let Some(tx) = slot.assoc.poll_transmit(wall, &mut *self.rng) {
-                self.counters.sent += 1;
-                return Some(Transmit {
-                    local: Local::Client(id),
-                    remote: tx.remote,
-                    payload: tx.payload.to_vec(),
-                });
+            let Some(tx) = slot.assoc.poll_transmit(wall, &mut *self.rng) else { continue };
+            let source = slot.source;
+            let mut payload = tx.payload.to_vec();
+            if let Some(key) = self.sources.spec(source).and_then(|s| s.key) {
+                let name = self.source_name(source);
+                if !self.sign_request(key, Some(id), &name, tx.remote, &mut payload) {
+                    // Never poll a keyed source without its key: the request is not sent (the
+                    // association sees the poll go unanswered).
+                    continue;
+                }
             }
+            self.counters.sent += 1;
+            return Some(Transmit {
+                local: Local::Client(id),
+                remote: tx.remote,
+                payload,
+                ttl: None,
+            });
         }
         None
     }
@@ -668,10 +748,7 @@ impl Node {
             .unwrap_or_default();
         let mut rows: Vec<PeerView> = Vec::with_capacity(self.assocs.len());
         for (id, slot) in &self.assocs {
-            let is_pool = self
-                .sources
-                .spec(slot.source)
-                .is_some_and(|s| matches!(s.kind, SourceKind::Pool { .. }));
+            let is_pool = self.sources.spec(slot.source).is_some_and(|s| s.kind.has_members());
             rows.push(PeerView {
                 assoc: Some(*id),
                 source: slot.source,
@@ -685,7 +762,7 @@ impl Node {
             });
         }
         for s in self.sources.snapshot() {
-            let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
+            let is_pool = s.spec.kind.has_members();
             if !is_pool && !s.assocs.is_empty() {
                 continue;
             }
@@ -795,7 +872,14 @@ impl Node {
             (&source.spec.kind, &source.spec.target),
             (SourceKind::Server, Target::Name(_))
         );
-        match self.sources.add(now, source.spec, &mut *self.rng) {
+        let added = match source.spec.key {
+            // A keyed source whose key cannot be used would never be polled: refuse it at once.
+            Some(key) if self.keys().trusted_key(key).is_err() => {
+                Err(AddError::UntrustedKey(key.0))
+            }
+            _ => self.sources.add(now, source.spec, &mut *self.rng),
+        };
+        match added {
             Ok(id) => {
                 self.names.origin.insert(id, source.origin);
                 Ok(id)
@@ -857,6 +941,28 @@ impl Node {
             self.counters.drop("wrong_remote");
             return;
         }
+        let source = slot.source;
+        if let Some(key) = self.sources.spec(source).and_then(|s| s.key) {
+            // Before the association sees it: a reply that does not authenticate cannot even
+            // consume the request's nonce.
+            if let Err(error) = self.check_keyed_reply(key, bytes) {
+                let name = error.counter_name();
+                if let Some(slot) = self.assocs.get_mut(&id) {
+                    *slot.drops.entry(name).or_default() += 1;
+                }
+                self.counters.drop(name);
+                let source_name = self.source_name(source);
+                self.push_event(NodeEvent::AuthFailed {
+                    assoc: Some(id),
+                    source_name,
+                    remote,
+                    error,
+                    outgoing: false,
+                });
+                return;
+            }
+        }
+        let Some(slot) = self.assocs.get_mut(&id) else { return };
         match slot.assoc.handle_packet(now, t4, bytes) {
             Ok(()) => self.counters.accepted += 1,
             Err(reason) => {
@@ -988,6 +1094,7 @@ impl Node {
                 self.ready.retain(|a| *a != assoc);
                 self.push_event(NodeEvent::AssocClosed(assoc));
             }
+            SourceAction::Solicit { source, group, ttl } => self.solicit(source, group, ttl),
         }
     }
 
@@ -1010,7 +1117,9 @@ impl Node {
             | SourceEvent::Mobilized { source, .. }
             | SourceEvent::Moved { source, .. }
             | SourceEvent::Retired { source, .. }
-            | SourceEvent::NoFreeAddress { source, .. } => *source,
+            | SourceEvent::NoFreeAddress { source, .. }
+            | SourceEvent::Solicited { source, .. }
+            | SourceEvent::Offered { source, .. } => *source,
         };
         let name = self.source_name(source);
         self.monitor.source_event(&event);

@@ -15,17 +15,21 @@
 //! `16384 + association % 49151` (16384..=65534), so pool rows sort first, as in ntpd. After
 //! 49151 associations IDs repeat; the newest association with an ID answers for it.
 //!
-//! This module deliberately does **not** keep an MRU list (`ntpq -c mrulist` gets `BADOP`),
-//! authenticate or write anything.
+//! Requests with a MAC of a trusted key are answered with every datagram signed by that key
+//! (as ntpd); CONFIGURE (`:config`) is `node/remote.rs`.
+//!
+//! This module deliberately does **not** keep an MRU list (`ntpq -c mrulist` gets `BADOP`) or
+//! write variables.
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::remote::{ConfigParser, ControlAuth};
 use super::{canonical, Node};
 use crate::assoc::{AssocId, AssocState};
 use crate::mode6::{
-    self, AssocSummary, ClockSource, Mode6Data, Mode6Responder, Outcome, PeerEvent, PeerStatus,
-    PeerVars, Replies, ReplyBudget, Selection, SystemEvent, SystemStatus, SystemVars,
-    MAX_DATAGRAM_LEN,
+    self, AssocSummary, ClockSource, ControlPacket, Mode6Data, Mode6Responder, Opcode, Outcome,
+    PeerEvent, PeerStatus, PeerVars, Replies, ReplyBudget, Selection, SystemEvent, SystemStatus,
+    SystemVars, MAX_DATAGRAM_LEN, MAX_SIGNED_DATAGRAM_LEN,
 };
 use crate::select::Verdict;
 use crate::server::{IgnoreReason, QueryVerdict, ReplyKind, ServerAction};
@@ -64,6 +68,13 @@ pub struct ControlCounters {
     /// Requests dropped without answer, by reason (`noquery`, `rate_limited`, `too_short`,
     /// `over_budget`, ...).
     pub dropped: std::collections::BTreeMap<&'static str, u64>,
+    /// `:config` requests applied.
+    pub config_accepted: u64,
+    /// `:config` requests refused, by reason (`unauthenticated`, `wrong_key`, `auth_bad_mac`,
+    /// `nomodify`, `no_controlkey`, `parse_error`, `command_failed`, ...).
+    pub config_refused: std::collections::BTreeMap<&'static str, u64>,
+    /// Answers signed because the request was authenticated.
+    pub signed: u64,
 }
 
 impl ControlCounters {
@@ -73,14 +84,29 @@ impl ControlCounters {
 }
 
 /// The node's mode 6 state: the responder, the rest of the answer being sent, counters.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Control {
     responder: Mode6Responder,
     /// Datagrams of the current answer after the first, for [`Node::poll_control_reply`].
     pending: Option<Replies>,
-    counters: ControlCounters,
+    pub(super) counters: ControlCounters,
     /// `system`: the operating system as ntpd reports it (`Linux/6.1.0-18-amd64`).
     system: String,
+    /// `controlkey`: the key `:config` must be signed with.
+    pub(super) control_key: Option<crate::auth::KeyId>,
+    /// Parses `:config` text (injected by the driver).
+    pub(super) parser: Option<Box<dyn ConfigParser + Send>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("pending", &self.pending)
+            .field("counters", &self.counters)
+            .field("control_key", &self.control_key)
+            .field("parser", &self.parser.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Node {
@@ -109,8 +135,21 @@ impl Node {
             return ServerAction::Ignore(IgnoreReason::ModeControl);
         }
         let budget = ReplyBudget::for_source(client, request.len(), false);
-        let view = ControlView { node: self, now, clock: self.served_time(now, rx) };
-        let mut replies = self.control.responder.respond(request, &view, budget);
+        let auth = self.control_auth(request);
+        let configure = ControlPacket::new_checked(request)
+            .is_ok_and(|p| p.opcode() == Opcode::Configure && !p.is_response());
+        let mut replies = if configure {
+            self.remote_config(now, client, request, auth, budget)
+        } else {
+            let view = ControlView { node: self, now, clock: self.served_time(now, rx) };
+            self.control.responder.respond(request, &view, budget)
+        };
+        if let ControlAuth::Ok(id) = auth {
+            if let (Some(key), true) = (self.keys().get(id), out.len() >= MAX_SIGNED_DATAGRAM_LEN) {
+                replies = replies.signed(key.clone());
+                self.control.counters.signed += 1;
+            }
+        }
         let c = &mut self.control.counters;
         match replies.outcome() {
             Outcome::Dropped(reason) => {
@@ -144,6 +183,7 @@ impl Node {
     /// after the first: the next request discards what is left.
     pub fn poll_control_reply(&mut self, out: &mut [u8]) -> Option<usize> {
         let replies = self.control.pending.as_mut()?;
+        // A signed answer was only started in a buffer of MAX_SIGNED_DATAGRAM_LEN.
         let written = if out.len() < MAX_DATAGRAM_LEN { None } else { replies.write_next(out) };
         match written {
             Some(Ok(len)) => {
@@ -179,6 +219,17 @@ impl Node {
     fn control_source_id(source: SourceId) -> mode6::AssocId {
         u16::try_from(1 + source.0 % SOURCE_IDS).unwrap_or(1)
     }
+
+    /// The name (or address) of the source behind an ntpq association ID (`:config unpeer
+    /// ID`).
+    pub(super) fn source_of_control_id(&self, id: mode6::AssocId) -> Option<String> {
+        let view = ControlView { node: self, now: self.started, clock: NtpTimestamp::ZERO };
+        let source = match view.find(id)? {
+            Row::Assoc(a) => self.assocs.get(&a)?.source,
+            Row::Source(s) => s,
+        };
+        self.sources.spec(source).map(|s| s.target.to_string())
+    }
 }
 
 /// The node as mode 6 sees it at one instant.
@@ -201,7 +252,7 @@ impl ControlView<'_> {
     fn rows(&self) -> Vec<(mode6::AssocId, Row)> {
         let mut rows = Vec::with_capacity(self.node.assocs.len() + 1);
         for s in self.node.sources.snapshot() {
-            let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
+            let is_pool = s.spec.kind.has_members();
             if is_pool || s.assocs.is_empty() {
                 rows.push((Node::control_source_id(s.id), Row::Source(s.id)));
             }
@@ -256,7 +307,7 @@ impl ControlView<'_> {
 
     fn source_status(&self, source: SourceId) -> Option<PeerStatus> {
         let spec = self.node.sources.spec(source)?;
-        let is_pool = matches!(spec.kind, SourceKind::Pool { .. });
+        let is_pool = spec.kind.has_members();
         Some(PeerStatus {
             configured: true,
             // ntpd's pool prototype row is transmit-only ("broadcast" bit); see PeerVars::pool.
@@ -445,6 +496,7 @@ mod tests {
                     family: AddrFamily::Any,
                     prefer: false,
                     noselect: false,
+                    key: None,
                 },
                 origin: format!("test:{i}"),
             })

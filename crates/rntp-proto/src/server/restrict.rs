@@ -10,7 +10,7 @@
 //!
 //! This module deliberately does **not** parse `restrict` lines (the config crate does), keep
 //! per-client state (see `ratelimit`), or implement the flags that concern features rntpd does
-//! not have (`nomodify`, `nopeer`, `notrust`, `version`, ...).
+//! not have (`nopeer`, `version`, ...).
 
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -44,18 +44,25 @@ impl RestrictFlags {
     pub const KOD: RestrictFlags = RestrictFlags(0x08);
     /// `limited`: apply the per-client rate limit (ntpd's `discard average`/`minimum`).
     pub const LIMITED: RestrictFlags = RestrictFlags(0x10);
+    /// `notrust`: serve only requests authenticated with a trusted key; requests without a
+    /// MAC are dropped (a MAC that does not verify still gets a crypto-NAK).
+    pub const NOTRUST: RestrictFlags = RestrictFlags(0x20);
+    /// `nomodify`: refuse run-time configuration (`ntpq :config`), even with the control key.
+    pub const NOMODIFY: RestrictFlags = RestrictFlags(0x40);
 
     /// Every flag with its ntpd keyword, in bit order, for display.
-    const NAMES: [(RestrictFlags, &'static str); 5] = [
+    const NAMES: [(RestrictFlags, &'static str); 7] = [
         (Self::IGNORE, "ignore"),
         (Self::NOSERVE, "noserve"),
         (Self::NOQUERY, "noquery"),
         (Self::KOD, "kod"),
         (Self::LIMITED, "limited"),
+        (Self::NOTRUST, "notrust"),
+        (Self::NOMODIFY, "nomodify"),
     ];
 
     /// Every defined bit.
-    const ALL_BITS: u8 = 0x1F;
+    const ALL_BITS: u8 = 0x7F;
 
     /// The raw bits.
     pub const fn bits(self) -> u8 {

@@ -46,17 +46,32 @@
 //!   does not list it (pool answers are random subsets). It is retired when unreachable, when it
 //!   keeps reporting itself unsynchronized, on a falseticker verdict, or at once on
 //!   Kiss-o'-Death DENY/RSTR (the address is then blocked for [`KOD_BLOCK_SECS`]).
+//! * **Manycast clients** (`manycastclient GROUP key N`) are pools whose addresses come from
+//!   solicitations instead of DNS: the manager asks for a [`SourceAction::Solicit`] (a keyed
+//!   mode-3 request to the multicast group) with an expanding TTL ring while the source is below
+//!   its target and no answer it already has is free, and every authenticated answer the node
+//!   hands back ([`SourceManager::handle_offer`]) is a candidate for
+//!   [`MANYCAST_OFFER_SECS`]. Members are mobilized, retired and replaced by the pool rules
+//!   above (see `manycast.rs` for the details and the policy on orphan servers).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::assoc::{AssocConfig, AssocEvent, AssocId, DemobilizeReason};
+use crate::auth::KeyId;
 use crate::rng::RngSource;
 use crate::time::Instant;
 
+mod manycast;
 #[cfg(test)]
 mod tests;
+
+use manycast::ManycastState;
+pub use manycast::{
+    ManycastSnapshot, DEFAULT_MANYCAST_TTL, DEFAULT_TTL_RING, MANYCAST_OFFER_SECS,
+    MANYCAST_ORPHAN_WAIT_SECS, MANYCAST_REPLACE_BURST_MIN,
+};
 
 /// How long an address that answered DENY or RSTR is not used again (1 day).
 pub const KOD_BLOCK_SECS: f64 = 86_400.0;
@@ -127,7 +142,7 @@ impl AddrFamily {
     }
 }
 
-/// Server or pool.
+/// Server, pool or manycast client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceKind {
     /// One association.
@@ -137,6 +152,41 @@ pub enum SourceKind {
         /// Per-pool limit.
         maxsources: u8,
     },
+    /// `manycastclient GROUP`: up to `maxsources` ephemeral associations with the servers
+    /// that answer solicitations sent to the multicast group (the target).
+    Manycast {
+        /// Per-source limit.
+        maxsources: u8,
+        /// Largest TTL (hop limit) a solicitation is sent with (`ttl N`).
+        ttl: u8,
+    },
+}
+
+impl SourceKind {
+    /// A pool or a manycast client: a source of ephemeral members, retired and replaced by the
+    /// pool rules.
+    pub const fn has_members(self) -> bool {
+        matches!(self, SourceKind::Pool { .. } | SourceKind::Manycast { .. })
+    }
+
+    /// The member limit of a pool or manycast client.
+    pub const fn maxsources(self) -> Option<u8> {
+        match self {
+            SourceKind::Pool { maxsources } | SourceKind::Manycast { maxsources, .. } => {
+                Some(maxsources)
+            }
+            SourceKind::Server => None,
+        }
+    }
+
+    /// A stable name for displays: the configuration directive.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SourceKind::Server => "server",
+            SourceKind::Pool { .. } => "pool",
+            SourceKind::Manycast { .. } => "manycastclient",
+        }
+    }
 }
 
 /// A configured source.
@@ -156,6 +206,9 @@ pub struct SourceSpec {
     pub prefer: bool,
     /// `noselect`: polled and shown, never used for time.
     pub noselect: bool,
+    /// `key N`: every request carries this symmetric key's MAC and only replies that verify
+    /// with it are used. The key must be in the node's key store and trusted.
+    pub key: Option<KeyId>,
 }
 
 /// Re-resolution timing. All values in seconds.
@@ -274,6 +327,15 @@ pub enum AddError {
     /// The address is already used by another source's association.
     #[error("{0} is already polled by another source")]
     AddressInUse(SocketAddr),
+    /// `key N` names a key that is not in the key file or not listed by `trustedkey`: the
+    /// source would never authenticate (and is never polled without it).
+    #[error(
+        "key {0} is not a trusted key: it must be in the `keys` file and listed by `trustedkey`"
+    )]
+    UntrustedKey(u32),
+    /// A manycast client's target must be a multicast group address.
+    #[error("{0} is not a multicast group address")]
+    NotMulticast(IpAddr),
 }
 
 /// What the driver must do.
@@ -310,6 +372,16 @@ pub enum SourceAction {
         assoc: AssocId,
         /// Why.
         reason: DemobilizeReason,
+    },
+    /// Send a manycast solicitation: a keyed client request to the multicast group, with this
+    /// TTL (IPv4) or hop limit (IPv6). Answers go to [`SourceManager::handle_offer`].
+    Solicit {
+        /// The manycast client.
+        source: SourceId,
+        /// The group and port.
+        group: SocketAddr,
+        /// TTL or hop limit.
+        ttl: u8,
     },
 }
 
@@ -429,6 +501,28 @@ pub enum SourceEvent {
         /// Name.
         name: String,
     },
+    /// A manycast client sent a solicitation to its group.
+    Solicited {
+        /// Source.
+        source: SourceId,
+        /// The TTL (hop limit) it went out with.
+        ttl: u8,
+        /// Solicitations since the source was last at its target (1 for the first).
+        round: u32,
+        /// When the next one is due if the source is still below its target then (s from
+        /// now).
+        next_in: f64,
+    },
+    /// A server answered a manycast solicitation with the client's key: a candidate member.
+    Offered {
+        /// Source.
+        source: SourceId,
+        /// The server (its unicast address).
+        remote: SocketAddr,
+        /// Its reference time was zero: it never set its clock from a reference (an orphan
+        /// parent); such servers are used only when no synchronized one is free.
+        orphan: bool,
+    },
 }
 
 /// One resolution attempt's outcome, kept for display.
@@ -469,6 +563,8 @@ pub struct SourceSnapshot {
     pub next_replacement: Option<Instant>,
     /// For pools: the first fill is still going on (probing).
     pub filling: bool,
+    /// For manycast clients: solicitations and offers.
+    pub manycast: Option<ManycastSnapshot>,
 }
 
 /// An association as the manager tracks it.
@@ -553,8 +649,10 @@ impl NameState {
 struct Source {
     spec: SourceSpec,
     dns: Option<NameState>,
-    /// Pools only.
+    /// Pools and manycast clients.
     pool: Option<PoolState>,
+    /// Manycast clients only.
+    manycast: Option<ManycastState>,
 }
 
 /// A pool's fill and replacement state.
@@ -565,8 +663,11 @@ struct PoolState {
     filled: bool,
     /// Members mobilized during the first fill (see [`FIRST_FILL_ROUNDS`]).
     fill_tries: usize,
-    /// Replacements available now (token bucket, at most [`POOL_REPLACE_BURST`]).
+    /// Replacements available now (token bucket, at most `burst`).
     tokens: f64,
+    /// The bucket's size: [`POOL_REPLACE_BURST`] for pools; for manycast clients at least
+    /// [`MANYCAST_REPLACE_BURST_MIN`] and the target.
+    burst: f64,
     /// When the next token arrives, while the bucket is not full.
     next_token: Option<Instant>,
 }
@@ -584,6 +685,8 @@ pub struct SourceManager {
     next_assoc: u32,
     actions: VecDeque<SourceAction>,
     events: VecDeque<SourceEvent>,
+    /// The TTLs of a manycast solicitation round, increasing (ntpd's `ttl` directive).
+    ttl_ring: Vec<u8>,
 }
 
 impl SourceManager {
@@ -600,6 +703,15 @@ impl SourceManager {
             next_assoc: 1,
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            ttl_ring: DEFAULT_TTL_RING.to_vec(),
+        }
+    }
+
+    /// Sets the TTLs manycast solicitations step through (ntpd's `ttl` directive; increasing,
+    /// at most 8). An empty list keeps the default ([`DEFAULT_TTL_RING`]).
+    pub fn set_ttl_ring(&mut self, ring: &[u8]) {
+        if !ring.is_empty() {
+            self.ttl_ring = ring.to_vec();
         }
     }
 
@@ -624,11 +736,18 @@ impl SourceManager {
                 existing: id.0,
             });
         }
-        if let Target::Addr(ip) = spec.target {
-            let remote = SocketAddr::new(ip, spec.port);
-            if self.addr_in_use(remote) {
-                return Err(AddError::AddressInUse(remote));
+        let manycast = matches!(spec.kind, SourceKind::Manycast { .. });
+        match spec.target {
+            Target::Addr(ip) if manycast && !ip.is_multicast() => {
+                return Err(AddError::NotMulticast(ip));
             }
+            Target::Addr(ip) if !manycast => {
+                let remote = SocketAddr::new(ip, spec.port);
+                if self.addr_in_use(remote) {
+                    return Err(AddError::AddressInUse(remote));
+                }
+            }
+            _ => {}
         }
         let id = SourceId(self.next_source);
         self.next_source += 1;
@@ -637,14 +756,22 @@ impl SourceManager {
             Target::Addr(_) => None,
         };
         let target = spec.target.clone();
-        let pool = matches!(spec.kind, SourceKind::Pool { .. }).then_some(PoolState {
+        let burst = match spec.kind {
+            SourceKind::Manycast { maxsources, .. } => {
+                MANYCAST_REPLACE_BURST_MIN.max(f64::from(maxsources))
+            }
+            _ => POOL_REPLACE_BURST,
+        };
+        let pool = spec.kind.has_members().then_some(PoolState {
             filled: false,
             fill_tries: 0,
-            tokens: POOL_REPLACE_BURST,
+            tokens: burst,
+            burst,
             next_token: None,
         });
-        self.sources.insert(id, Source { spec, dns, pool });
-        if let Target::Addr(ip) = target {
+        let manycast = manycast.then(|| ManycastState::new(now));
+        self.sources.insert(id, Source { spec, dns, pool, manycast });
+        if let (Target::Addr(ip), None) = (target, self.sources[&id].manycast.as_ref()) {
             let remote = SocketAddr::new(ip, self.sources[&id].spec.port);
             self.mobilize(id, remote, MobilizeReason::Configured);
         }
@@ -680,6 +807,12 @@ impl SourceManager {
     /// Asks for an immediate re-resolution of a named source. Returns false for an unknown
     /// source or an address literal.
     pub fn refresh(&mut self, now: Instant, id: SourceId, rng: &mut dyn RngSource) -> bool {
+        if let Some(manycast) = self.sources.get_mut(&id).and_then(|s| s.manycast.as_mut()) {
+            // A manycast client: solicit now (answers are offers even when full).
+            manycast.plan(now);
+            self.handle_timeout(now, rng);
+            return true;
+        }
         let Some(dns) = self.sources.get_mut(&id).and_then(|s| s.dns.as_mut()) else {
             return false;
         };
@@ -699,11 +832,14 @@ impl SourceManager {
         for source in self.sources.values_mut() {
             let Some(pool) = source.pool.as_mut() else { continue };
             while let Some(at) = pool.next_token.filter(|t| *t <= now) {
-                pool.tokens = (pool.tokens + 1.0).min(POOL_REPLACE_BURST);
-                pool.next_token = (pool.tokens < POOL_REPLACE_BURST)
+                pool.tokens = (pool.tokens + 1.0).min(pool.burst);
+                pool.next_token = (pool.tokens < pool.burst)
                     .then(|| at.add_secs_f64(POOL_REPLACE_INTERVAL * (0.5 + rng.next_f64())));
                 refilled = true;
             }
+        }
+        if self.orphans_released(now) {
+            refilled = true;
         }
         if refilled {
             self.fill_pools(now, rng);
@@ -718,6 +854,7 @@ impl SourceManager {
             dns.queries += 1;
             self.actions.push_back(SourceAction::Resolve { source: *id, name: dns.name.clone() });
         }
+        self.solicit_due(now);
     }
 
     /// Asks again now for every name whose lookup is pending: it failed, never succeeded, or
@@ -757,7 +894,7 @@ impl SourceManager {
         let policy = self.policy;
         let Some(source) = self.sources.get_mut(&id) else { return };
         let family = source.spec.family;
-        let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
+        let is_pool = source.spec.kind.has_members();
         let Some(dns) = source.dns.as_mut() else { return };
         dns.in_flight = false;
 
@@ -871,7 +1008,7 @@ impl SourceManager {
         let Some(member) = self.members.get_mut(&assoc) else { return };
         let source_id = member.source;
         let Some(source) = self.sources.get_mut(&source_id) else { return };
-        let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
+        let is_pool = source.spec.kind.has_members();
         match event {
             AssocEvent::Sample(_) => {
                 member.unsync_run = 0;
@@ -949,10 +1086,7 @@ impl SourceManager {
     /// and replace it; a configured server is kept (the administrator chose it).
     pub fn handle_falseticker(&mut self, now: Instant, assoc: AssocId, rng: &mut dyn RngSource) {
         let Some(member) = self.members.get(&assoc) else { return };
-        let is_pool = self
-            .sources
-            .get(&member.source)
-            .is_some_and(|s| matches!(s.spec.kind, SourceKind::Pool { .. }));
+        let is_pool = self.sources.get(&member.source).is_some_and(|s| s.spec.kind.has_members());
         if is_pool {
             self.retire(now, assoc, DemobilizeReason::Falseticker);
             self.fill_pools(now, rng);
@@ -979,7 +1113,10 @@ impl SourceManager {
             .filter_map(|d| d.next);
         let tokens =
             self.sources.values().filter_map(|s| s.pool.as_ref()).filter_map(|p| p.next_token);
-        lookups.chain(tokens).min()
+        let solicits =
+            self.sources.values().filter_map(|s| s.manycast.as_ref()).filter_map(|m| m.next);
+        let orphans = self.next_orphan_release();
+        lookups.chain(tokens).chain(solicits).chain(orphans).min()
     }
 
     /// The source that owns an association.
@@ -1022,6 +1159,7 @@ impl SourceManager {
                         .map(|p| p.tokens.floor() as u32),
                     next_replacement: s.pool.as_ref().and_then(|p| p.next_token),
                     filling: s.pool.as_ref().is_some_and(|p| !p.filled),
+                    manycast: s.manycast.as_ref().map(ManycastState::snapshot),
                 }
             })
             .collect()
@@ -1044,10 +1182,7 @@ impl SourceManager {
         let pools: Vec<(SourceId, usize)> = self
             .sources
             .iter()
-            .filter_map(|(id, s)| match s.spec.kind {
-                SourceKind::Pool { maxsources } => Some((*id, usize::from(maxsources))),
-                SourceKind::Server => None,
-            })
+            .filter_map(|(id, s)| s.spec.kind.maxsources().map(|m| (*id, usize::from(m))))
             .collect();
         let want: usize = pools.iter().map(|(_, w)| w).sum();
         if want <= budget {
@@ -1080,6 +1215,9 @@ impl SourceManager {
     /// Addresses of a pool's cached answer that a new member could use now (free, not
     /// blocked, of the allowed family), in the answer's order.
     fn pool_candidates(&self, now: Instant, id: SourceId) -> Vec<SocketAddr> {
+        if let Some(offers) = self.manycast_candidates(now, id) {
+            return offers;
+        }
         let Some(source) = self.sources.get(&id) else { return Vec::new() };
         let Some(dns) = source.dns.as_ref().filter(|d| d.cache_valid(now)) else {
             return Vec::new();
@@ -1290,7 +1428,9 @@ impl SourceManager {
                 let count = self.members.values().filter(|m| m.source == *other).count();
                 let reserved = match s.spec.kind {
                     SourceKind::Server => 1,
-                    SourceKind::Pool { .. } => targets.get(other).copied().unwrap_or(0),
+                    SourceKind::Pool { .. } | SourceKind::Manycast { .. } => {
+                        targets.get(other).copied().unwrap_or(0)
+                    }
                 };
                 count.max(reserved)
             })
@@ -1316,6 +1456,7 @@ impl SourceManager {
             }
             let mut candidates = self.pool_candidates(now, id);
             shuffle(&mut candidates, rng);
+            self.order_offers(id, &mut candidates);
             for remote in candidates {
                 if have >= want {
                     break;
@@ -1340,6 +1481,7 @@ impl SourceManager {
                 self.mobilize(id, remote, reason);
                 have += 1;
             }
+            self.manycast_filled(id, have >= target);
             if have >= target {
                 continue;
             }
@@ -1349,6 +1491,12 @@ impl SourceManager {
                     .get(&id)
                     .and_then(|s| s.pool.as_ref())
                     .is_some_and(|p| p.tokens >= 1.0);
+            if self.sources.get(&id).is_some_and(|s| s.manycast.is_some()) {
+                if budget_left {
+                    self.want_solicit(now, id);
+                }
+                continue;
+            }
             let Some(dns) = self.dns_mut(id) else { continue };
             if !budget_left || dns.in_flight {
                 continue;

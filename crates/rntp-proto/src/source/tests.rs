@@ -22,6 +22,7 @@ fn server(name: &str) -> SourceSpec {
         family: AddrFamily::Any,
         prefer: false,
         noselect: false,
+        key: None,
     }
 }
 

@@ -1,0 +1,44 @@
+//! The key file: read at start (and, by the reload path, on SIGHUP) into the node's
+//! [`AuthConfig`].
+//!
+//! [`load`] reads `keys FILE` (refusing anything but a regular file of at most 1 MiB, warning
+//! when it is readable by every user), applies `trustedkey` and `controlkey`, and checks that
+//! every key a line uses (`key N`, `controlkey N`) is in the file and trusted. It returns
+//! either a complete [`AuthConfig`] or an error that lists every problem: a reload must keep
+//! the keys it had ([`Node::set_keys`](rntp_proto::node::Node::set_keys) only with a result
+//! of this function).
+
+use rntp_config::keys::{load_keys, KeyFile};
+use rntp_config::Config;
+use rntp_proto::node::AuthConfig;
+
+/// The node's keys for `config`: `Ok` with the warnings to log, or every problem found.
+pub fn load(config: &Config) -> Result<(AuthConfig, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let file: Option<KeyFile> = match &config.auth.keys {
+        None => None,
+        Some(keys) => {
+            let at = format!("{}:{}", keys.origin.file.display(), keys.origin.line);
+            match load_keys(&keys.path) {
+                Ok(file) => {
+                    warnings.extend(file.warnings.iter().map(ToString::to_string));
+                    Some(file)
+                }
+                Err(e) => return Err(format!("cannot use the key file named at {at}:\n{e}")),
+            }
+        }
+    };
+    let auth = rntp_config::node::auth_config(&config.auth, file);
+    for id in auth.keys.trusted_without_key() {
+        warnings.push(format!("trustedkey {id}: the key file has no key {id}"));
+    }
+    let unusable = rntp_config::node::unusable_keys(config, &auth.keys);
+    if !unusable.is_empty() {
+        let list: Vec<String> = unusable
+            .iter()
+            .map(|(at, key)| format!("{at}: key {key} is not in the key file (or not trusted)"))
+            .collect();
+        return Err(list.join("\n"));
+    }
+    Ok((auth, warnings))
+}
