@@ -4,8 +4,6 @@
 //! formats (tally characters, verdict words, wall-clock times) and maps `rntpctl add` onto a
 //! configuration line, so a runtime addition obeys exactly the file's rules and messages.
 
-use std::path::Path;
-
 use rntp_control::{
     AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, Reply, ResolutionInfo,
     ServerCountersInfo, SourceInfo, StatusInfo,
@@ -80,20 +78,12 @@ fn error(e: CommandError) -> Reply {
 /// before any DNS lookup; the source shows up as resolving.
 fn add_source(node: &mut Node, now: Instant, add: &AddSource) -> Reply {
     let line = add_line(add);
-    let parsed = rntp_config::parse_str(Path::new("rntpctl add"), &line, &mut |_: &Path| {
-        Err(std::io::Error::other("no includes in rntpctl add"))
-    });
-    let config = match parsed {
-        Ok(l) if l.config.sources.len() == 1 => l.config,
-        Ok(_) => {
-            return Reply::Error {
-                code: ErrorCode::InvalidArgument,
-                message: format!("`{line}` does not describe one source"),
-            }
-        }
+    // The same one-line parser as `ntpq :config` (rntp_config::runtime).
+    let parsed = match rntp_config::runtime::parse_source_line("rntpctl add", &line) {
+        Ok(parsed) => parsed,
         Err(e) => return Reply::Error { code: ErrorCode::InvalidArgument, message: e.to_string() },
     };
-    let mut source = rntp_config::node::configured_source(&config.sources[0]);
+    let mut source = rntp_config::node::configured_source(&parsed);
     source.origin = "rntpctl add".to_string();
     match node.handle_command(now, node::Command::Add(source)) {
         Ok(CommandReply::Added(id)) => {

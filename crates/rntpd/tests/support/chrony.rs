@@ -59,6 +59,17 @@ impl ChronyServer {
     /// Starts chronyd serving on `addr`:`port`, with its files in a new subdir of `dir`.
     /// Returns at once; call [`wait_ready`](Self::wait_ready) before testing against it.
     pub fn start(dir: impl AsRef<Path>, addr: Ipv4Addr, port: u16, shift: Shift) -> ChronyServer {
+        ChronyServer::start_with(dir, addr, port, shift, "")
+    }
+
+    /// [`ChronyServer::start`] with `extra` lines added to its chrony.conf (e.g. `keyfile`).
+    pub fn start_with(
+        dir: impl AsRef<Path>,
+        addr: Ipv4Addr,
+        port: u16,
+        shift: Shift,
+        extra: &str,
+    ) -> ChronyServer {
         let dir = dir.as_ref();
         let sock = SocketAddr::from((addr, port));
         assert_udp_free(sock);
@@ -100,6 +111,7 @@ impl ChronyServer {
              pidfile {d}/chronyd.pid\ndriftfile {d}/chrony.drift\nntsdumpdir {d}\nlogdir {d}\n",
             d = d.display()
         );
+        conf += extra;
         let conf_path = d.join("chrony.conf");
         fs::write(&conf_path, conf).expect("write chrony.conf");
         let log = d.join("chronyd.log");

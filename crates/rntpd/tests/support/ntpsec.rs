@@ -44,6 +44,11 @@ impl NtpsecServer {
     /// subdir of `dir`. Returns at once; call [`wait_ready`](Self::wait_ready) before use.
     /// Needs root (CAP_NET_ADMIN for the address, port 123).
     pub fn start(dir: impl AsRef<Path>, addr: Ipv4Addr) -> NtpsecServer {
+        NtpsecServer::start_with(dir, addr, "")
+    }
+
+    /// [`NtpsecServer::start`] with `extra` lines added to its ntp.conf (e.g. `keys`).
+    pub fn start_with(dir: impl AsRef<Path>, addr: Ipv4Addr, extra: &str) -> NtpsecServer {
         assert_udp_free(SocketAddr::from((addr, 123)));
         let d = unique_subdir(dir.as_ref(), &format!("ntpsec-{addr}"));
         fs::create_dir(d.join("stats")).expect("create stats dir");
@@ -71,7 +76,7 @@ impl NtpsecServer {
              restrict default\n\
              restrict 127.0.0.0 mask 255.0.0.0\n\
              restrict ::1\n\
-             statsdir {}/stats/\n",
+             statsdir {}/stats/\n{extra}",
             d.display()
         );
         let conf_path = d.join("ntp.conf");
