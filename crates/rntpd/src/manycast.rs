@@ -76,7 +76,7 @@ impl ManycastClients {
             SocketAddr::V4(_) => s.socket.set_multicast_ttl_v4(ttl)?,
             SocketAddr::V6(_) => SockRef::from(&*s.socket).set_multicast_hops_v6(ttl)?,
         }
-        s.socket.try_send_to(payload, group).map(drop)
+        crate::net::send_now(&s.socket, payload, Some(group)).map(drop)
     }
 
     /// Closes the socket of a removed manycast client.

@@ -62,12 +62,12 @@ impl ClientSockets {
         let Some(client) = self.open.get(&assoc) else {
             return Err(io::Error::other("socket vanished"));
         };
-        match client.socket.try_send(payload) {
+        match send_now(&client.socket, payload, None) {
             // Linux reports an ICMP port-unreachable caused by an earlier request on this
             // send and drops the datagram; the error is now cleared, so send it again.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 self.shared.with(|n| n.count_drop(Local::Client(assoc), "icmp_unreachable"));
-                client.socket.try_send(payload).map(drop)
+                send_now(&client.socket, payload, None).map(drop)
             }
             other => other.map(drop),
         }
@@ -86,6 +86,18 @@ impl Drop for ClientSockets {
         for (_, client) in self.open.drain() {
             client.reader.abort();
         }
+    }
+}
+
+/// Sends one datagram now, with a plain non-blocking `send`/`sendto`. tokio's `try_send`
+/// answers `WouldBlock` until its reactor has seen the socket writable once, which for a
+/// socket opened in this same turn of the event loop means the first request was never sent;
+/// the kernel knows better. `to`: `None` for a connected socket.
+pub fn send_now(socket: &UdpSocket, payload: &[u8], to: Option<SocketAddr>) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(socket);
+    match to {
+        Some(to) => sock.send_to(payload, &to.into()),
+        None => sock.send(payload),
     }
 }
 

@@ -9,6 +9,7 @@
 //! * [`ChronyServer`], [`NtpsecServer`], [`Dnsmasq`], [`Rntpd`]: one process each, owned as a
 //!   child, stopped (SIGTERM, then SIGKILL after a bound) and reaped on drop.
 //! * [`ntp::query`]: a one-shot SNTP client on a std `UdpSocket`, the harness's own oracle.
+//! * [`netns::Lan`]: network namespaces on a bridge, for multicast between daemons.
 //!
 //! What it does not do: it never changes this machine's clock and never lets anything else do so.
 //! Every NTP daemon runs with its own no-clock-control option *and* without CAP_SYS_TIME
@@ -42,6 +43,7 @@ pub mod chrony;
 pub mod clients;
 pub mod dns;
 pub mod fakedns;
+pub mod netns;
 pub mod ntp;
 pub mod ntpsec;
 pub mod rntpd;

@@ -74,12 +74,30 @@ impl Rntpd {
     /// [`Rntpd::start`] with these environment variables set for rntpd (e.g. its test hooks
     /// `RNTPD_RESOLV_CONF` and `RNTPD_HOSTS`, which name the files its resolver follows).
     pub fn start_with_env(dir: impl AsRef<Path>, config: &str, env: &[(&str, &Path)]) -> Rntpd {
+        Rntpd::spawn(dir, config, env, None)
+    }
+
+    /// [`Rntpd::start`] inside the network namespace `netns` (see [`super::netns`]); rntpctl
+    /// still reaches it, through its control socket in the file system.
+    pub fn start_in(dir: impl AsRef<Path>, config: &str, netns: &str) -> Rntpd {
+        Rntpd::spawn(dir, config, &[], Some(netns))
+    }
+
+    fn spawn(
+        dir: impl AsRef<Path>,
+        config: &str,
+        env: &[(&str, &Path)],
+        netns: Option<&str>,
+    ) -> Rntpd {
         let d = unique_subdir(dir.as_ref(), "rntpd");
         let conf = d.join("ntp.conf");
         fs::write(&conf, config).expect("write ntp.conf");
         let socket = d.join("rntpd.sock");
         let log = d.join("rntpd.log");
-        let mut cmd = nocap(env!("CARGO_BIN_EXE_rntpd"));
+        let mut cmd = match netns {
+            None => nocap(env!("CARGO_BIN_EXE_rntpd")),
+            Some(ns) => super::netns::Lan::command(ns, env!("CARGO_BIN_EXE_rntpd")),
+        };
         cmd.arg("-c").arg(&conf).arg("--observe").arg("--control-socket").arg(&socket);
         cmd.env("RUST_LOG", std::env::var("RNTP_TEST_LOG").unwrap_or_else(|_| "debug".into()));
         for (key, value) in env {
