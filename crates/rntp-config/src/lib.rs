@@ -71,30 +71,28 @@
 //!   | `version N` | NTP version to send, 1 to 4 | 4 |
 //!   | `port N` | server UDP port, 1 to 65535 (**rntpd extension**, as in chrony) | 123 |
 //!   | `maxsources N` | `pool` only: use at most N servers, 1 to 64 (**rntpd extension**) | 4 |
+//!   | `key N` | sign every request with symmetric key N and use only replies signed with it (see [Authentication](#authentication)); N from 1 to 4294967295 | none |
 //!
 //!   Negative poll exponents are an **rntpd extension** (as in chrony) for
 //!   LANs and tests. `minpoll` greater than `maxpoll` is an error.
 //!
 //!   ntpd/NTPsec options that rntpd does not support yet are accepted with a
 //!   warning and ignored; the source is still used: `true`, `xleave`,
-//!   `preempt`, and (each followed by one value) `mode`, `ttl`, `bias`, and
-//!   the reference-clock options `subtype`, `baud`, `holdover`, `time1`,
-//!   `time2`, `stratum`, `refid`, `path`, `ppspath`, `flag1`..`flag4`.
+//!   `preempt`, and (each followed by one value) `mode`, `ttl` (except on
+//!   `manycastclient` lines), `bias`, and the reference-clock options
+//!   `subtype`, `baud`, `holdover`, `time1`, `time2`, `stratum`, `refid`,
+//!   `path`, `ppspath`, `flag1`..`flag4`.
 //!
-//!   **Options that ask for authenticated time are errors**, because rntpd
-//!   does not support NTP authentication yet and polling such a source
-//!   without it would silently downgrade what the administrator asked for:
-//!   `key N` (symmetric key), `autokey` and `ident GROUP` (ntpd's Autokey),
-//!   and NTPsec's NTS options `nts`, `noval`, `ask ADDR`, `require ADDR`,
-//!   `ca PATH`, `cert FILE`, `aead ALGORITHM`, `expire N`. The message names
-//!   the option as written ("remove `key 5` or use another daemon for
-//!   authenticated time"). The key directives `keys`, `keysdir`,
-//!   `trustedkey`, `requestkey`, `controlkey`, `crypto`, `revoke` and
-//!   `automax` stay warnings: they only declare key material, which does
-//!   nothing until a source line asks for a key (an error), or secure
-//!   ntpq/ntpdc remote control, which rntpd does not offer. So do `nts`
-//!   (the directive: serving NTS, which clients notice by failing, not by
-//!   being downgraded) and `ntpsigndsocket`.
+//!   **Options that ask for Autokey or NTS are errors**, because rntpd
+//!   authenticates with symmetric keys only and polling such a source
+//!   without the authentication asked for would silently downgrade it:
+//!   `autokey` and `ident GROUP` (ntpd's Autokey), and NTPsec's NTS options
+//!   `nts`, `noval`, `ask ADDR`, `require ADDR`, `ca PATH`, `cert FILE`,
+//!   `aead ALGORITHM`, `expire N`. The message names the option as written
+//!   ("remove `nts` ... or use another daemon"). The Autokey and NTS
+//!   directives `keysdir`, `crypto`, `revoke`, `automax`, `nts` (serving
+//!   NTS, which clients notice by failing, not by being downgraded) and
+//!   `ntpsigndsocket` are accepted with a warning.
 //!
 //!   An address-family qualifier before the host (`-4`/`--ipv4` or
 //!   `-6`/`--ipv6`, as in ntpd: `pool -4 pool.ntp.org`) restricts a name to
@@ -216,21 +214,21 @@
 //!   | `noquery` | refuse ntpq-style queries (mode 6 and 7) |
 //!   | `kod` | send a kiss-o'-death packet instead of dropping silently (with `limited` or `noserve`) |
 //!   | `limited` | rate-limit these clients as set by `discard` |
+//!   | `notrust` | serve only requests signed with a trusted key; requests without a valid MAC are dropped (a MAC that does not verify still gets a crypto-NAK) |
+//!   | `nomodify` | refuse run-time configuration (`ntpq :config`), even signed with the `controlkey` |
 //!
 //!   These ntpd/NTPsec flags are accepted **silently and ignored**:
-//!   `nomodify`, `notrap`, `nopeer`, `noepeer`, `nomrulist`, `lowpriotrap`
-//!   and `ippeerlimit N` restrict features rntpd does not have (remote
-//!   configuration, traps, symmetric peers, the MRU list), so there is
-//!   nothing to restrict. `ntpport` (match only clients sending from port
+//!   `notrap`, `nopeer`, `noepeer`, `nomrulist`, `lowpriotrap` and
+//!   `ippeerlimit N` restrict features rntpd does not have (traps,
+//!   symmetric peers, the MRU list), so there is nothing to restrict. `ntpport` (match only clients sending from port
 //!   123), `serverresponse fuzz` (blur the low bits of reply timestamps) and
 //!   `version` (refuse clients of other NTP versions) are ignored as well:
 //!   a line with `ntpport` applies to clients on any port, replies are not
 //!   fuzzed, and clients of every NTP version are served.
 //!
-//!   `notrust` and `mssntp` produce a warning and are ignored (the rest of
-//!   the line applies): they need authentication, which rntpd does not have
-//!   yet, so it cannot honour them. `flake` produces a warning ("not
-//!   supported yet") and is ignored. An unknown flag is an error.
+//!   `mssntp` (Microsoft's MS-SNTP signing) produces a warning and is
+//!   ignored (the rest of the line applies). `flake` produces a warning
+//!   ("not supported yet") and is ignored. An unknown flag is an error.
 //!
 //!   `restrict source ...` (rules for the servers a `pool` finds) and
 //!   `restrict HOSTNAME ...` (rntpd does not resolve names while reading the
@@ -284,26 +282,90 @@
 //!   it must be scraped from elsewhere. Off without this line. The metrics
 //!   are listed in `docs/metrics.md`.
 //!
+//! ## Authentication
+//!
+//! rntpd authenticates with symmetric keys (RFC 5905 MACs: MD5, SHA1, and
+//! RFC 8573's AES-128-CMAC), as ntpd, NTPsec and chrony do; see
+//! `docs/auth.md`.
+//!
+//! * `keys PATH` — the key file, in ntp.keys(5) or chrony syntax (`ID TYPE
+//!   KEY`, `ID TYPE HEX:KEY`, ...). It is read when rntpd starts (an error
+//!   in it, or a key a line uses that is missing from it, stops the start
+//!   with `FILE:LINE:COL`); it must be a regular file of at most 1 MiB and
+//!   should not be readable by every user (warning). Given twice, the last
+//!   one wins (with a warning).
+//!
+//! * `trustedkey ID...` — the keys that may authenticate anything; a key
+//!   that is in the file but not listed here is never used. NTPsec's ranges
+//!   are accepted: `trustedkey 1 2 (10 ... 20)`. IDs from 1 to 4294967295
+//!   (ntpd and NTPsec use up to 65535). Several lines accumulate.
+//!
+//! * `controlkey ID` — the key `ntpq :config` requests must be signed with
+//!   (`ntpq -k KEYFILE -a ID -c ":config pool pool.example iburst"`). It
+//!   must be trusted. Without it, run-time configuration over mode 6 is
+//!   refused. `:config` accepts `server`, `pool` and `manycastclient` lines
+//!   and `unpeer NAME|ADDRESS|ID` (which removes a pool with its members);
+//!   its changes last until rntpd restarts. Clients with `restrict ...
+//!   nomodify` are refused whatever key they use.
+//!
+//! * `requestkey ID` — ntpd's key for ntpdc (mode 7); rntpd never answers
+//!   mode 7, so the line is accepted with a warning and not used.
+//!
+//! `key N` on a source line signs its requests with key N and drops every
+//! reply that does not carry a valid MAC of key N (counted by reason). N
+//! must be listed by `trustedkey`, and the file must have a `keys` line;
+//! otherwise the line is an error. As a server, rntpd answers a request
+//! signed with a trusted key with a reply signed with the same key, and a
+//! request whose MAC does not verify with a crypto-NAK.
+//!
+//! ## Manycast
+//!
+//! ntpd's manycast, authenticated: clients find servers by sending a
+//! keyed request to a multicast group; servers that hold the key answer by
+//! unicast; the client polls them like the members of a pool. See
+//! `docs/manycast.md`.
+//!
+//! * `manycastclient GROUP key N [OPTIONS]` — a source like a `pool` whose
+//!   members are the servers that answer solicitations sent to `GROUP` (an
+//!   IPv4 or IPv6 multicast address, e.g. `239.1.1.1` or `ff15::101`). `key
+//!   N` is required (rntpd refuses unauthenticated manycast: anyone on the
+//!   group could become a time source). The options of `pool` apply
+//!   (`maxsources`, `iburst`, `minpoll`, ...; `port N` is the port
+//!   solicitations are sent to), plus `ttl N` (1 to 255, default 127): the
+//!   largest TTL (IPv6 hop limit) of a solicitation.
+//!
+//! * `manycastserver GROUP... [port N]` — answer solicitations sent to
+//!   these groups (default port 123, `port N` an **rntpd extension**), by
+//!   unicast, only when they are signed with a trusted key, and only while
+//!   rntpd has time to give. Needs `keys` and `trustedkey`, and an
+//!   `interface listen` address (clients poll the servers they find there).
+//!
+//! * `ttl N...` — the TTLs a solicitation round steps through, increasing,
+//!   at most 8 values from 1 to 255 (ntpd's `ttl`). Default: 31, 63, 95,
+//!   127, 159, 191, 223, 255, each capped by the `manycastclient`'s `ttl`.
+//!
 //! ## Directives accepted with a warning
 //!
 //! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
 //! "`leapfile` is not supported by rntpd yet; line ignored" and the file
 //! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
-//! `broadcastdelay`, `calldelay`, `controlkey`, `crypto`, `delrestrict`,
+//! `broadcastdelay`, `calldelay`, `crypto`, `delrestrict`,
 //! `device`, `disable`, `dscp`, `enable`, `end`, `extra`,
-//! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
-//! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
+//! `fudge`, `ident`, `keysdir`, `leapfile`, `leapsmearinterval`,
+//! `logconfig`, `logfile`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
 //! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
-//! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
+//! `refclock`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
 //! `serverresponse`, `setvar`, `simulate`, `tick`,
-//! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
+//! `trap`, `unconfig`, `unpeer`, `unrestrict`.
 //!
 //! ## Errors
 //!
 //! A directive nobody knows, a bad or missing value, an unknown option, an
-//! option asking for authentication, an include failure, a file or line over
-//! a limit and a failed cross-field check are errors: loading fails and every
+//! option asking for Autokey or NTS, a key that is not in `trustedkey` or
+//! without a `keys` line, an unauthenticated `manycastclient`, an include
+//! failure, a file or line over a limit and a failed cross-field check are
+//! errors: loading fails and every
 //! error is listed as `FILE:LINE:COL: error: MESSAGE` followed by the line
 //! and a caret under the offending word. A problem with a whole file (it
 //! cannot be read, or is too large) is listed as `FILE: error: MESSAGE`.
