@@ -289,11 +289,13 @@
 //! `docs/auth.md`.
 //!
 //! * `keys PATH` — the key file, in ntp.keys(5) or chrony syntax (`ID TYPE
-//!   KEY`, `ID TYPE HEX:KEY`, ...). It is read when rntpd starts (an error
-//!   in it, or a key a line uses that is missing from it, stops the start
-//!   with `FILE:LINE:COL`); it must be a regular file of at most 1 MiB and
-//!   should not be readable by every user (warning). Given twice, the last
-//!   one wins (with a warning).
+//!   KEY`, `ID TYPE HEX:KEY`, ...). It is read when rntpd starts and by
+//!   `rntpctl validate`: an error in it stops the start (with
+//!   `FILE:LINE:COL`) when a line needs keys (`key N`, `manycastserver`),
+//!   and is a warning otherwise (rntpd then runs without keys, as ntpd
+//!   does); a key a source uses must be in it. It must be a regular file of
+//!   at most 1 MiB and should not be readable by every user (warning).
+//!   Given twice, the last one wins (with a warning).
 //!
 //! * `trustedkey ID...` — the keys that may authenticate anything; a key
 //!   that is in the file but not listed here is never used. NTPsec's ranges

@@ -66,16 +66,32 @@ pub fn auth_config(auth: &AuthConfig, file: Option<KeyFile>) -> rntp_proto::node
     rntp_proto::node::AuthConfig { keys, control_key: auth.control_key.map(KeyId) }
 }
 
-/// Key ids that lines of `config` use (`key N` on source lines, `controlkey`) but that the
-/// key store cannot authenticate with (not in the key file, or not trusted), with where each
-/// is used: the daemon refuses to start with them (and a reload keeps the old keys).
+/// Key ids that source lines use (`key N`) but that the key store cannot authenticate with
+/// (not in the key file, or not trusted), with the line of each: the daemon refuses to start
+/// with them (and a reload keeps the old keys). (A `controlkey` that cannot be used only
+/// makes `:config` refused: see [`control_key_unusable`].)
 pub fn unusable_keys(config: &Config, keys: &KeyStore) -> Vec<(String, u32)> {
-    let sources = config.sources.iter().filter_map(|s| {
-        let key = s.options.key?;
-        Some((format!("{}:{}", s.origin.file.display(), s.origin.line), key))
-    });
-    let control = config.auth.control_key.map(|k| ("controlkey".to_string(), k));
-    sources.chain(control).filter(|(_, key)| keys.trusted_key(KeyId(*key)).is_err()).collect()
+    config
+        .sources
+        .iter()
+        .filter_map(|s| {
+            let key = s.options.key?;
+            Some((format!("{}:{}", s.origin.file.display(), s.origin.line), key))
+        })
+        .filter(|(_, key)| keys.trusted_key(KeyId(*key)).is_err())
+        .collect()
+}
+
+/// The `controlkey`, if it is set but the key store cannot authenticate with it.
+pub fn control_key_unusable(config: &Config, keys: &KeyStore) -> Option<u32> {
+    config.auth.control_key.filter(|k| keys.trusted_key(KeyId(*k)).is_err())
+}
+
+/// Whether the configuration cannot work without its key file: a source with `key N`, or a
+/// `manycastserver` (which answers keyed solicitations only). Otherwise a key file that cannot
+/// be read is a warning (as in ntpd), and only `:config` is refused.
+pub fn needs_keys(config: &Config) -> bool {
+    config.sources.iter().any(|s| s.options.key.is_some()) || !config.manycast_servers.is_empty()
 }
 
 /// One `server`/`pool` line as a source, with `file:line` as its origin.

@@ -202,6 +202,11 @@ fn validate(file: &Path) -> ExitCode {
             for w in &loaded.warnings {
                 out_line(&w.to_string());
             }
+            if let Err(e) = validate_keys(&loaded.config) {
+                out_line(&e);
+                out_line(&format!("{}: key file errors; rntpd would not start", file.display()));
+                return ExitCode::FAILURE;
+            }
             let n = loaded.config.sources.len();
             // Counted, not listed: the list stops at rntp_config::MAX_DIAGNOSTICS.
             let w = loaded.warning_count();
@@ -227,6 +232,57 @@ fn validate(file: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Checks the key file a configuration names (`keys FILE`), as rntpd does at start: every
+/// error in it is fatal when a line needs keys (a source with `key N`, a `manycastserver`),
+/// else a warning; every key a source uses must be in it and trusted. A key file this user
+/// may not read (it should be readable by rntpd only) is a note, not an error.
+fn validate_keys(config: &rntp_config::Config) -> Result<(), String> {
+    let Some(keys) = &config.auth.keys else { return Ok(()) };
+    if let Err(e) = std::fs::File::open(&keys.path) {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            out_line(&format!(
+                "{}: note: cannot read the key file ({e}); run `rntpctl validate` as the user rntpd \
+                 runs as to check it",
+                keys.path.display()
+            ));
+            return Ok(());
+        }
+    }
+    let file = match rntp_config::keys::load_keys(&keys.path) {
+        Ok(file) => file,
+        Err(e) if rntp_config::node::needs_keys(config) => return Err(e.to_string()),
+        Err(e) => {
+            out_line(&format!(
+                "{}: warning: the key file cannot be used; no source uses a key, so rntpd would \
+                 run without keys (`ntpq :config` refused):\n{e}",
+                keys.path.display()
+            ));
+            return Ok(());
+        }
+    };
+    for w in &file.warnings {
+        out_line(&w.to_string());
+    }
+    let auth = rntp_config::node::auth_config(&config.auth, Some(file));
+    if let Some(key) = rntp_config::node::control_key_unusable(config, &auth.keys) {
+        out_line(&format!(
+            "warning: controlkey {key} is not a trusted key of {}; `ntpq :config` would be refused",
+            keys.path.display()
+        ));
+    }
+    let unusable = rntp_config::node::unusable_keys(config, &auth.keys);
+    if unusable.is_empty() {
+        return Ok(());
+    }
+    Err(unusable
+        .iter()
+        .map(|(at, key)| {
+            format!("{at}: error: key {key} is not in {} (or not trusted)", keys.path.display())
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// Sends one request and reads the reply (one frame, or several for a large list).

@@ -12,7 +12,9 @@ use rntp_config::keys::{load_keys, KeyFile};
 use rntp_config::Config;
 use rntp_proto::node::AuthConfig;
 
-/// The node's keys for `config`: `Ok` with the warnings to log, or every problem found.
+/// The node's keys for `config`: `Ok` with the warnings to log, or every problem found. A key
+/// file that cannot be used stops the start only if the configuration needs it (a source with
+/// `key N`, a `manycastserver`); otherwise rntpd starts without keys, as ntpd does, and says so.
 pub fn load(config: &Config) -> Result<(AuthConfig, Vec<String>), String> {
     let mut warnings = Vec::new();
     let file: Option<KeyFile> = match &config.auth.keys {
@@ -24,13 +26,27 @@ pub fn load(config: &Config) -> Result<(AuthConfig, Vec<String>), String> {
                     warnings.extend(file.warnings.iter().map(ToString::to_string));
                     Some(file)
                 }
-                Err(e) => return Err(format!("cannot use the key file named at {at}:\n{e}")),
+                Err(e) if rntp_config::node::needs_keys(config) => {
+                    return Err(format!("cannot use the key file named at {at}:\n{e}"));
+                }
+                Err(e) => {
+                    warnings.push(format!(
+                        "cannot use the key file named at {at}; no source uses a key, so rntpd \
+                         runs without keys (`:config` is refused):\n{e}"
+                    ));
+                    None
+                }
             }
         }
     };
     let auth = rntp_config::node::auth_config(&config.auth, file);
     for id in auth.keys.trusted_without_key() {
         warnings.push(format!("trustedkey {id}: the key file has no key {id}"));
+    }
+    if let Some(key) = rntp_config::node::control_key_unusable(config, &auth.keys) {
+        warnings.push(format!(
+            "controlkey {key}: no trusted key {key} in the key file; `ntpq :config` is refused"
+        ));
     }
     let unusable = rntp_config::node::unusable_keys(config, &auth.keys);
     if !unusable.is_empty() {

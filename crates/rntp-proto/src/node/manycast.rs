@@ -180,6 +180,12 @@ impl Node {
         Ok(h.reference_ts.is_zero())
     }
 
+    /// Replaces the TTL ring of manycast solicitations (ntpd's `ttl`; a reload). Empty: keep
+    /// the current one.
+    pub fn set_ttl_ring(&mut self, ring: &[u8]) {
+        self.sources.set_ttl_ring(ring);
+    }
+
     /// The manycast client counters.
     pub fn manycast_counters(&self) -> &ManycastCounters {
         &self.manycast.counters

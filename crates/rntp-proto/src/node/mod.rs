@@ -295,6 +295,8 @@ struct Slot {
     /// Its deadline as filed in the node's schedule.
     scheduled: Option<Instant>,
     drops: BTreeMap<&'static str, u64>,
+    /// For a keyed source: whether the last reply carried a valid MAC (ntpq's `auth`).
+    authentic: Option<bool>,
 }
 
 /// A server reply built on the general path, waiting for its transmit timestamp.
@@ -949,6 +951,7 @@ impl Node {
                 let name = error.counter_name();
                 if let Some(slot) = self.assocs.get_mut(&id) {
                     *slot.drops.entry(name).or_default() += 1;
+                    slot.authentic = Some(false);
                 }
                 self.counters.drop(name);
                 let source_name = self.source_name(source);
@@ -962,7 +965,11 @@ impl Node {
                 return;
             }
         }
+        let keyed = self.sources.spec(source).is_some_and(|s| s.key.is_some());
         let Some(slot) = self.assocs.get_mut(&id) else { return };
+        if keyed {
+            slot.authentic = Some(true);
+        }
         match slot.assoc.handle_packet(now, t4, bytes) {
             Ok(()) => self.counters.accepted += 1,
             Err(reason) => {
@@ -1069,7 +1076,13 @@ impl Node {
                 );
                 self.assocs.insert(
                     assoc,
-                    Slot { assoc: a, source, scheduled: None, drops: BTreeMap::new() },
+                    Slot {
+                        assoc: a,
+                        source,
+                        scheduled: None,
+                        drops: BTreeMap::new(),
+                        authentic: None,
+                    },
                 );
                 self.reschedule(assoc);
             }

@@ -295,8 +295,11 @@ impl ControlView<'_> {
             AssocState::Unreachable => PeerEvent::Unreachable,
             AssocState::Demobilized(_) => PeerEvent::Demobilize,
         };
+        let keyed = self.node.sources.spec(slot.source).is_some_and(|s| s.key.is_some());
         Some(PeerStatus {
             configured,
+            auth_enabled: keyed,
+            authentic: keyed && slot.authentic == Some(true),
             reachable: slot.assoc.reach() != 0,
             selection,
             event_count: 1,
@@ -337,6 +340,7 @@ impl ControlView<'_> {
             srchost,
             dstadr: None::<SocketAddr>,
             ppoll: hpoll,
+            keyid: spec.and_then(|s| s.key).map_or(0, |k| k.0),
             ..PeerVars::pool("", hpoll)
         };
         if let Some(server) = snap.server {
@@ -370,13 +374,20 @@ impl ControlView<'_> {
     fn source_vars(&self, source: SourceId) -> Option<PeerVars<'_>> {
         let spec = self.node.sources.spec(source)?;
         let status = self.source_status(source)?;
-        let name = match &spec.target {
-            Target::Name(name) => name.as_str(),
-            // An address source has an association as soon as it is configured; no row.
-            Target::Addr(_) => return None,
-        };
         let hpoll = spec.assoc.minpoll.as_log2().max(0);
-        let mut vars = PeerVars::pool(name, hpoll);
+        let mut vars = match (&spec.target, spec.kind) {
+            // A manycast client's row: its group, refid `MCST` (as ntpd shows it).
+            (Target::Addr(group), SourceKind::Manycast { .. }) => PeerVars {
+                srcadr: Some(SocketAddr::new(*group, spec.port)),
+                srchost: None,
+                reference_id: ReferenceId::from_bytes(*b"MCST"),
+                ..PeerVars::pool("", hpoll)
+            },
+            (Target::Name(name), _) => PeerVars::pool(name.as_str(), hpoll),
+            // An address source has an association as soon as it is configured; no row.
+            (Target::Addr(_), _) => return None,
+        };
+        vars.keyid = spec.key.map_or(0, |k| k.0);
         vars.status = status;
         if matches!(spec.kind, SourceKind::Server) {
             // A `server NAME` not resolved yet: ntpd shows the name with refid `.INIT.`.
@@ -586,6 +597,53 @@ mod tests {
         // The next request discards nothing it should not: the answer is complete.
         let mut out = [0u8; 1024];
         assert_eq!(n.poll_control_reply(&mut out), None);
+    }
+
+    #[test]
+    fn manycast_row_and_keyed_associations_as_ntpq_shows_them() {
+        use crate::auth::{Digest, Key, KeyId, KeyStore};
+        let key = Key::new(KeyId(5), Digest::Md5, b"secret").expect("key");
+        let mut keys: KeyStore = [key].into_iter().collect();
+        keys.trust_all();
+        let group = IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1));
+        let spec = |kind, target| SourceSpec {
+            kind,
+            target: Target::Addr(target),
+            port: 123,
+            assoc: AssocConfig::default(),
+            family: AddrFamily::Any,
+            prefer: false,
+            noselect: false,
+            key: Some(KeyId(5)),
+        };
+        let sources = vec![
+            ConfiguredSource {
+                spec: spec(SourceKind::Manycast { maxsources: 2, ttl: 127 }, group),
+                origin: "t:1".into(),
+            },
+            ConfiguredSource {
+                spec: spec(SourceKind::Server, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+                origin: "t:2".into(),
+            },
+        ];
+        let config = NodeConfig {
+            sources,
+            auth: crate::node::AuthConfig { keys, control_key: None },
+            ..NodeConfig::default()
+        };
+        let mut n = Node::new(Instant::from_nanos(1), config, Box::new(SplitMix64::new(7)));
+        let list = ask(&mut n, LOCAL, &request(Opcode::ReadStatus, 0, &[]));
+        let p = ControlPacket::new_checked(&list[0][..]).expect("parses");
+        let ids: Vec<u16> = p.data().chunks(4).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        assert_eq!(ids.len(), 2, "the manycast row and the server");
+        let text = |n: &mut Node, id| {
+            let a = ask(n, LOCAL, &request(Opcode::ReadVariables, id, b"srcadr,refid,keyid"));
+            String::from_utf8_lossy(&a[0][HEADER_LEN..]).into_owned()
+        };
+        let row = text(&mut n, ids[0]);
+        assert!(row.contains("srcadr=239.1.1.1") && row.contains("refid=MCST"), "{row}");
+        assert!(row.contains("keyid=5"), "{row}");
+        assert!(text(&mut n, ids[1]).contains("keyid=5"));
     }
 
     #[test]
