@@ -399,9 +399,10 @@ impl Mode6Responder {
     /// 1–4, R/E/M bits set, non-zero offset, or over budget even for an error. Answered with
     /// an error: `BADFMT` for a count beyond the datagram, above 468, or a length not a
     /// multiple of 4; `BADOP` for unknown and unimplemented opcodes; `PERMISSION` for the
-    /// authenticated operations (WRITEVAR, CONFIGURE, READ_ORDLIST_A: rntpd has no control
-    /// keys, so no request is authentic); `BADASSOC` for an unknown association and for
-    /// READCLOCK (no reference clocks); `UNKNOWNVAR` when a requested name is unknown.
+    /// writing operations (WRITEVAR, READ_ORDLIST_A; and CONFIGURE, which the node answers
+    /// itself before calling this, with the control key); `BADASSOC` for an unknown
+    /// association and for READCLOCK (no reference clocks); `UNKNOWNVAR` when a requested name
+    /// is unknown.
     pub fn respond(&self, request: &[u8], data: &dyn Mode6Data, budget: ReplyBudget) -> Replies {
         let system = data.system();
         let header = match request_header(request, system.leap) {
