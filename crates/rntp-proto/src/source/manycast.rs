@@ -213,7 +213,15 @@ impl SourceManager {
         let targets = self.pool_targets();
         for id in due {
             let members = self.members.values().filter(|m| m.source == id).count();
-            let below = members < targets.get(&id).copied().unwrap_or(0);
+            let target = targets.get(&id).copied().unwrap_or(0);
+            // Out of replacements: an answer could not be used now; the next token asks again.
+            let no_budget = self.rate_limited(id, target)
+                && self
+                    .sources
+                    .get(&id)
+                    .and_then(|s| s.pool.as_ref())
+                    .is_some_and(|p| p.tokens < 1.0);
+            let below = members < target && !no_budget;
             let ring = &self.ttl_ring;
             let Some(source) = self.sources.get_mut(&id) else { continue };
             let SourceKind::Manycast { ttl: cap, .. } = source.spec.kind else { continue };
