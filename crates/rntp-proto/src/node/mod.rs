@@ -36,6 +36,7 @@
 //! longer uses is dropped (counted as `wrong_remote`). Nothing is read back from a registry.
 
 mod config;
+mod reload;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -46,6 +47,7 @@ use std::net::{IpAddr, SocketAddr};
 #[cfg(feature = "research")]
 pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
+pub use reload::{ReloadReport, SourceChange};
 pub use view::{
     ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
     SourceView, StatusView,
@@ -289,6 +291,8 @@ pub struct Node {
     counters: ClientCounters,
     drift_saved: Option<Instant>,
     clock_error: Option<(Instant, String)>,
+    /// The configuration in force, for reloads ([`Node::handle_config`]).
+    applied: reload::Applied,
 }
 
 impl std::fmt::Debug for Node {
@@ -358,13 +362,14 @@ impl Node {
             counters: ClientCounters::default(),
             drift_saved: None,
             clock_error: None,
+            applied: reload::Applied::new(&config),
             rng,
         };
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
         for source in config.sources {
             // Refusals are reported as events.
-            let _ = node.add(now, source);
+            let _ = node.add_from_files(now, source);
         }
         node.process(now);
         node
