@@ -330,5 +330,6 @@ fn status(node: &Node, info: &DaemonInfo, now: Instant) -> StatusInfo {
         system_jitter: s.system_jitter,
         history_totals: s.history_totals.into_iter().collect(),
         clock_error: s.clock_error.map(|(_, e)| e),
+        synchronized: node.synchronized(),
     }
 }
