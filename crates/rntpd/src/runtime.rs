@@ -173,6 +173,8 @@ pub async fn run(settings: Settings) -> Result<(), Fatal> {
             status: String::new(),
             reload_tx,
             reloading: false,
+            again: false,
+            waiting: Vec::new(),
         },
     };
     driver.service.ready(&driver.shared, clock);
@@ -202,8 +204,9 @@ fn node_config(
     node
 }
 
-/// A reload read off the loop, with the control client waiting for its answer (none for HUP).
-type ReloadDone = (LoadedConfig, Option<oneshot::Sender<Reply>>);
+/// A reload read off the loop (`Err`: the reader failed), with the control clients waiting
+/// for its answer (none for SIGHUP).
+type ReloadDone = (Result<LoadedConfig, String>, Vec<oneshot::Sender<Reply>>);
 
 /// The service side of the driver: configuration reloads, systemd notification, logs.
 struct Service {
@@ -220,8 +223,12 @@ struct Service {
     /// The last `STATUS=` sent.
     status: String,
     reload_tx: mpsc::UnboundedSender<ReloadDone>,
-    /// A reload is being read (another request waits for it: one at a time).
+    /// A reload is being read.
     reloading: bool,
+    /// Reload requests made during that read: one more read follows it.
+    again: bool,
+    /// The control clients among them, answered by that next read.
+    waiting: Vec<oneshot::Sender<Reply>>,
 }
 
 impl Service {
@@ -255,12 +262,15 @@ impl Service {
     }
 
     /// Reads the configuration again, off the loop; the result comes back as a [`ReloadDone`].
+    /// One read at a time, so reloads apply in order: a request during a read is answered by
+    /// one more read after it (which sees the file as it is then).
     fn start_reload(&mut self, reply: Option<oneshot::Sender<Reply>>) {
+        self.waiting.extend(reply);
         if self.reloading {
-            // The reload under way reads the file as it is now; this request is answered by a
-            // second read after it.
-            tracing::info!("reload requested while one is being read; reading again after it");
+            self.again = true;
+            return;
         }
+        let replies = std::mem::take(&mut self.waiting);
         self.reloading = true;
         if let Some(n) = &self.notifier {
             n.send(&crate::service::reloading_message());
@@ -272,18 +282,7 @@ impl Service {
                 crate::service::load_config(explicit.as_deref())
             })
             .await;
-            match read {
-                Ok(loaded) => {
-                    let _ = done.send((loaded, reply));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "configuration reader failed; nothing reloaded");
-                    if let Some(reply) = reply {
-                        let message = format!("configuration reader failed: {e}");
-                        let _ = reply.send(Reply::Error { code: ErrorCode::BadRequest, message });
-                    }
-                }
-            }
+            let _ = done.send((read.map_err(|e| e.to_string()), replies));
         });
     }
 }
@@ -339,10 +338,24 @@ impl Driver {
                         self.shared.with(|n| crate::report::answer(n, &clock, info, command));
                     let _ = reply.send(answer);
                 }
-                Some((loaded, reply)) = reload_rx.recv() => {
-                    let answer = self.finish_reload(loaded);
-                    if let Some(reply) = reply {
-                        let _ = reply.send(answer);
+                Some((read, replies)) = reload_rx.recv() => {
+                    let answer = match read {
+                        Ok(loaded) => self.finish_reload(loaded),
+                        Err(e) => {
+                            self.service.reloading = false;
+                            if let Some(n) = &self.service.notifier {
+                                n.send("READY=1");
+                            }
+                            tracing::error!("configuration reader failed ({e}); nothing reloaded");
+                            let message = format!("configuration reader failed: {e}");
+                            Reply::Error { code: ErrorCode::BadRequest, message }
+                        }
+                    };
+                    for reply in replies {
+                        let _ = reply.send(answer.clone());
+                    }
+                    if std::mem::take(&mut self.service.again) {
+                        self.service.start_reload(None);
                     }
                 }
                 _ = signals.hup.recv() => {

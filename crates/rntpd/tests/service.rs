@@ -334,6 +334,31 @@ fn rntpctl_reload_keeps_runtime_sources_and_reports_what_needs_a_restart() {
 }
 
 #[test]
+fn concurrent_reloads_all_get_answers_and_the_last_file_wins() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let rntpd = Rntpd::start(&dir, &server_line(&net, 1));
+    let conf = rntpd.dir().join("ntp.conf");
+    let replies = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..6).map(|_| s.spawn(|| rntpd.ctl(&["reload", "--json"]))).collect();
+        for h in 2..5 {
+            fs::write(&conf, (1..=h).map(|i| server_line(&net, i)).collect::<String>()).unwrap();
+            kill(rntpd.pid(), "HUP");
+        }
+        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    for out in &replies {
+        assert!(out.status.success(), "{}", text(out));
+    }
+    // Whatever the interleaving, the file as it is last is what runs once the reloads settle.
+    let out = rntpd.ctl_ok(&["reload", "--json"]);
+    let info: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(info["unchanged"], 4, "{info}\n{}", rntpd.logs());
+    assert_eq!(rntpd.peers_json().len(), 4);
+}
+
+#[test]
 fn term_saves_the_drift_file_and_removes_the_socket() {
     if Command::new("unshare")
         .arg("-U")
