@@ -3,8 +3,9 @@
 //!
 //! The sequence, run once by the daemon after its sockets are bound:
 //! 1. `prctl(PR_SET_KEEPCAPS, 1)`, so the permitted capabilities survive the uid change;
-//! 2. `setgroups(0, NULL)`, `setgid(gid)`, `setuid(uid)` (glibc applies each to every thread of
-//!    the process);
+//! 2. `setgroups(0, NULL)` (where refused with nothing to drop, as in a user namespace with
+//!    setgroups denied, skipped), `setgid(gid)`, `setuid(uid)` (glibc applies each to every
+//!    thread of the process);
 //! 3. `capset`: effective = permitted = the capabilities asked for, inheritable = none (which
 //!    also empties the ambient set), so the process can never regain any other;
 //! 4. `prctl(PR_SET_KEEPCAPS, 0)`, then checks: the ids are the user's and `setuid(0)` fails.
@@ -154,8 +155,7 @@ pub fn drop_privileges(user: &User, keep: &[Capability]) -> Result<(), Privilege
         }
     }
     set_keepcaps(true)?;
-    // SAFETY: setgroups with a count of 0 reads no memory (the pointer may be null).
-    check("setgroups(0)", unsafe { libc::setgroups(0, std::ptr::null()) })?;
+    drop_supplementary_groups(user.gid)?;
     // SAFETY: setgid/setuid take plain integers and touch no memory of ours.
     check(&format!("setgid({})", user.gid), unsafe { libc::setgid(user.gid) })?;
     // SAFETY: as above.
@@ -180,6 +180,38 @@ pub fn drop_privileges(user: &User, keep: &[Capability]) -> Result<(), Privilege
 pub fn getuid() -> u32 {
     // SAFETY: getuid takes no arguments and always succeeds.
     unsafe { libc::getuid() }
+}
+
+/// `setgroups(0, NULL)`. Where that is refused although there is nothing to drop (a user
+/// namespace with `/proc/self/setgroups` set to `deny`, whose only group is the target one),
+/// there is nothing to do.
+fn drop_supplementary_groups(gid: u32) -> Result<(), PrivilegeError> {
+    // SAFETY: setgroups with a count of 0 reads no memory (the pointer may be null).
+    let rc = unsafe { libc::setgroups(0, std::ptr::null()) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let refused = io::Error::last_os_error();
+    if refused.raw_os_error() == Some(libc::EPERM)
+        && supplementary_groups()?.iter().all(|g| *g == gid)
+    {
+        return Ok(());
+    }
+    Err(PrivilegeError::Call { call: "setgroups(0)".into(), source: refused })
+}
+
+/// The supplementary groups of the calling thread (`getgroups(2)`).
+fn supplementary_groups() -> Result<Vec<libc::gid_t>, PrivilegeError> {
+    // SAFETY: a size of 0 asks only for the count; the pointer is not written.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let call_failed =
+        || PrivilegeError::Call { call: "getgroups".into(), source: io::Error::last_os_error() };
+    let len = usize::try_from(n).map_err(|_| call_failed())?;
+    let mut groups = vec![0 as libc::gid_t; len];
+    // SAFETY: `groups` has room for `n` entries, and getgroups writes at most that many.
+    let got = unsafe { libc::getgroups(n, groups.as_mut_ptr()) };
+    groups.truncate(usize::try_from(got).map_err(|_| call_failed())?);
+    Ok(groups)
 }
 
 fn set_keepcaps(on: bool) -> Result<(), PrivilegeError> {

@@ -143,19 +143,18 @@ fn hup_with_an_edited_file_adds_and_removes_sources_and_keeps_unchanged_ones() {
     let _up = upstream(&dir, &net, &[1, 2, 3]);
     // systemd's side of sd_notify: a datagram socket the daemon is told about.
     let notify_path = dir.path().join("notify");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(SOON)).unwrap();
+    let notes = Notes::listen(UnixDatagram::bind(&notify_path).unwrap());
     let config = format!("{}{}", server_line(&net, 1), server_line(&net, 2));
     let c = Custom::start(
         &dir,
         &config,
         &[],
         &["--observe"],
-        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap()), ("WATCHDOG_USEC", "400000")],
     );
-    let mut notes = Notes { socket: notify, seen: Vec::new() };
     notes.until("READY=1", |m| m.starts_with("READY=1\nSTATUS="));
-    assert!(notes.seen[0].starts_with("READY=1\nSTATUS="), "the first message: {:?}", notes.seen);
+    let first = notes.first().unwrap_or_default();
+    assert!(first.starts_with("READY=1\nSTATUS="), "the first message: {first:?}");
 
     let (a, b, new) = (net.addr(1).to_string(), net.addr(2).to_string(), net.addr(3).to_string());
     let rntpd = support::wait_until("both servers fully reachable (reach 377)", SOON, || {
@@ -204,26 +203,53 @@ fn hup_with_an_edited_file_adds_and_removes_sources_and_keeps_unchanged_ones() {
     notes.until("RELOADING=1", |m| m.starts_with("RELOADING=1\nMONOTONIC_USEC="));
     notes.until("READY=1 after the reload", |m| m == "READY=1");
     notes.until("STATUS=Synchronized", |m| m.contains("STATUS=Synchronized to "));
+    notes.until("WATCHDOG=1 (every 0.2 s)", |m| m == "WATCHDOG=1");
     assert_eq!(c.daemon.stop(support::STOP_GRACE).code(), Some(0), "{}", c.daemon.logs());
     assert!(!c.socket.exists(), "control socket removed at exit");
 }
 
-/// What rntpd told "systemd", in order.
+/// What rntpd told "systemd", in order: a thread reads the socket all the time, as systemd
+/// does (an unread socket fills up and rntpd drops what does not fit).
 struct Notes {
-    socket: UnixDatagram,
-    seen: Vec<String>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Notes {
-    /// Reads notifications until one (seen before or now) satisfies `check`.
-    fn until(&mut self, what: &str, check: impl Fn(&str) -> bool) {
-        let mut buf = [0u8; 4096];
-        while !self.seen.iter().any(|m| check(m)) {
-            match self.socket.recv(&mut buf) {
-                Ok(n) => self.seen.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-                Err(e) => panic!("waiting for {what}: {e}; received {:?}", self.seen),
+    fn listen(socket: UnixDatagram) -> Notes {
+        use std::sync::atomic::Ordering;
+        let notes = Notes { seen: Default::default(), stop: Default::default() };
+        let (seen, stop) = (notes.seen.clone(), notes.stop.clone());
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    seen.lock().unwrap().push(m);
+                }
             }
-        }
+        });
+        notes
+    }
+
+    /// Waits until a notification (received before or now) satisfies `check`.
+    fn until(&self, what: &str, check: impl Fn(&str) -> bool) {
+        wait_until(what, SOON, || {
+            let seen = self.seen.lock().unwrap();
+            seen.iter().any(|m| check(m)).then_some(()).ok_or_else(|| format!("{seen:?}"))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn first(&self) -> Option<String> {
+        self.seen.lock().unwrap().first().cloned()
+    }
+}
+
+impl Drop for Notes {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -400,6 +426,42 @@ fn term_saves_the_drift_file_and_removes_the_socket() {
     assert!(!c.socket.exists(), "control socket left behind");
     // And the kernel refused every write, as it must here.
     assert!(c.log_text().contains("cannot adjust the system clock"), "{}", c.log_text());
+}
+
+#[test]
+fn control_mode_switch_keeps_cap_sys_time_only_and_sigint_stops_cleanly() {
+    if Command::new("unshare")
+        .arg("-U")
+        .arg("-r")
+        .arg("true")
+        .status()
+        .map_or(true, |s| !s.success())
+        && skip("`unshare -U -r` (user namespaces) is not available")
+    {
+        return;
+    }
+    let dir = TestDir::new();
+    // In the namespace only root is mapped, so root is the user to switch to; what is checked
+    // is the capability set after the switch (control mode keeps CAP_SYS_TIME, bit 25).
+    let c = Custom::start(&dir, "", &["/usr/bin/unshare", "-U", "-r"], &["-u", "root"], &[]);
+    let proc_status = fs::read_to_string(format!("/proc/{}/status", c.daemon.pid())).unwrap();
+    let field = |name: &str| {
+        proc_status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or("").trim().to_string()
+    };
+    assert_eq!(field("CapEff:"), "0000000002000000", "{proc_status}\n{}", c.log_text());
+    assert_eq!(field("CapPrm:"), "0000000002000000", "{proc_status}");
+    assert_eq!(field("CapInh:"), "0000000000000000", "{proc_status}");
+    assert!(c.log_text().contains("keeping CAP_SYS_TIME only"), "{}", c.log_text());
+    let status = c.ctl(&["status", "--json"]);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["mode"], "control", "{status}");
+    c.daemon.signal("INT");
+    let exit =
+        wait_until("rntpd to exit on SIGINT", SOON, || c.daemon.exited().ok_or(String::new()))
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.daemon.logs()));
+    assert_eq!(exit.code(), Some(0), "{}", c.daemon.logs());
+    assert!(!c.socket.exists(), "control socket left behind");
+    assert!(c.log_text().contains("SIGINT received"));
 }
 
 #[test]

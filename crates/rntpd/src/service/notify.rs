@@ -39,7 +39,10 @@ impl Notifier {
                 return None;
             }
         };
-        let socket = match UnixDatagram::unbound() {
+        // Non-blocking: a manager that does not read (a full socket buffer) must never stall the
+        // event loop; such a notification is dropped.
+        let socket = match UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s))
+        {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open a socket to notify systemd");
@@ -135,12 +138,14 @@ mod tests {
     }
 
     #[test]
-    fn sends_a_datagram() {
+    fn sends_a_datagram_and_never_blocks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let server = UnixDatagram::bind(&path).unwrap();
+        let socket = UnixDatagram::unbound().unwrap();
+        socket.set_nonblocking(true).unwrap();
         let n = Notifier {
-            socket: Rc::new(UnixDatagram::unbound().unwrap()),
+            socket: Rc::new(socket),
             addr: Rc::new(SocketAddr::from_pathname(&path).unwrap()),
             watchdog: None,
         };
@@ -148,5 +153,11 @@ mod tests {
         let mut buf = [0u8; 64];
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"READY=1\nSTATUS=test");
+        // Nobody reads: the socket fills up and further sends are dropped, not waited for.
+        let start = std::time::Instant::now();
+        for _ in 0..10_000 {
+            n.send("WATCHDOG=1");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "a send blocked");
     }
 }
