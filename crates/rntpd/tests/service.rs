@@ -611,6 +611,70 @@ fn logfile_is_reopened_on_hup_and_journal_lines_carry_priorities() {
 }
 
 #[test]
+fn a_stalled_log_output_never_stalls_the_daemon_and_drops_are_counted() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let hosts: Vec<u8> = (1..=10).collect();
+    let _up = upstream(&dir, &net, &hosts);
+    let d = dir.sub("stalled");
+    let config: String = hosts.iter().map(|h| server_line(&net, *h)).collect();
+    fs::write(d.join("ntp.conf"), config).unwrap();
+    let socket = d.join("rntpd.sock");
+    // Standard error is a pipe nobody reads until the end: once its 64 KiB are full, every
+    // write blocks.
+    let mut child = nocap(env!("CARGO_BIN_EXE_rntpd"))
+        .arg("-c")
+        .arg(d.join("ntp.conf"))
+        .args(["--observe", "--log-level", "debug", "--control-socket"])
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    wait_until("the control socket", Duration::from_secs(10), || {
+        std::os::unix::net::UnixStream::connect(&socket).map(drop).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    // More lines than the pipe and the queue (4096 lines) hold: each control connection closed
+    // before its request is one debug line.
+    for _ in 0..6_000 {
+        drop(std::os::unix::net::UnixStream::connect(&socket));
+    }
+    let blocked =
+        wait_until("the log writer blocked on the full pipe", Duration::from_secs(60), || {
+            let tasks = fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+            let writer_blocked = tasks.flatten().any(|t| {
+                let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let wchan = fs::read_to_string(t.path().join("wchan")).unwrap_or_default();
+                comm.trim() == "rntpd-log" && wchan.contains("pipe_write")
+            });
+            writer_blocked.then_some(()).ok_or_else(|| "not yet".to_string())
+        });
+    let ctl = |args: &[&str]| {
+        support::run(Command::new(rntpctl_path()).arg("-s").arg(&socket).args(args))
+    };
+    if let Err(e) = blocked {
+        let _ = child.kill();
+        panic!("{e}");
+    }
+    // The event loop goes on: control requests are answered and samples keep coming in.
+    let fresh = wait_until("samples after the log stalled", Duration::from_secs(10), || {
+        let out = ctl(&["peers", "--json"]);
+        let peers: Vec<Value> = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let recent = peers.iter().filter(|p| p["when"].as_f64().is_some_and(|w| w < 1.0)).count();
+        (recent == hosts.len()).then_some(()).ok_or_else(|| format!("{recent} recent"))
+    });
+    kill(pid, "TERM");
+    let out = child.wait_with_output().unwrap();
+    fresh.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("log lines dropped: the log output could not keep up"), "{log}");
+}
+
+#[test]
 fn help_lists_every_option() {
     let run = |bin: &Path, args: &[&str]| text(&support::run(Command::new(bin).args(args)));
     let rntpd = run(Path::new(env!("CARGO_BIN_EXE_rntpd")), &["--help"]);
