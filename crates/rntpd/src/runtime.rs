@@ -24,14 +24,14 @@ use rntp_control::{ErrorCode, Reply};
 use rntp_proto::assoc::TIMER_SLACK;
 use rntp_proto::node::{ClockMode, ClockRequest, Local, Node, NodeEvent};
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::clock::{Clock, DaemonRng};
 use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
 use crate::net::ClientSockets;
 use crate::report::DaemonInfo;
-use crate::service::{ConfigOrigin, LoadedConfig, Logging, Notifier};
+use crate::service::{ConfigOrigin, LoadedConfig, Logging, Notifier, ReloadDone, Service};
 use crate::shared::Shared;
 
 /// What `main` hands to the runtime.
@@ -202,89 +202,6 @@ fn node_config(
     node.precision_log2 = precision_log2;
     node.drift_file = driftfile.is_some();
     node
-}
-
-/// A reload read off the loop (`Err`: the reader failed), with the control clients waiting
-/// for its answer (none for SIGHUP).
-type ReloadDone = (Result<LoadedConfig, String>, Vec<oneshot::Sender<Reply>>);
-
-/// The service side of the driver: configuration reloads, systemd notification, logs.
-struct Service {
-    /// `-c FILE`, if given.
-    explicit_config: Option<PathBuf>,
-    /// Where the running configuration came from.
-    origin: ConfigOrigin,
-    mode: ClockMode,
-    precision_log2: i8,
-    /// The configuration in force (what a reload is compared with).
-    config: Config,
-    logging: Logging,
-    notifier: Option<Notifier>,
-    /// The last `STATUS=` sent.
-    status: String,
-    reload_tx: mpsc::UnboundedSender<ReloadDone>,
-    /// A reload is being read.
-    reloading: bool,
-    /// Reload requests made during that read: one more read follows it.
-    again: bool,
-    /// The control clients among them, answered by that next read.
-    waiting: Vec<oneshot::Sender<Reply>>,
-}
-
-impl Service {
-    /// `READY=1` with the first status, and the watchdog task if systemd wants one.
-    fn ready(&mut self, shared: &Shared, clock: Clock) {
-        let Some(n) = &self.notifier else { return };
-        self.status = shared.with(|node| crate::service::status_line(node, clock.now()));
-        n.send(&format!("READY=1\nSTATUS={}", self.status));
-        if let Some(every) = n.watchdog() {
-            let n = n.clone();
-            tokio::task::spawn_local(async move {
-                // A task on the same loop: if the loop is stuck, no ping goes out and systemd
-                // restarts rntpd.
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    n.send("WATCHDOG=1");
-                }
-            });
-        }
-    }
-
-    /// `STATUS=` when the synchronization state changed.
-    fn update_status(&mut self, shared: &Shared, clock: Clock) {
-        let Some(n) = &self.notifier else { return };
-        let status = shared.with(|node| crate::service::status_line(node, clock.now()));
-        if status != self.status {
-            n.send(&format!("STATUS={status}"));
-            self.status = status;
-        }
-    }
-
-    /// Reads the configuration again, off the loop; the result comes back as a [`ReloadDone`].
-    /// One read at a time, so reloads apply in order: a request during a read is answered by
-    /// one more read after it (which sees the file as it is then).
-    fn start_reload(&mut self, reply: Option<oneshot::Sender<Reply>>) {
-        self.waiting.extend(reply);
-        if self.reloading {
-            self.again = true;
-            return;
-        }
-        let replies = std::mem::take(&mut self.waiting);
-        self.reloading = true;
-        if let Some(n) = &self.notifier {
-            n.send(&crate::service::reloading_message());
-        }
-        let explicit = self.explicit_config.clone();
-        let done = self.reload_tx.clone();
-        tokio::task::spawn_local(async move {
-            let read = tokio::task::spawn_blocking(move || {
-                crate::service::load_config(explicit.as_deref())
-            })
-            .await;
-            let _ = done.send((read.map_err(|e| e.to_string()), replies));
-        });
-    }
 }
 
 /// The main loop's state: the node and the I/O it asks for.

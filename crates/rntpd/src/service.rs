@@ -7,6 +7,8 @@
 //!   `logfile`, through a bounded queue and a writer thread.
 //! * [`Notifier`] (module `notify`): sd_notify's datagrams (`READY=1`, `STATUS=`, `RELOADING=1`,
 //!   `STOPPING=1`, `WATCHDOG=1`) and [`status_line`], the `STATUS=` text.
+//! * [`Service`]: the driver's service state: configuration reloads read off the event loop,
+//!   one at a time ([`Service::start_reload`]), and the notifications.
 //! * [`drop_root`]: `-u USER` after the sockets are bound: hand the files rntpd must still
 //!   write to the user, then switch to it keeping only CAP_SYS_TIME (control mode) or nothing.
 
@@ -16,10 +18,15 @@ mod notify;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rntp_config::{ConfigErrors, Loaded};
+use rntp_config::{Config, ConfigErrors, Loaded};
+use rntp_control::Reply;
 use rntp_proto::node::{ClockMode, Node};
 use rntp_proto::time::Instant;
 use rntp_sys::{Capability, User};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::shared::Shared;
 
 pub use logging::Logging;
 pub use notify::{reloading_message, Notifier};
@@ -122,6 +129,91 @@ pub fn status_line(node: &Node, now: Instant) -> String {
         }
         _ if assocs.is_empty() => format!("Not synchronized: no server in use yet{observe}"),
         _ => format!("Not synchronized: {servers}{observe}"),
+    }
+}
+
+/// A reload read off the loop (`Err`: the reader failed), with the control clients waiting
+/// for its answer (none for SIGHUP).
+pub type ReloadDone = (Result<LoadedConfig, String>, Vec<oneshot::Sender<Reply>>);
+
+/// The service side of the driver: configuration reloads, systemd notification, logs.
+pub struct Service {
+    /// `-c FILE`, if given.
+    pub explicit_config: Option<PathBuf>,
+    /// Where the running configuration came from.
+    pub origin: ConfigOrigin,
+    /// Observe or control (fixed at start).
+    pub mode: ClockMode,
+    /// The clock's precision (fixed at start).
+    pub precision_log2: i8,
+    /// The configuration in force (what a reload is compared with).
+    pub config: Config,
+    /// The log.
+    pub logging: Logging,
+    /// systemd's notification socket, if any.
+    pub notifier: Option<Notifier>,
+    /// The last `STATUS=` sent.
+    pub status: String,
+    /// Where finished reads go (the driver's loop).
+    pub reload_tx: mpsc::UnboundedSender<ReloadDone>,
+    /// A reload is being read.
+    pub reloading: bool,
+    /// Reload requests made during that read: one more read follows it.
+    pub again: bool,
+    /// The control clients among them, answered by that next read.
+    pub waiting: Vec<oneshot::Sender<Reply>>,
+}
+
+impl Service {
+    /// `READY=1` with the first status, and the watchdog task if systemd wants one.
+    pub fn ready(&mut self, shared: &Shared, clock: Clock) {
+        let Some(n) = &self.notifier else { return };
+        self.status = shared.with(|node| status_line(node, clock.now()));
+        n.send(&format!("READY=1\nSTATUS={}", self.status));
+        if let Some(every) = n.watchdog() {
+            let n = n.clone();
+            tokio::task::spawn_local(async move {
+                // A task on the same loop: if the loop is stuck, no ping goes out and systemd
+                // restarts rntpd.
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    n.send("WATCHDOG=1");
+                }
+            });
+        }
+    }
+
+    /// `STATUS=` when the synchronization state changed.
+    pub fn update_status(&mut self, shared: &Shared, clock: Clock) {
+        let Some(n) = &self.notifier else { return };
+        let status = shared.with(|node| status_line(node, clock.now()));
+        if status != self.status {
+            n.send(&format!("STATUS={status}"));
+            self.status = status;
+        }
+    }
+
+    /// Reads the configuration again, off the loop; the result comes back as a [`ReloadDone`].
+    /// One read at a time, so reloads apply in order: a request during a read is answered by
+    /// one more read after it (which sees the file as it is then).
+    pub fn start_reload(&mut self, reply: Option<oneshot::Sender<Reply>>) {
+        self.waiting.extend(reply);
+        if self.reloading {
+            self.again = true;
+            return;
+        }
+        let replies = std::mem::take(&mut self.waiting);
+        self.reloading = true;
+        if let Some(n) = &self.notifier {
+            n.send(&reloading_message());
+        }
+        let explicit = self.explicit_config.clone();
+        let done = self.reload_tx.clone();
+        tokio::task::spawn_local(async move {
+            let read = tokio::task::spawn_blocking(move || load_config(explicit.as_deref())).await;
+            let _ = done.send((read.map_err(|e| e.to_string()), replies));
+        });
     }
 }
 
