@@ -9,7 +9,7 @@
 //!   something to say); one that cannot be listed is an error;
 //! * a file may hold only `server`, `pool` and `peer` lines (and comments); anything else,
 //!   `includefile` included, is an error at its `FILE:LINE:COL`;
-//! * at most [`MAX_SOURCE_FILES`](crate::MAX_SOURCE_FILES) files, of at most
+//! * at most [`MAX_SOURCE_FILES`] files, of at most
 //!   [`MAX_CONFIG_BYTES`] bytes all together, regular files only (as every configuration file).
 //!
 //! Listing and reading go through callbacks, so the rules are tested without a file system.
