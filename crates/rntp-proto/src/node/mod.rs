@@ -39,6 +39,7 @@
 
 mod config;
 mod mode6;
+mod reload;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -51,6 +52,7 @@ use std::net::{IpAddr, SocketAddr};
 pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
 pub use mode6::ControlCounters;
+pub use reload::{ReloadReport, SourceChange};
 pub use stats::{resolve_error_label, SourceTotals, StatsRecord};
 pub use view::{
     ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
@@ -299,6 +301,8 @@ pub struct Node {
     control: mode6::Control,
     /// Statistics records and per-source totals.
     monitor: stats::Monitor,
+    /// The configuration in force, for reloads ([`Node::handle_config`]).
+    applied: reload::Applied,
 }
 
 impl std::fmt::Debug for Node {
@@ -370,13 +374,14 @@ impl Node {
             clock_error: None,
             control: mode6::Control::default(),
             monitor: stats::Monitor::default(),
+            applied: reload::Applied::new(&config),
             rng,
         };
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
         for source in config.sources {
             // Refusals are reported as events.
-            let _ = node.add(now, source);
+            let _ = node.add_from_files(now, source);
         }
         node.process(now);
         node
