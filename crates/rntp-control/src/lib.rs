@@ -674,7 +674,7 @@ mod tests {
     #[test]
     fn reload_roundtrip() {
         let frame = encode_frame(&Request::new(Command::Reload)).unwrap();
-        assert_eq!(&frame[4..], br#"{"version":1,"command":"reload"}"#);
+        assert_eq!(&frame[4..], br#"{"version":2,"command":"reload"}"#);
         assert!(Command::Reload.is_mutating());
         let info = ReloadInfo {
             added: vec!["192.0.2.1".into()],
