@@ -62,7 +62,7 @@ pub use view::{
 use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
 use crate::discipline::{ClockAction, DisciplineState};
 use crate::rng::RngSource;
-use crate::server::{finish_reply, Responder, ServerAction, SystemState};
+use crate::server::{finish_reply, IgnoreReason, ReplyKind, Responder, ServerAction, SystemState};
 use crate::source::{
     AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
     SourceManager, Target,
@@ -456,6 +456,18 @@ impl Node {
         }
         let rx = self.served_time(now, rx);
         self.responder.respond(now, rx, canonical(client), request, &self.system, out)
+    }
+
+    /// A request the driver dropped unread (from port 0, or longer than its buffer): counted
+    /// with the server's requests under `reason`.
+    pub fn count_unread_request(&mut self, reason: IgnoreReason) {
+        self.responder.count_unread(reason);
+    }
+
+    /// A reply from [`Node::respond`] that the driver could not send: counted as
+    /// `send_failed`, not as sent.
+    pub fn reply_not_sent(&mut self, kind: ReplyKind) {
+        self.responder.count_send_failed(kind);
     }
 
     /// Writes the transmit timestamp into a reply from [`Node::respond`]; `wall` is the wall
