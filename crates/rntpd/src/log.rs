@@ -152,6 +152,10 @@ fn log_event(event: &NodeEvent) {
             "offset beyond the panic threshold (`tinker panic`, default 1000 s): the clock is left alone; check the servers, or set the time by hand once"
         ),
         NodeEvent::AssocClosed(_) => {}
+        NodeEvent::OwnRequest { assoc, remote, seen_from } => tracing::warn!(
+            id = assoc.0, %remote, %seen_from,
+            "timing loop: this association's requests reach rntpd's own server, so it would take time from itself; stopped, and {remote} is never polled again"
+        ),
     }
 }
 
@@ -199,6 +203,10 @@ fn source(name: &str, event: &SourceEvent) {
         ),
         SourceEvent::NoFreeAddress { .. } => tracing::warn!(
             "{name}: every address in the answer is already polled or blocked; will ask again later"
+        ),
+        SourceEvent::OwnAddressSkipped { remote, .. } => tracing::warn!(
+            %remote,
+            "{name}: the answer lists this rntpd's own server address; it is never polled (it would be a timing loop)"
         ),
     }
 }

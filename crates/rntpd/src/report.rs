@@ -269,6 +269,7 @@ fn verdict_name(v: Verdict) -> String {
                 Unusable::Unsynchronized => "server unsynchronized",
                 Unusable::Distance => "root distance too large",
                 Unusable::Loop => "timing loop (server is synchronized to us)",
+                Unusable::OrphanStratum => "another orphan (stratum at or below ours)",
                 Unusable::Invalid => "invalid measurement",
                 _ => "other",
             }

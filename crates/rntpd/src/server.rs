@@ -110,6 +110,11 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
                 }
             }
         });
+        // A request of our own (a timing loop) stops an association: the main loop must close
+        // its socket and log it.
+        if shared.with(|n| n.needs_drain()) {
+            shared.wake();
+        }
         // Let the associations' timers run between bursts under a flood.
         tokio::task::yield_now().await;
     }

@@ -133,6 +133,9 @@ impl Stats {
                 format!("moved {name} from={} to={}", from.ip(), to.ip())
             }
             SourceEvent::NoFreeAddress { .. } => format!("no_free_address {name}"),
+            SourceEvent::OwnAddressSkipped { remote, .. } => {
+                format!("skipped {name} address={} reason=own-address", remote.ip())
+            }
         };
         self.send(StatsKind::Sourcestats, unix, text);
     }

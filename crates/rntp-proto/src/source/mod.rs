@@ -47,7 +47,7 @@
 //!   keeps reporting itself unsynchronized, on a falseticker verdict, or at once on
 //!   Kiss-o'-Death DENY/RSTR (the address is then blocked for [`KOD_BLOCK_SECS`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -274,6 +274,9 @@ pub enum AddError {
     /// The address is already used by another source's association.
     #[error("{0} is already polled by another source")]
     AddressInUse(SocketAddr),
+    /// The address is one of this rntpd's own server sockets: it would poll itself.
+    #[error("{0} is this rntpd's own server address (`interface listen`): it would poll itself")]
+    OwnAddress(SocketAddr),
 }
 
 /// What the driver must do.
@@ -429,6 +432,14 @@ pub enum SourceEvent {
         /// Name.
         name: String,
     },
+    /// An answer listed one of this rntpd's own server addresses; it is never polled (reported
+    /// once per address).
+    OwnAddressSkipped {
+        /// Source.
+        source: SourceId,
+        /// The address.
+        remote: SocketAddr,
+    },
 }
 
 /// One resolution attempt's outcome, kept for display.
@@ -580,6 +591,10 @@ pub struct SourceManager {
     members: BTreeMap<AssocId, Member>,
     /// Addresses not to use until the given time (KoD DENY/RSTR).
     blocked: BTreeMap<SocketAddr, Instant>,
+    /// This rntpd's own server addresses: never polled (a timing loop).
+    own: BTreeSet<SocketAddr>,
+    /// Own addresses already reported as skipped.
+    own_reported: BTreeSet<SocketAddr>,
     next_source: u32,
     next_assoc: u32,
     actions: VecDeque<SourceAction>,
@@ -596,11 +611,19 @@ impl SourceManager {
             sources: BTreeMap::new(),
             members: BTreeMap::new(),
             blocked: BTreeMap::new(),
+            own: BTreeSet::new(),
+            own_reported: BTreeSet::new(),
             next_source: 1,
             next_assoc: 1,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// This rntpd's own server addresses (`interface listen`, and any address a loop was
+    /// detected on): never mobilized, skipped in answers with an [`SourceEvent::OwnAddressSkipped`].
+    pub fn add_own_addresses(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.own.extend(addrs);
     }
 
     /// Adds a source. Address literals mobilize at once; names are resolved first.
@@ -626,6 +649,9 @@ impl SourceManager {
         }
         if let Target::Addr(ip) = spec.target {
             let remote = SocketAddr::new(ip, spec.port);
+            if self.own.contains(&remote) {
+                return Err(AddError::OwnAddress(remote));
+            }
             if self.addr_in_use(remote) {
                 return Err(AddError::AddressInUse(remote));
             }
@@ -821,6 +847,15 @@ impl SourceManager {
                     ttl,
                     next_in: next_in.unwrap_or(f64::INFINITY),
                 });
+                let listed_own: Vec<SocketAddr> = self
+                    .sources
+                    .get(&id)
+                    .and_then(|s| s.dns.as_ref().map(|d| (d, s.spec.port)))
+                    .map(|(d, port)| d.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+                    .unwrap_or_default();
+                for remote in listed_own {
+                    self.note_own(id, remote);
+                }
                 if is_pool {
                     self.fill_pools(now, rng);
                 } else {
@@ -916,8 +951,14 @@ impl SourceManager {
             AssocEvent::Kod(_) => {}
             AssocEvent::Demobilized(reason) => {
                 let remote = member.remote;
-                if matches!(reason, DemobilizeReason::KodDeny | DemobilizeReason::KodRstr) {
+                if matches!(
+                    reason,
+                    DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop
+                ) {
                     self.blocked.insert(remote, now.add_secs_f64(KOD_BLOCK_SECS));
+                }
+                if *reason == DemobilizeReason::Loop {
+                    self.own.insert(remote);
                 }
                 if is_pool {
                     // The association stopped itself; retiring it also tells the driver to
@@ -1099,11 +1140,22 @@ impl SourceManager {
     /// Like [`Self::addr_free`], but `except`'s own address does not count as in use.
     fn addr_free_for(&self, now: Instant, remote: SocketAddr, except: Option<AssocId>) -> bool {
         let in_use = self.members.iter().any(|(a, m)| m.remote == remote && Some(*a) != except);
-        !in_use && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !in_use
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
     }
 
     fn addr_free(&self, now: Instant, remote: SocketAddr) -> bool {
-        !self.addr_in_use(remote) && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !self.addr_in_use(remote)
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+    }
+
+    /// Reports (once) that an answer of `source` listed this rntpd's own address `remote`.
+    fn note_own(&mut self, source: SourceId, remote: SocketAddr) {
+        if self.own.contains(&remote) && self.own_reported.insert(remote) {
+            self.events.push_back(SourceEvent::OwnAddressSkipped { source, remote });
+        }
     }
 
     fn mobilize(&mut self, source: SourceId, remote: SocketAddr, reason: MobilizeReason) {
@@ -1137,7 +1189,9 @@ impl SourceManager {
     fn retire(&mut self, now: Instant, assoc: AssocId, reason: DemobilizeReason) {
         let Some(m) = self.members.remove(&assoc) else { return };
         let avoid = match reason {
-            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr => KOD_BLOCK_SECS,
+            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop => {
+                KOD_BLOCK_SECS
+            }
             DemobilizeReason::Unreachable
             | DemobilizeReason::Unsynchronized
             | DemobilizeReason::Falseticker => BAD_MEMBER_AVOID_SECS,
