@@ -23,7 +23,7 @@ mod dns_stall;
 mod flood;
 mod load;
 mod mode6_flood;
-mod ntp;
+use rntp_testkit::ntp;
 mod procs;
 
 use clap::{Parser, Subcommand};

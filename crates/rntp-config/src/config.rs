@@ -45,6 +45,14 @@ pub struct Config {
     /// The Prometheus/OpenMetrics endpoint from `metrics` (rntpd extension);
     /// `None`: off.
     pub metrics: Option<MetricsConfig>,
+    /// Directories of `*.sources` files from `sourcedir` lines (rntpd
+    /// extension, as chrony's), in file order. [`crate::load_file`] reads
+    /// them and appends their sources to [`Config::sources`];
+    /// [`crate::parse_str`] only records them.
+    pub sourcedirs: Vec<SourceDirConfig>,
+    /// Where to log instead of standard error, from `logfile`; `None`
+    /// means standard error (the journal under systemd).
+    pub logfile: Option<PathBuf>,
     /// Symmetric keys: `keys`, `trustedkey`, `controlkey`, `requestkey`.
     pub auth: AuthConfig,
     /// `manycastserver` groups to answer solicitations on.
@@ -204,6 +212,17 @@ pub struct MetricsConfig {
 impl MetricsConfig {
     /// The TCP port when the line has no `port` option (ntpd-rs's exporter's port).
     pub const DEFAULT_PORT: u16 = 9975;
+}
+
+/// One `sourcedir DIR` line: a directory whose `*.sources` files hold
+/// `server`, `pool` and `peer` lines (rntpd extension, as chrony's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceDirConfig {
+    /// The directory; a relative path is taken relative to the directory of
+    /// the file with the `sourcedir` line (as `includefile`).
+    pub path: PathBuf,
+    /// Where the line was written.
+    pub origin: Origin,
 }
 
 /// Clock-discipline thresholds from `tinker step|panic|stepout` lines.

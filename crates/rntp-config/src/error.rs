@@ -699,6 +699,44 @@ pub enum DiagnosticKind {
         /// The operating system's explanation.
         reason: String,
     },
+
+    /// A line other than `server`, `pool` or `peer` in a `*.sources` file
+    /// of a `sourcedir`.
+    #[error(
+        "`{}` is not allowed in a *.sources file; expected only server, pool or peer lines \
+         (other directives belong in the main configuration file)",
+        esc(directive)
+    )]
+    NotInSourcesFile {
+        /// The directive found.
+        directive: String,
+    },
+
+    /// A `sourcedir` directory exists but could not be listed.
+    #[error("cannot read source directory: {reason}")]
+    SourceDirFailed {
+        /// The operating system's explanation.
+        reason: String,
+    },
+
+    /// The `sourcedir` directories hold more `*.sources` files than
+    /// [`crate::MAX_SOURCE_FILES`], all together.
+    #[error(
+        "more than {limit} *.sources files in the source directories together; rntpd reads at \
+         most {limit}"
+    )]
+    TooManySourceFiles {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// `logconfig`: ntpd's selection of message classes, which has no
+    /// equivalent in rntpd's severity-based log; the line is ignored.
+    #[error(
+        "`logconfig` is not supported: rntpd selects log messages by severity; use `rntpd \
+         --log-level LEVEL` (error, warn, info, debug or trace) instead; line ignored"
+    )]
+    LogconfigIgnored,
 }
 
 impl DiagnosticKind {
@@ -716,6 +754,7 @@ impl DiagnosticKind {
             | Self::DuplicateOption { .. }
             | Self::RepeatedDirective { .. }
             | Self::PeerAsServer
+            | Self::LogconfigIgnored
             | Self::MoreNotShown { .. } => Severity::Warning,
             _ => Severity::Error,
         }

@@ -31,7 +31,13 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "manycastserver",
     "manycastclient",
     "ttl",
+    "sourcedir",
+    "logfile",
+    "logconfig",
 ];
+
+/// Directives allowed in a `*.sources` file of a `sourcedir`.
+pub(crate) const SOURCES_FILE_DIRECTIVES: &[&str] = &["server", "pool", "peer"];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
 pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
@@ -54,8 +60,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "keysdir",
     "leapfile",
     "leapsmearinterval",
-    "logconfig",
-    "logfile",
     "mdnstries",
     "mru",
     "multicastclient",

@@ -165,6 +165,26 @@
 //!   `floor` (default 3600) nor less often than `ceiling` (default 86400).
 //!   1-604800; the floor may not exceed the ceiling.
 //!
+//! * `sourcedir DIR` — **rntpd extension**, as chrony's: read more
+//!   `server`, `pool` and `peer` lines from the files named `*.sources` in
+//!   `DIR` (in name order; hidden files are skipped), at start and on every
+//!   reload (`systemctl reload rntpd`, `rntpctl reload`). Meant for DHCP and
+//!   NetworkManager hooks: they write a file and ask for a reload, and the
+//!   sources stay across restarts for as long as the file does. A `*.sources`
+//!   file may hold nothing but source lines and comments; anything else is an
+//!   error at its `FILE:LINE:COL`. A `DIR` that does not exist counts as
+//!   empty; a relative `DIR` is relative to the directory of the file that
+//!   names it. Several lines accumulate. At most 256 files, regular files
+//!   only, within the 1 MiB of the configuration.
+//!
+//! * `logfile PATH` — log to `PATH` (appending) instead of standard error,
+//!   with a timestamp on each line. The file is reopened on every reload, so
+//!   logrotate's `postrotate` can send `SIGHUP`. Given twice, the last one
+//!   wins (with a warning).
+//!
+//! * `logconfig ...` — accepted with a warning and ignored: ntpd selects log
+//!   messages by class, rntpd by severity; use `rntpd --log-level LEVEL`.
+//!
 //! ## Serving time
 //!
 //! **rntpd serves time only on the addresses named by `interface listen`
@@ -354,7 +374,7 @@
 //! `broadcastdelay`, `calldelay`, `crypto`, `delrestrict`,
 //! `device`, `disable`, `dscp`, `enable`, `end`, `extra`,
 //! `fudge`, `ident`, `keysdir`, `leapfile`, `leapsmearinterval`,
-//! `logconfig`, `logfile`, `mdnstries`,
+//! `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
 //! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
@@ -388,6 +408,7 @@
 //! | directives ([`MAX_DIRECTIVES`]) | 10 000 lines that are not blank or comments, all files together | error; reading stops |
 //! | include depth ([`MAX_INCLUDE_DEPTH`]) | 10 levels below the top file | error at the deeper `includefile` |
 //! | includes ([`MAX_INCLUDES`]) | 256 `includefile` reads | error at the next `includefile` |
+//! | source files ([`MAX_SOURCE_FILES`]) | 256 `*.sources` files in the `sourcedir` directories together, at most 1 MiB together | error |
 //! | diagnostics ([`MAX_DIAGNOSTICS`]) | 100 errors and 100 warnings listed | the rest are counted in one final "N more diagnostics not shown" |
 //!
 //! Diagnostics do not copy their line: they share the file's text and show
@@ -407,6 +428,7 @@ pub mod node;
 mod raw;
 mod resolve;
 pub mod runtime;
+mod sourcedir;
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -416,11 +438,20 @@ use std::sync::Arc;
 pub use config::{
     AddressFamily, AuthConfig, Config, DiscardConfig, FileGenConfig, KeysFileConfig, ListenConfig,
     MakeStepConfig, ManycastServerConfig, MetricsConfig, Origin, ResolveConfig, RestrictConfig,
-    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions, StatsConfig,
-    StatsKind, TinkerConfig, TosConfig,
+    RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceDirConfig, SourceKind, SourceOptions,
+    StatsConfig, StatsKind, TinkerConfig, TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};
+pub use sourcedir::SOURCES_SUFFIX;
+
+/// The configuration rntpd reads when it is started without `-c FILE`, and
+/// the one the packaged service uses.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rntpd/ntp.conf";
+
+/// Most `*.sources` files read from the `sourcedir` directories, all
+/// together; more is an error.
+pub const MAX_SOURCE_FILES: usize = 256;
 
 /// Largest configuration read, in bytes: the top-level file and every
 /// included file together, an include counted each time it is read. Real
@@ -477,6 +508,10 @@ impl Loaded {
 /// non-blocking and checked again after opening, so a file swapped for a
 /// FIFO in between is refused too. The limits ([`MAX_CONFIG_BYTES`] and the
 /// others) apply.
+///
+/// Then the `*.sources` files of every `sourcedir` are read (see
+/// [`Config::sourcedirs`]) and their sources appended to
+/// [`Config::sources`], in directory order, then file-name order.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
     let text = match read_config_file(path) {
         Ok(text) => text,
@@ -490,7 +525,8 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             });
         }
     };
-    parse_str(path, &text, &mut |p| read_config_file(p))
+    let loaded = parse_str(path, &text, &mut |p| read_config_file(p))?;
+    sourcedir::read_all(loaded, &mut sourcedir::list_dir, &mut |p| read_config_file(p))
 }
 
 /// Reads one configuration file: a regular file of at most
@@ -595,11 +631,34 @@ fn special_file_kind(_: &Metadata) -> &'static str {
 /// by calling `include` with the resolved path (relative paths are joined to
 /// `file`'s directory); `file` itself is only used in messages and for that
 /// join. The limits ([`MAX_CONFIG_BYTES`] and the others) apply to `text`
-/// and to whatever `include` returns.
+/// and to whatever `include` returns. `sourcedir` lines are only recorded
+/// ([`Config::sourcedirs`]); [`load_file`] reads them.
 pub fn parse_str(
     file: &Path,
     text: &str,
     include: &mut dyn FnMut(&Path) -> io::Result<String>,
+) -> Result<Loaded, ConfigErrors> {
+    parse(file, text, include, false)
+}
+
+/// Parses `text` as a `*.sources` file of a `sourcedir` (see
+/// [`Config::sourcedirs`]): only `server`, `pool` and `peer` lines (and
+/// comments) are allowed; any other directive, `includefile` included, is an
+/// error. Pure, with the same limits as [`parse_str`].
+pub fn parse_sources_str(file: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
+    parse(
+        file,
+        text,
+        &mut |_: &Path| Err(io::Error::other("not allowed in a *.sources file")),
+        true,
+    )
+}
+
+fn parse(
+    file: &Path,
+    text: &str,
+    include: &mut dyn FnMut(&Path) -> io::Result<String>,
+    sources_only: bool,
 ) -> Result<Loaded, ConfigErrors> {
     let mut diags = error::Diags::new(file);
     if text.len() as u64 > MAX_CONFIG_BYTES {
@@ -617,19 +676,31 @@ pub fn parse_str(
         let (errors, warnings) = diags.into_sorted();
         return Err(ConfigErrors { errors, warnings });
     }
-    parse_with(file, text, include, resolve::Resolver::default())
+    // A `*.sources` file is checked like a run-time line: its `key N` is checked against the
+    // keys of the whole configuration by the daemon (and `rntpctl validate`).
+    let resolver =
+        if sources_only { resolve::Resolver::runtime() } else { resolve::Resolver::default() };
+    parse_with(file, text, include, resolver, sources_only)
 }
 
-/// [`parse_str`] with a given phase-2 resolver (a whole file, or one run-time line).
+/// [`parse_str`] with a given phase-2 resolver (a whole file, or one run-time line), and
+/// only source lines allowed when `sources_only`.
 fn parse_with(
     file: &Path,
     text: &str,
     include: &mut dyn FnMut(&Path) -> io::Result<String>,
     mut resolver: resolve::Resolver,
+    sources_only: bool,
 ) -> Result<Loaded, ConfigErrors> {
     let mut diags = error::Diags::new(file);
     raw::read(file, Arc::from(text), include, &mut diags, &mut |directive, diags| {
-        resolver.directive(directive, diags)
+        let keyword = directive.keyword.text.as_str();
+        if sources_only && !known::SOURCES_FILE_DIRECTIVES.contains(&keyword) {
+            let kind = DiagnosticKind::NotInSourcesFile { directive: keyword.to_string() };
+            diags.push(directive.line.at(&directive.keyword, kind));
+        } else {
+            resolver.directive(directive, diags);
+        }
     });
     let config = resolver.finish(&mut diags);
     let failed = diags.has_errors();

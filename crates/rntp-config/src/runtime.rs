@@ -37,7 +37,7 @@ pub fn parse_source_line(origin: &str, line: &str) -> Result<SourceConfig, Box<D
         )));
     }
     let no_includes = &mut |_: &Path| Err(std::io::Error::other("no includefile at run time"));
-    let loaded = crate::parse_with(file, line, no_includes, Resolver::runtime())
+    let loaded = crate::parse_with(file, line, no_includes, Resolver::runtime(), false)
         .map_err(|e| first_error(file, e))?;
     let mut sources = loaded.config.sources;
     match (sources.pop(), sources.is_empty()) {

@@ -107,6 +107,9 @@ pub enum Command {
         /// The name; `null` for all.
         name: Option<String>,
     },
+    /// Re-read the configuration file (and its `sourcedir` files) and apply the difference,
+    /// as SIGHUP does (mutating). A file with errors changes nothing.
+    Reload,
 }
 
 /// A source to add at runtime, with the options of a `server`/`pool` line.
@@ -144,7 +147,10 @@ impl Command {
     pub fn is_mutating(&self) -> bool {
         match self {
             Command::Peers | Command::Status | Command::Sources | Command::History => false,
-            Command::Add(_) | Command::Remove { .. } | Command::Refresh { .. } => true,
+            Command::Add(_)
+            | Command::Remove { .. }
+            | Command::Refresh { .. }
+            | Command::Reload => true,
         }
     }
 }
@@ -208,6 +214,8 @@ pub enum Reply {
         /// Sources whose names are being resolved again.
         sources: Vec<u32>,
     },
+    /// Answer to [`Command::Reload`]: what changed.
+    Reloaded(Box<ReloadInfo>),
     /// The request failed.
     Error {
         /// Machine-readable cause.
@@ -234,6 +242,36 @@ pub enum ErrorCode {
     Duplicate,
     /// The request's values are out of range.
     InvalidArgument,
+    /// The configuration has errors (the message lists them as `FILE:LINE:COL`); nothing was
+    /// changed.
+    ConfigError,
+}
+
+/// What a reload changed. Sources are named as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadInfo {
+    /// The configuration file read.
+    pub config_file: String,
+    /// Sources new in the files.
+    pub added: Vec<String>,
+    /// Sources no longer in the files, stopped with their associations.
+    pub removed: Vec<String>,
+    /// Sources whose options changed: stopped and added again.
+    pub replaced: Vec<String>,
+    /// Sources added with `rntpctl add` that the files now name.
+    pub adopted: Vec<String>,
+    /// Lines refused (`file:line`; the log says why).
+    pub rejected: Vec<String>,
+    /// Sources from the files that kept their associations.
+    pub unchanged: usize,
+    /// Sources added with `rntpctl add`, kept.
+    pub runtime_kept: usize,
+    /// Other settings applied now (`restrict/discard`, `tos orphan`, `resolver`, `logfile`).
+    pub applied: Vec<String>,
+    /// Settings that changed in the files but apply only after a restart.
+    pub restart_needed: Vec<String>,
+    /// Warnings found in the files (they are in rntpd's log).
+    pub warnings: usize,
 }
 
 /// One line of the replacement history.
@@ -430,6 +468,10 @@ pub struct StatusInfo {
     /// one failed.
     #[serde(default)]
     pub clock_error: Option<String>,
+    /// Whether rntpd's clock is synchronized: a system peer is selected and the discipline
+    /// tracks it (what `rntpctl wait-sync` waits for).
+    #[serde(default)]
+    pub synchronized: bool,
     /// Symmetric-key authentication, `:config` and manycast counters.
     #[serde(default)]
     pub auth: AuthInfo,
@@ -666,6 +708,21 @@ mod tests {
         let back: Request = decode_payload(&frame[4..]).unwrap();
         assert_eq!(back.command, Command::Add(add));
         assert!(back.command.is_mutating());
+    }
+
+    #[test]
+    fn reload_roundtrip() {
+        let frame = encode_frame(&Request::new(Command::Reload)).unwrap();
+        assert_eq!(&frame[4..], br#"{"version":2,"command":"reload"}"#);
+        assert!(Command::Reload.is_mutating());
+        let info = ReloadInfo {
+            added: vec!["192.0.2.1".into()],
+            restart_needed: vec!["tos maxclock".into()],
+            ..ReloadInfo::default()
+        };
+        let r = Response::new(Reply::Reloaded(Box::new(info)));
+        let back: Response = decode_payload(&encode_frame(&r).unwrap()[4..]).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -240,6 +240,12 @@ pub enum IgnoreReason {
     ModeBroadcast,
     /// Mode 0 in a packet of version 2 or later, where it is reserved.
     ModeReserved,
+    /// From source port 0: no reply can be addressed to it (the driver drops it unread).
+    SourcePortZero,
+    /// Longer than the driver's receive buffer (a request is never that long).
+    TooLong,
+    /// The reply (or kiss) was built but the driver could not send it.
+    SendFailed,
     /// The packet did not parse, or (`BufferTooSmall`) the output buffer was under 48 bytes.
     Malformed(WireError),
     /// `restrict ... notrust`: the request had no valid MAC of a trusted key.
@@ -248,7 +254,7 @@ pub enum IgnoreReason {
 
 impl IgnoreReason {
     /// Labels of the reasons other than [`IgnoreReason::Malformed`], in index order.
-    const FIXED_NAMES: [&'static str; 11] = [
+    const FIXED_NAMES: [&'static str; 14] = [
         "restrict_ignore",
         "restrict_noserve",
         "rate_limited",
@@ -259,6 +265,9 @@ impl IgnoreReason {
         "mode_server",
         "mode_broadcast",
         "mode_reserved",
+        "source_port_zero",
+        "too_long",
+        "send_failed",
         "notrust",
     ];
 
@@ -285,7 +294,10 @@ impl IgnoreReason {
             IgnoreReason::ModeServer => 7,
             IgnoreReason::ModeBroadcast => 8,
             IgnoreReason::ModeReserved => 9,
-            IgnoreReason::NotTrusted => 10,
+            IgnoreReason::SourcePortZero => 10,
+            IgnoreReason::TooLong => 11,
+            IgnoreReason::SendFailed => 12,
+            IgnoreReason::NotTrusted => 13,
             IgnoreReason::Malformed(_) => return None,
         })
     }
@@ -543,6 +555,36 @@ impl Responder {
     /// The counters.
     pub fn counters(&self) -> &ServerCounters {
         &self.counters
+    }
+
+    /// A request the driver dropped before [`Responder::respond`] could see it
+    /// ([`IgnoreReason::SourcePortZero`], [`IgnoreReason::TooLong`]): counted as a request and
+    /// a drop, so the counters still add up.
+    pub fn count_unread(&mut self, reason: IgnoreReason) {
+        self.counters.requests = self.counters.requests.saturating_add(1);
+        self.counters.record(&ServerAction::Ignore(reason));
+    }
+
+    /// A reply of `kind` that [`Responder::respond`] counted was not sent after all: it moves
+    /// from the replies (or kisses) to [`IgnoreReason::SendFailed`].
+    pub fn count_send_failed(&mut self, kind: ReplyKind) {
+        let c = &mut self.counters;
+        let counter = match kind {
+            ReplyKind::Normal => &mut c.replies,
+            ReplyKind::CryptoNak => {
+                c.crypto_naks = c.crypto_naks.saturating_sub(1);
+                &mut c.replies
+            }
+            ReplyKind::Authenticated => {
+                c.authenticated = c.authenticated.saturating_sub(1);
+                &mut c.replies
+            }
+            ReplyKind::Kod(KissCode::Rate) => &mut c.kod_rate,
+            ReplyKind::Kod(_) => &mut c.kod_deny,
+            ReplyKind::Control => return,
+        };
+        *counter = counter.saturating_sub(1);
+        c.record(&ServerAction::Ignore(IgnoreReason::SendFailed));
     }
 
     /// The restrict flags that apply to `client`.
@@ -1104,6 +1146,25 @@ mod tests {
         assert_eq!(r.counters().requests, 1);
         assert_eq!(r.counters().replies, 1);
         assert_invariant(r.counters());
+    }
+
+    /// What the driver drops unread and what it could not send are counted as exactly that,
+    /// and the counters still add up (a port-0 request used to count as replied).
+    #[test]
+    fn unread_and_unsent_are_counted_honestly() {
+        let mut r = open();
+        r.count_unread(IgnoreReason::SourcePortZero);
+        r.count_unread(IgnoreReason::TooLong);
+        let (action, _) = ask(&mut r, 1.0, CLIENT, &request(4, 3));
+        assert_eq!(action, NORMAL);
+        r.count_send_failed(ReplyKind::Normal);
+        let c = r.counters();
+        assert_eq!((c.requests, c.replies), (3, 0));
+        assert_eq!(c.dropped_for(IgnoreReason::SourcePortZero), 1);
+        assert_eq!(c.dropped_for(IgnoreReason::TooLong), 1);
+        assert_eq!(c.dropped_for(IgnoreReason::SendFailed), 1);
+        assert_eq!(IgnoreReason::TooLong.counter_name(), "too_long");
+        assert_invariant(c);
     }
 
     #[test]

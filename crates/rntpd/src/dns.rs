@@ -535,9 +535,7 @@ impl DnsUdpSocket for ConnectedUdp {
 }
 
 #[cfg(test)]
-#[allow(dead_code, clippy::all)]
-#[path = "../tests/support/fakedns.rs"]
-mod fakedns;
+use rntp_testkit::fakedns;
 
 #[cfg(test)]
 mod tests;

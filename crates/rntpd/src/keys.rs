@@ -1,7 +1,7 @@
 //! The key file: read at start (and, by the reload path, on SIGHUP) into the node's
 //! [`AuthConfig`].
 //!
-//! [`load`] reads `keys FILE` (refusing anything but a regular file of at most 1 MiB, warning
+//! [`load`] (at start) and [`reload`] (SIGHUP, `rntpctl reload`) read `keys FILE` (refusing anything but a regular file of at most 1 MiB, warning
 //! when it is readable by every user), applies `trustedkey` and `controlkey`, and checks that
 //! every key a line uses (`key N`, `controlkey N`) is in the file and trusted. It returns
 //! either a complete [`AuthConfig`] or an error that lists every problem: a reload must keep
@@ -57,4 +57,31 @@ pub fn load(config: &Config) -> Result<(AuthConfig, Vec<String>), String> {
         return Err(list.join("\n"));
     }
     Ok((auth, warnings))
+}
+
+/// What a reload found in the key file.
+#[derive(Debug)]
+pub enum KeyReload {
+    /// The keys to switch to, and warnings to log.
+    Loaded(AuthConfig, Vec<String>),
+    /// The file cannot be opened by this (unprivileged, after `-u`) user: the running keys
+    /// stay, if the new configuration can run with them.
+    Unreadable(String),
+    /// The file, or a key a line uses, is wrong: the reload is refused.
+    Failed(String),
+}
+
+/// Reads the key file for a reload (blocking; off the event loop).
+pub fn reload(config: &Config) -> KeyReload {
+    if let Some(keys) = &config.auth.keys {
+        if let Err(e) = std::fs::File::open(&keys.path) {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                return KeyReload::Unreadable(format!("{}: {e}", keys.path.display()));
+            }
+        }
+    }
+    match load(config) {
+        Ok((auth, warnings)) => KeyReload::Loaded(auth, warnings),
+        Err(e) => KeyReload::Failed(e),
+    }
 }

@@ -194,6 +194,10 @@ fn log_event(event: &NodeEvent) {
             "remote configuration (ntpq :config) not applied: {why} (`{}`)",
             text.escape_debug()
         ),
+        NodeEvent::OwnRequest { assoc, remote, seen_from } => tracing::warn!(
+            id = assoc.0, %remote, %seen_from,
+            "timing loop: this association's requests reach rntpd's own server, so it would take time from itself; stopped, and {remote} is never polled again"
+        ),
     }
 }
 
@@ -250,6 +254,10 @@ fn source(name: &str, event: &SourceEvent) {
         SourceEvent::Offered { remote, orphan, .. } => tracing::info!(
             %remote, orphan,
             "{name}: manycast server answered with our key"
+        ),
+        SourceEvent::OwnAddressSkipped { remote, .. } => tracing::warn!(
+            %remote,
+            "{name}: the answer lists this rntpd's own server address; it is never polled (it would be a timing loop)"
         ),
     }
 }

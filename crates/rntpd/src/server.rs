@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use rntp_proto::server::{ReplyKind, ServerAction};
+use rntp_proto::server::{IgnoreReason, ReplyKind, ServerAction};
 use rntp_sys::{RecvBatch, BATCH_SLOT_LEN};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -89,17 +89,26 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
         shared.with(|node| {
             for i in 0..batch.len() {
                 let Some((data, meta)) = batch.get(i) else { continue };
+                // Nothing can be sent to port 0 (the kernel refuses with EINVAL), and a request
+                // longer than a slot is not one: both dropped unread, and counted as such.
+                if meta.from.port() == 0 {
+                    node.count_unread_request(IgnoreReason::SourcePortZero);
+                    continue;
+                }
+                if meta.truncated {
+                    node.count_unread_request(IgnoreReason::TooLong);
+                    continue;
+                }
                 let rx = meta.rx_time.map(wall_to_ntp).unwrap_or_else(|| clock.wall());
-                // A request we could not read whole is malformed by definition; an empty slice
-                // makes the responder count it as such.
-                let request = if meta.truncated { &[][..] } else { data };
-                let action = node.respond(now, rx, meta.from.ip(), request, &mut out);
+                let action = node.respond(now, rx, meta.from.ip(), data, &mut out);
                 if let ServerAction::Reply { len, kind } = action {
                     let Some(reply) = out.get_mut(..len) else { continue };
                     node.finish_reply(now, reply, clock.wall());
                     // Never wait for socket buffer space: under overload the reply is dropped,
-                    // as the kernel would drop the request.
-                    let _ = socket.try_send_to(reply, meta.from);
+                    // as the kernel would drop the request; it is counted as not sent.
+                    if socket.try_send_to(reply, meta.from).is_err() {
+                        node.reply_not_sent(kind);
+                    }
                     if kind == ReplyKind::Control {
                         while let Some(len) = node.poll_control_reply(&mut out) {
                             let Some(more) = out.get(..len) else { break };
@@ -111,7 +120,9 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
                 }
             }
         });
-        if control {
+        // A request of our own (a timing loop) stops an association: the main loop must close
+        // its socket and log it.
+        if control || shared.with(|n| n.needs_drain()) {
             shared.wake();
         }
         // Let the associations' timers run between bursts under a flood.

@@ -139,6 +139,9 @@ impl Stats {
             SourceEvent::Offered { remote, orphan, .. } => {
                 format!("offered {name} address={} orphan={}", remote.ip(), u8::from(*orphan))
             }
+            SourceEvent::OwnAddressSkipped { remote, .. } => {
+                format!("skipped {name} address={} reason=own-address", remote.ip())
+            }
         };
         self.send(StatsKind::Sourcestats, unix, text);
     }

@@ -146,6 +146,8 @@ pub enum DemobilizeReason {
     Falseticker,
     /// A pool retired it after the first fill: more members answered than the pool needs.
     PrunedExtra,
+    /// Its requests reached this rntpd's own server: it would poll itself (a timing loop).
+    Loop,
 }
 
 impl DemobilizeReason {
@@ -159,6 +161,7 @@ impl DemobilizeReason {
             DemobilizeReason::Unsynchronized => "unsynchronized",
             DemobilizeReason::Falseticker => "falseticker",
             DemobilizeReason::PrunedExtra => "pruned-extra",
+            DemobilizeReason::Loop => "loop",
         }
     }
 }
@@ -443,6 +446,12 @@ impl Association {
     /// drains transmits through its own queue schedules on this; `None` once demobilized).
     pub fn next_transmit(&self) -> Option<Instant> {
         self.next_transmit
+    }
+
+    /// The nonce (transmit timestamp) of the request a reply is awaited for, if any: a server
+    /// that sees this value in a request knows the request is its own (a timing loop).
+    pub fn outstanding_nonce(&self) -> Option<NtpTimestamp> {
+        self.outstanding.map(|o| o.nonce)
     }
 
     /// Whether a request is ready for [`Self::poll_transmit`].

@@ -40,8 +40,10 @@
 
 mod auth;
 mod config;
+mod loops;
 mod manycast;
 mod mode6;
+mod reload;
 mod remote;
 mod stats;
 #[cfg(test)]
@@ -59,6 +61,7 @@ pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
 pub use manycast::{ManycastCounters, NONCES_KEPT};
 pub use mode6::ControlCounters;
+pub use reload::{ReloadReport, SourceChange};
 pub use remote::{ConfigParser, RemoteCommand, RemoteConfigError, CONFIG_SUCCEEDED};
 pub use stats::{resolve_error_label, SourceTotals, StatsRecord};
 pub use view::{
@@ -69,7 +72,8 @@ pub use view::{
 use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
 use crate::discipline::{ClockAction, DisciplineState};
 use crate::rng::RngSource;
-use crate::server::{Responder, ServerAction, SystemState};
+use crate::select::Unusable;
+use crate::server::{IgnoreReason, ReplyKind, Responder, ServerAction, SystemState};
 use crate::source::{
     AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
     SourceManager, Target,
@@ -236,6 +240,16 @@ pub enum NodeEvent {
         /// What was done, or why not.
         outcome: Result<String, String>,
     },
+    /// An association's request arrived at our own server: it polled this rntpd (a timing
+    /// loop). The association is stopped and the address is never used again.
+    OwnRequest {
+        /// The association.
+        assoc: AssocId,
+        /// The address it polled.
+        remote: SocketAddr,
+        /// The source address the request came from.
+        seen_from: IpAddr,
+    },
 }
 
 /// A runtime command (`rntpctl add/remove/refresh`).
@@ -331,6 +345,11 @@ pub struct Node {
     /// Associations with a request ready to build and send.
     ready: VecDeque<AssocId>,
     steering: Steering,
+    /// Timing-loop detection: our addresses, our requests' nonces.
+    loops: loops::Loops,
+    /// Associations kept out of selection by the node itself (timing loop, orphan stratum),
+    /// and why: shown as their verdict.
+    excluded: BTreeMap<AssocId, Unusable>,
     responder: Responder,
     system: SystemState,
     /// When the clock was last set, in the node's (served) time.
@@ -354,6 +373,8 @@ pub struct Node {
     control: mode6::Control,
     /// Statistics records and per-source totals.
     monitor: stats::Monitor,
+    /// The configuration in force, for reloads ([`Node::handle_config`]).
+    applied: reload::Applied,
 }
 
 impl std::fmt::Debug for Node {
@@ -410,6 +431,8 @@ impl Node {
             schedule: BTreeSet::new(),
             ready: VecDeque::new(),
             steering: Steering::new(steering_config, initial_freq),
+            loops: loops::Loops::new(&config.listen),
+            excluded: BTreeMap::new(),
             responder: Responder::new(config.server.clone(), seed),
             system: initial_system_state(config.precision_log2, config.orphan),
             reference_time: NtpTimestamp::ZERO,
@@ -427,15 +450,18 @@ impl Node {
             clock_error: None,
             control: mode6::Control::default(),
             monitor: stats::Monitor::default(),
+            applied: reload::Applied::new(&config),
             rng,
         };
         node.set_keys(config.auth);
         node.sources.set_ttl_ring(&config.ttl_ring);
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
+        let own: Vec<SocketAddr> = node.loops.own().collect();
+        node.sources.add_own_addresses(own);
         for source in config.sources {
             // Refusals are reported as events.
-            let _ = node.add(now, source);
+            let _ = node.add_from_files(now, source);
         }
         node.process(now);
         node
@@ -509,8 +535,23 @@ impl Node {
         if mode6::is_control(request) {
             return self.respond_control(now, rx, client, request, out);
         }
+        if let Some(assoc) = self.loops.request_from_us(request) {
+            self.own_request(now, assoc, client);
+        }
         let rx = self.served_time(now, rx);
         self.responder.respond(now, rx, canonical(client), request, &self.system, out)
+    }
+
+    /// A request the driver dropped unread (from port 0, or longer than its buffer): counted
+    /// with the server's requests under `reason`.
+    pub fn count_unread_request(&mut self, reason: IgnoreReason) {
+        self.responder.count_unread(reason);
+    }
+
+    /// A reply from [`Node::respond`] that the driver could not send: counted as
+    /// `send_failed`, not as sent.
+    pub fn reply_not_sent(&mut self, kind: ReplyKind) {
+        self.responder.count_send_failed(kind);
     }
 
     /// Writes the transmit timestamp into a reply from [`Node::respond`]; `wall` is the wall
@@ -664,6 +705,8 @@ impl Node {
         while let Some(id) = self.ready.pop_front() {
             let Some(slot) = self.assocs.get_mut(&id) else { continue };
             let Some(tx) = slot.assoc.poll_transmit(wall, &mut *self.rng) else { continue };
+            // Loop detection (node/loops.rs) remembers the nonce of what is sent.
+            let nonce = slot.assoc.outstanding_nonce().map(NtpTimestamp::to_bits);
             let source = slot.source;
             let mut payload = tx.payload.to_vec();
             if let Some(key) = self.sources.spec(source).and_then(|s| s.key) {
@@ -675,6 +718,7 @@ impl Node {
                 }
             }
             self.counters.sent += 1;
+            self.loops.sent(id, nonce);
             return Some(Transmit {
                 local: Local::Client(id),
                 remote: tx.remote,
@@ -698,6 +742,18 @@ impl Node {
     /// The next event to log.
     pub fn poll_event(&mut self) -> Option<NodeEvent> {
         self.events.pop_front()
+    }
+
+    /// Whether something happened that the driver must act on (events, clock requests,
+    /// datagrams, lookups): a task that fed the node outside the main loop (the server fast
+    /// path) wakes the loop when this is true.
+    pub fn needs_drain(&self) -> bool {
+        !self.events.is_empty()
+            || !self.clock_requests.is_empty()
+            || !self.ready.is_empty()
+            || !self.server_out.is_empty()
+            || !self.manycast_out.is_empty()
+            || !self.lookups.is_empty()
     }
 
     /// When [`Node::handle_timeout`] is next due; `None`: no timer.
@@ -759,7 +815,10 @@ impl Node {
                 snapshot: Some(slot.assoc.snapshot(now)),
                 resolving: false,
                 last_error: None,
-                verdict: verdicts.get(id).copied(),
+                verdict: match self.excluded.get(id) {
+                    Some(why) => Some(crate::select::Verdict::Unusable(*why)),
+                    None => verdicts.get(id).copied(),
+                },
                 drops: slot.drops.clone(),
             });
         }
@@ -868,6 +927,19 @@ impl Node {
     }
 
     // ----- internals ------------------------------------------------------------------
+
+    /// A request that reached our server is one of our own (see [`loops`]): the association
+    /// that sent it polls this rntpd. It is stopped for good and its address never used again.
+    fn own_request(&mut self, now: Instant, assoc: AssocId, seen_from: IpAddr) {
+        let Some(slot) = self.assocs.get_mut(&assoc) else { return };
+        let remote = slot.assoc.remote();
+        self.loops.learn(remote);
+        self.sources.add_own_addresses([remote]);
+        slot.assoc.demobilize(crate::assoc::DemobilizeReason::Loop);
+        self.push_event(NodeEvent::OwnRequest { assoc, remote, seen_from });
+        self.drain_assoc(now, assoc);
+        self.process(now);
+    }
 
     fn add(&mut self, now: Instant, source: ConfiguredSource) -> Result<SourceId, AddError> {
         let is_server_name = matches!(
@@ -1105,6 +1177,8 @@ impl Node {
                     }
                 }
                 self.ready.retain(|a| *a != assoc);
+                self.loops.forget(assoc);
+                self.excluded.remove(&assoc);
                 self.push_event(NodeEvent::AssocClosed(assoc));
             }
             SourceAction::Solicit { source, group, ttl } => self.solicit(source, group, ttl),
@@ -1122,6 +1196,9 @@ impl Node {
             SourceEvent::Moved { source, assoc, from, to, reason } => {
                 Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), reason.name()))
             }
+            SourceEvent::OwnAddressSkipped { source, remote } => {
+                Some((*source, AssocId(0), HistoryKind::Skipped, *remote, None, "own-address"))
+            }
             _ => None,
         };
         let source = match &event {
@@ -1132,7 +1209,8 @@ impl Node {
             | SourceEvent::Retired { source, .. }
             | SourceEvent::NoFreeAddress { source, .. }
             | SourceEvent::Solicited { source, .. }
-            | SourceEvent::Offered { source, .. } => *source,
+            | SourceEvent::Offered { source, .. }
+            | SourceEvent::OwnAddressSkipped { source, .. } => *source,
         };
         let name = self.source_name(source);
         self.monitor.source_event(&event);
@@ -1164,6 +1242,24 @@ impl Node {
             // A stopped association (KoD) keeps its last reach and filter for display, but it
             // is no source of time any more.
             .filter(|(_, s)| !matches!(s.assoc.state(), AssocState::Demobilized(_)))
+            // A server synchronized to us is no source of time for us (a timing loop), nor is
+            // another orphan when we are one.
+            .filter(|(id, slot)| {
+                let why = slot.assoc.snapshot(now).server.and_then(|v| {
+                    if self.loops.synchronized_to_us(v.reference_id, v.stratum) {
+                        Some(Unusable::Loop)
+                    } else if self.orphan.is_some_and(|o| v.stratum >= o) {
+                        Some(Unusable::OrphanStratum)
+                    } else {
+                        None
+                    }
+                });
+                match why {
+                    Some(why) => self.excluded.insert(**id, why),
+                    None => self.excluded.remove(id),
+                };
+                why.is_none()
+            })
             .map(|(_, slot)| {
                 let snap = slot.assoc.snapshot(now);
                 let (prefer, noselect) = self

@@ -54,7 +54,7 @@
 //!   [`MANYCAST_OFFER_SECS`]. Members are mobilized, retired and replaced by the pool rules
 //!   above (see `manycast.rs` for the details and the policy on orphan servers).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -336,6 +336,9 @@ pub enum AddError {
     /// A manycast client's target must be a multicast group address.
     #[error("{0} is not a multicast group address")]
     NotMulticast(IpAddr),
+    /// The address is one of this rntpd's own server sockets: it would poll itself.
+    #[error("{0} is this rntpd's own server address (`interface listen`): it would poll itself")]
+    OwnAddress(SocketAddr),
 }
 
 /// What the driver must do.
@@ -523,6 +526,14 @@ pub enum SourceEvent {
         /// parent); such servers are used only when no synchronized one is free.
         orphan: bool,
     },
+    /// An answer listed one of this rntpd's own server addresses; it is never polled (reported
+    /// once per address).
+    OwnAddressSkipped {
+        /// Source.
+        source: SourceId,
+        /// The address.
+        remote: SocketAddr,
+    },
 }
 
 /// One resolution attempt's outcome, kept for display.
@@ -681,6 +692,10 @@ pub struct SourceManager {
     members: BTreeMap<AssocId, Member>,
     /// Addresses not to use until the given time (KoD DENY/RSTR).
     blocked: BTreeMap<SocketAddr, Instant>,
+    /// This rntpd's own server addresses: never polled (a timing loop).
+    own: BTreeSet<SocketAddr>,
+    /// Own addresses already reported as skipped.
+    own_reported: BTreeSet<SocketAddr>,
     next_source: u32,
     next_assoc: u32,
     actions: VecDeque<SourceAction>,
@@ -699,6 +714,8 @@ impl SourceManager {
             sources: BTreeMap::new(),
             members: BTreeMap::new(),
             blocked: BTreeMap::new(),
+            own: BTreeSet::new(),
+            own_reported: BTreeSet::new(),
             next_source: 1,
             next_assoc: 1,
             actions: VecDeque::new(),
@@ -713,6 +730,12 @@ impl SourceManager {
         if !ring.is_empty() {
             self.ttl_ring = ring.to_vec();
         }
+    }
+
+    /// This rntpd's own server addresses (`interface listen`, and any address a loop was
+    /// detected on): never mobilized, skipped in answers with an [`SourceEvent::OwnAddressSkipped`].
+    pub fn add_own_addresses(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.own.extend(addrs);
     }
 
     /// Adds a source. Address literals mobilize at once; names are resolved first.
@@ -743,6 +766,9 @@ impl SourceManager {
             }
             Target::Addr(ip) if !manycast => {
                 let remote = SocketAddr::new(ip, spec.port);
+                if self.own.contains(&remote) {
+                    return Err(AddError::OwnAddress(remote));
+                }
                 if self.addr_in_use(remote) {
                     return Err(AddError::AddressInUse(remote));
                 }
@@ -958,6 +984,15 @@ impl SourceManager {
                     ttl,
                     next_in: next_in.unwrap_or(f64::INFINITY),
                 });
+                let listed_own: Vec<SocketAddr> = self
+                    .sources
+                    .get(&id)
+                    .and_then(|s| s.dns.as_ref().map(|d| (d, s.spec.port)))
+                    .map(|(d, port)| d.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+                    .unwrap_or_default();
+                for remote in listed_own {
+                    self.note_own(id, remote);
+                }
                 if is_pool {
                     self.fill_pools(now, rng);
                 } else {
@@ -1053,8 +1088,14 @@ impl SourceManager {
             AssocEvent::Kod(_) => {}
             AssocEvent::Demobilized(reason) => {
                 let remote = member.remote;
-                if matches!(reason, DemobilizeReason::KodDeny | DemobilizeReason::KodRstr) {
+                if matches!(
+                    reason,
+                    DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop
+                ) {
                     self.blocked.insert(remote, now.add_secs_f64(KOD_BLOCK_SECS));
+                }
+                if *reason == DemobilizeReason::Loop {
+                    self.own.insert(remote);
                 }
                 if is_pool {
                     // The association stopped itself; retiring it also tells the driver to
@@ -1237,11 +1278,22 @@ impl SourceManager {
     /// Like [`Self::addr_free`], but `except`'s own address does not count as in use.
     fn addr_free_for(&self, now: Instant, remote: SocketAddr, except: Option<AssocId>) -> bool {
         let in_use = self.members.iter().any(|(a, m)| m.remote == remote && Some(*a) != except);
-        !in_use && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !in_use
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
     }
 
     fn addr_free(&self, now: Instant, remote: SocketAddr) -> bool {
-        !self.addr_in_use(remote) && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !self.addr_in_use(remote)
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+    }
+
+    /// Reports (once) that an answer of `source` listed this rntpd's own address `remote`.
+    fn note_own(&mut self, source: SourceId, remote: SocketAddr) {
+        if self.own.contains(&remote) && self.own_reported.insert(remote) {
+            self.events.push_back(SourceEvent::OwnAddressSkipped { source, remote });
+        }
     }
 
     fn mobilize(&mut self, source: SourceId, remote: SocketAddr, reason: MobilizeReason) {
@@ -1275,7 +1327,9 @@ impl SourceManager {
     fn retire(&mut self, now: Instant, assoc: AssocId, reason: DemobilizeReason) {
         let Some(m) = self.members.remove(&assoc) else { return };
         let avoid = match reason {
-            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr => KOD_BLOCK_SECS,
+            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop => {
+                KOD_BLOCK_SECS
+            }
             DemobilizeReason::Unreachable
             | DemobilizeReason::Unsynchronized
             | DemobilizeReason::Falseticker => BAD_MEMBER_AVOID_SECS,

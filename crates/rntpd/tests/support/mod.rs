@@ -42,7 +42,7 @@
 pub mod chrony;
 pub mod clients;
 pub mod dns;
-pub mod fakedns;
+pub use rntp_testkit::fakedns;
 pub mod netns;
 pub mod ntp;
 pub mod ntpsec;
