@@ -285,3 +285,64 @@ fn ntpdig(addr: std::net::SocketAddr, key: u32, keys: &Path) -> Ran {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A reload (`rntpctl reload`, as SIGHUP) reads the key file again: a changed secret is used
+/// at once (the server then answers crypto-NAKs, counted), a broken key file is refused and
+/// the running keys stay, and the old secret back makes the server usable again.
+#[test]
+fn a_reload_swaps_the_keys_and_a_broken_key_file_changes_nothing() {
+    let dir = TestDir::new();
+    let net = NET.allocate();
+    let server_keys = key_file(dir.path(), "server.keys", SHARED);
+    let client_keys = key_file(dir.path(), "client.keys", SHARED);
+    let addr = net.sock(1, 12317);
+    assert_udp_free(addr);
+    let _server = Rntpd::start(
+        &dir,
+        &format!(
+            "interface listen {} port 12317\nrestrict default\ntos orphan 3\nkeys {}\ntrustedkey 3\n",
+            addr.ip(),
+            server_keys.display()
+        ),
+    );
+    let client = Rntpd::start(
+        &dir,
+        &format!(
+            "keys {}\ntrustedkey 3\nserver {} port 12317 key 3 iburst minpoll -2 maxpoll -2\n",
+            client_keys.display(),
+            addr.ip()
+        ),
+    );
+    let accepted = |c: &Rntpd| c.status_json()["counters"]["accepted"].as_u64().unwrap_or(0);
+    let naks = |c: &Rntpd| count(&auth(c)["client_failures"], "auth_crypto_nak");
+    support::wait_until("keyed samples", Duration::from_secs(10), || {
+        (accepted(&client) >= 2).then_some(()).ok_or_else(|| "not yet".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", client.logs()));
+
+    // Another secret for key 3: the reload applies it, the server now NAKs every request.
+    let other = "3 AES128CMAC ffeeddccbbaa99887766554433221100\n";
+    fs::write(&client_keys, other).expect("rewrite keys");
+    let reloaded = client.ctl_ok(&["reload"]);
+    assert!(reloaded.contains("keys"), "{reloaded}");
+    let before = naks(&client);
+    support::wait_until("crypto-NAKs after the reload", Duration::from_secs(10), || {
+        (naks(&client) >= before + 2).then_some(()).ok_or_else(|| "not yet".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", client.logs()));
+
+    // A broken key file: the reload is refused, the running keys stay.
+    fs::write(&client_keys, "3 AES128CMAC 0011\n").expect("break keys");
+    let out = client.ctl(&["reload"]);
+    assert!(!out.status.success(), "a broken key file must not reload");
+    assert_eq!(auth(&client)["keys"], 1);
+
+    // The shared secret back: samples again.
+    fs::write(&client_keys, SHARED).expect("restore keys");
+    client.ctl_ok(&["reload"]);
+    let now = accepted(&client);
+    support::wait_until("keyed samples again", Duration::from_secs(10), || {
+        (accepted(&client) >= now + 2).then_some(()).ok_or_else(|| "not yet".to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", client.logs()));
+}
