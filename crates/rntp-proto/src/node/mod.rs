@@ -522,7 +522,7 @@ impl Node {
     /// Mode 6 (ntpq) queries are answered here too (see `node/mode6.rs` and
     /// [`crate::mode6`]), if `restrict` and the query rate limit allow: the first datagram of
     /// the answer goes to `out` (which needs [`crate::mode6::MAX_DATAGRAM_LEN`] octets for
-    /// them) with [`ReplyKind::Control`](crate::server::ReplyKind::Control), and the driver
+    /// them) with [`ReplyKind::Control`], and the driver
     /// sends the rest, from [`Node::poll_control_reply`], right after it.
     pub fn respond(
         &mut self,
