@@ -29,6 +29,9 @@
 //! 4. Drain [`Steering::poll_action`] and execute each action on the real clock (the model is
 //!    already updated), then [`Steering::poll_event`] for logging and pool management.
 //!
+//! Besides: when [`Steering::poll_timeout`] has passed (a slew has removed its phase), call
+//! [`Steering::handle_timeout`] and drain the actions again. Spurious calls are no-ops.
+//!
 //! # Reference
 //!
 //! Offsets are measured against some clock. [`Reference::Disciplined`]: against the clock this
@@ -104,7 +107,6 @@ pub struct SteeringConfig {
     /// The discipline. Its `minpoll`/`maxpoll` must be the associations' poll bounds (the
     /// lowest `minpoll` and highest `maxpoll` of all sources): the start-up hold lasts at most
     /// one `minpoll` after the first fit source, and the correction log keeps 16 `maxpoll`.
-    /// Its `slew_rate_ppm` must be the rate at which the driver's clock slews.
     pub discipline: DisciplineConfig,
     /// Selection settings; `current` is ignored (the system peer is kept here).
     pub select: SelectConfig,
@@ -283,7 +285,7 @@ pub struct Steering {
 impl Steering {
     /// A new steering. `initial_freq_ppm` is the drift file's frequency, if any: it is set at
     /// once, and the first [`Steering::poll_action`] is the corresponding
-    /// `Slew { offset: 0, freq_ppm }` for the driver to execute.
+    /// [`ClockAction::Rate`] for the driver to execute.
     pub fn new(config: SteeringConfig, initial_freq_ppm: Option<f64>) -> Self {
         #[cfg(feature = "research")]
         let config = {
@@ -294,21 +296,18 @@ impl Steering {
             }
             config
         };
-        let mut applied = VirtualClock::with_slew_rate(config.discipline.slew_rate_ppm);
+        let discipline = Discipline::new(config.discipline, initial_freq_ppm);
+        let mut applied = VirtualClock::new();
         let mut actions = VecDeque::new();
-        if let Some(freq_ppm) = initial_freq_ppm {
-            let action = ClockAction::Slew { offset: 0.0, freq_ppm };
+        if initial_freq_ppm.is_some_and(f64::is_finite) {
+            // The discipline's own rounding of the file's frequency, so model and kernel agree.
+            let action = ClockAction::Rate(discipline.slewer().base());
             applied.apply(Instant::ZERO, action);
-            if freq_ppm.is_finite() {
-                actions.push_back(ClockAction::Slew {
-                    offset: 0.0,
-                    freq_ppm: applied.frequency_ppm(),
-                });
-            }
+            actions.push_back(action);
         }
         Steering {
             config,
-            discipline: Discipline::new(config.discipline, initial_freq_ppm),
+            discipline,
             applied,
             corrections: HashMap::new(),
             noise: HashMap::new(),
@@ -447,6 +446,20 @@ impl Steering {
         }
     }
 
+    /// When a slew has removed its phase: [`Steering::handle_timeout`] is due then (`None`: no
+    /// slew running).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.discipline.poll_timeout()
+    }
+
+    /// Ends a slew whose time has come (its action is then queued); a no-op before.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let action = self.discipline.handle_timeout(now);
+        if action != ClockAction::None {
+            self.apply(now, action);
+        }
+    }
+
     /// The next action to execute on the real clock, oldest first. Each one has already been
     /// applied to the model ([`Steering::offset_at`]). `ClockAction::None` is never returned.
     pub fn poll_action(&mut self) -> Option<ClockAction> {
@@ -490,9 +503,9 @@ impl Steering {
         self.applied.offset_at(now)
     }
 
-    /// The frequency correction applied (ppm).
+    /// The frequency correction set (ppm), without any slew in progress.
     pub fn frequency_ppm(&self) -> f64 {
-        self.applied.frequency_ppm()
+        self.discipline.frequency_ppm()
     }
 
     /// The discipline's frequency uncertainty (ppm).
@@ -580,7 +593,8 @@ impl Steering {
         // Phase corrections (slews, steps) applied since `t`. The frequency part is left out:
         // it cancels the oscillator's own drift over the same interval.
         let age = now.secs_since(t).max(0.0);
-        let since = self.applied.offset_at(now) - then - self.applied.frequency_ppm() * 1e-6 * age;
+        let base = self.discipline.slewer().base().correction();
+        let since = self.applied.offset_at(now) - then - base * age;
         match self.config.reference {
             // Measured against the free-running clock: refer it to the virtual clock as it was
             // at `t` (minus `then`), then bring it to now like a disciplined measurement.

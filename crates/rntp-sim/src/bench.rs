@@ -15,9 +15,6 @@ use crate::{run, ClientSpec, ClockModel, Feed, LinkSpec, RunResult, Scenario, St
 /// Frequency wander of the benchmark's client clock (1/√s).
 pub const WANDER: f64 = 1e-9;
 
-/// The benchmark client's slew rate (ppm).
-pub const SLEW_RATE_PPM: f64 = rntp_proto::discipline::DEFAULT_SLEW_RATE_PPM;
-
 /// chronyd 4.3's figures for a row, where measured (`None`: not published for that row).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Chrony {
@@ -45,13 +42,7 @@ pub struct Row {
 }
 
 fn client(freq_ppm: f64, initial_offset: f64, drift: Option<f64>) -> ClientSpec {
-    ClientSpec {
-        freq_ppm,
-        wander: WANDER,
-        initial_offset,
-        drift_file_ppm: drift,
-        slew_rate_ppm: SLEW_RATE_PPM,
-    }
+    ClientSpec { freq_ppm, wander: WANDER, initial_offset, drift_file_ppm: drift }
 }
 
 /// The benchmark rows. Warm rows have a drift file 0.1 ppm off the truth (a correction of
@@ -124,6 +115,8 @@ pub struct Aggregate {
     pub requests_per_poll: f64,
     /// Timer wakeups per request sent.
     pub wakeups_per_request: f64,
+    /// Timer wakeups that ended a slew, per request sent.
+    pub slew_wakeups_per_request: f64,
 }
 
 /// Combines the runs of one row.
@@ -142,6 +135,8 @@ pub fn aggregate(sc: &Scenario, runs: &[RunResult]) -> Aggregate {
     let polls: f64 = runs.iter().map(poll_intervals).sum();
     let requests: u64 = runs.iter().map(|r| r.requests).sum();
     let wakeups: u64 = runs.iter().map(|r| r.timer_wakeups).sum();
+    let slew_wakeups: u64 = runs.iter().map(|r| r.slew_wakeups).sum();
+    let per_request = |n: u64| if requests > 0 { n as f64 / requests as f64 } else { 0.0 };
     Aggregate {
         seeds: stats.len(),
         rms,
@@ -159,7 +154,8 @@ pub fn aggregate(sc: &Scenario, runs: &[RunResult]) -> Aggregate {
             / days,
         peer_changes_max: runs.iter().map(|r| r.peer_changes).max().unwrap_or(0),
         requests_per_poll: if polls > 0.0 { requests as f64 / polls } else { 0.0 },
-        wakeups_per_request: if requests > 0 { wakeups as f64 / requests as f64 } else { 0.0 },
+        wakeups_per_request: per_request(wakeups),
+        slew_wakeups_per_request: per_request(slew_wakeups),
     }
 }
 
@@ -199,8 +195,8 @@ fn secs_or_never(t: Option<f64>) -> String {
 pub struct Variant {
     /// What the discipline is fed.
     pub feed: Feed,
-    /// The client's slew rate (ppm): how the daemon slews (500: `adjtime`; 83 333: tick).
-    pub slew_rate_ppm: f64,
+    /// The discipline's maximum slew rate (ppm; `maxslewrate`).
+    pub max_slew_ppm: f64,
     /// The clock-control algorithm ([`DisciplineKind::RfcPllFll`] is always fed RFC-style,
     /// whatever `feed` says).
     pub discipline: DisciplineKind,
@@ -209,16 +205,22 @@ pub struct Variant {
     pub maxpoll: Option<i8>,
     /// The hosts' kernel model.
     pub clock: ClockModel,
+    /// The discipline's correction ratio (`None`: its default).
+    pub correction_ratio: Option<f64>,
+    /// The discipline's assumed frequency wander (`None`: its default).
+    pub wander: Option<f64>,
 }
 
 impl Default for Variant {
     fn default() -> Self {
         Variant {
             feed: Feed::Samples,
-            slew_rate_ppm: SLEW_RATE_PPM,
+            max_slew_ppm: rntp_proto::discipline::DEFAULT_MAX_SLEW_PPM,
             discipline: DisciplineKind::Kalman,
             maxpoll: None,
             clock: ClockModel::default(),
+            correction_ratio: None,
+            wander: None,
         }
     }
 }
@@ -227,9 +229,15 @@ impl Variant {
     /// Applies the variant to a row's scenario.
     pub fn apply(&self, sc: &mut Scenario) {
         sc.feed = self.feed;
-        sc.client.slew_rate_ppm = self.slew_rate_ppm;
+        sc.discipline.max_slew_ppm = self.max_slew_ppm;
         sc.discipline.kind = self.discipline;
         sc.clock = self.clock;
+        if let Some(r) = self.correction_ratio {
+            sc.discipline.correction_ratio = r;
+        }
+        if let Some(w) = self.wander {
+            sc.discipline.wander = w;
+        }
         if let Some(m) = self.maxpoll {
             sc.maxpoll = sc.maxpoll.min(m);
             sc.minpoll = sc.minpoll.min(m);
@@ -325,8 +333,8 @@ pub fn table(out: &[(Row, Aggregate, RunResult)]) -> String {
     let _ = writeln!(
         t,
         "| scenario | largest correction in 1 s (chronyd) | RMS frequency error (chronyd) \
-         | system-peer changes/day, mean (max) (chronyd) | requests per poll | timer wakeups per \
-         request |"
+         | system-peer changes/day, mean (max) (chronyd) | requests per poll | node timer wakeups \
+         per request (slew ends) |"
     );
     let _ = writeln!(t, "|---|---|---|---|---|---|");
     for (row, agg, _) in out {
@@ -337,7 +345,7 @@ pub fn table(out: &[(Row, Aggregate, RunResult)]) -> String {
         };
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {:.3} | {:.2} |",
+            "| {} | {} | {} | {} | {:.3} | {:.2} ({:.3}) |",
             row.scenario.name,
             with(
                 us(agg.max_correction_per_s),
@@ -355,7 +363,8 @@ pub fn table(out: &[(Row, Aggregate, RunResult)]) -> String {
                 ratio(agg.peer_changes_per_day, c.peer_changes_per_day)
             ),
             agg.requests_per_poll,
-            agg.wakeups_per_request
+            agg.wakeups_per_request,
+            agg.slew_wakeups_per_request
         );
     }
     t

@@ -15,7 +15,9 @@ use rntp_proto::discipline::{ClockAction, VirtualClock};
 use rntp_proto::node::ClockRequest;
 use rntp_proto::rng::SplitMix64;
 use rntp_proto::time::{Instant, NtpTimestamp};
+use rntp_proto::wire::LeapIndicator;
 
+use crate::kernel::status::{STA_DEL, STA_INS};
 use crate::kernel::{AdjtimexError, LinuxClock, LinuxClockConfig, Timespec};
 use crate::{gauss, secs, ClientSpec, EPOCH_UNIX};
 
@@ -67,9 +69,7 @@ impl HostClock {
     pub(crate) fn new(spec: &ClientSpec, model: ClockModel) -> Self {
         let e0 = -spec.initial_offset;
         let kernel = match model {
-            ClockModel::Idealized => {
-                Kernel::Idealized(VirtualClock::with_slew_rate(spec.slew_rate_ppm))
-            }
+            ClockModel::Idealized => Kernel::Idealized(VirtualClock::new()),
             ClockModel::Linux => {
                 let start_ns = i128::from(EPOCH_UNIX) * 1_000_000_000 + (e0 * 1e9).round() as i128;
                 Kernel::Linux(Box::new(LinuxClock::new(LinuxClockConfig {
@@ -157,10 +157,12 @@ impl HostClock {
     pub(crate) fn execute(&mut self, t: f64, request: &ClockRequest) -> Result<(), String> {
         match &mut self.kernel {
             Kernel::Idealized(applied) => {
-                if let ClockRequest::Adjust(action) = request {
-                    if *action != ClockAction::None {
-                        applied.apply(secs(t), *action);
+                match *request {
+                    ClockRequest::Rate(rate) => applied.apply(secs(t), ClockAction::Rate(rate)),
+                    ClockRequest::Step { offset, rate } => {
+                        applied.apply(secs(t), ClockAction::Step { offset, rate });
                     }
+                    ClockRequest::Status { .. } | ClockRequest::SaveDrift { .. } => {}
                 }
                 Ok(())
             }
@@ -198,8 +200,19 @@ fn execute_linux(
     now: Instant,
     request: &ClockRequest,
 ) -> Result<(), AdjtimexError> {
-    match request {
-        ClockRequest::Adjust(action) => k.apply(now, *action),
-        ClockRequest::Status { .. } | ClockRequest::SaveDrift { .. } => Ok(()),
+    match *request {
+        ClockRequest::Rate(rate) => k.apply(now, ClockAction::Rate(rate)),
+        ClockRequest::Step { offset, rate } => k.apply(now, ClockAction::Step { offset, rate }),
+        ClockRequest::Status { synchronized, leap, max_error, est_error } => {
+            let micros = |s: f64| (s.max(0.0) * 1e6).min(16_000_000.0) as i64;
+            let leap = match leap {
+                LeapIndicator::AddSecond => STA_INS,
+                LeapIndicator::DeleteSecond => STA_DEL,
+                _ => 0,
+            };
+            k.set_sync_status(now, synchronized, leap, micros(max_error), micros(est_error))
+                .map(|_| ())
+        }
+        ClockRequest::SaveDrift { .. } => Ok(()),
     }
 }

@@ -144,8 +144,6 @@ pub struct ClientSpec {
     pub initial_offset: f64,
     /// Drift file contents (ppm), if the client has one.
     pub drift_file_ppm: Option<f64>,
-    /// Slew rate of the client's clock (ppm): 500 as the kernel's `adjtime`.
-    pub slew_rate_ppm: f64,
 }
 
 /// One scripted DNS answer.
@@ -415,6 +413,8 @@ pub struct RunResult {
     pub requests: u64,
     /// Times host 0's timer fired (one `handle_timeout` per distinct deadline reached).
     pub timer_wakeups: u64,
+    /// Those of `timer_wakeups` that ended a slew.
+    pub slew_wakeups: u64,
 }
 
 /// What the downstream host of a chain saw.
@@ -555,8 +555,7 @@ fn scenario_sources(sc: &Scenario) -> Vec<ConfiguredSource> {
 /// The node configuration of a simulated host: control mode (the host's clock is the one
 /// being steered), the scenario's discipline and research knobs.
 fn host_config(sc: &Scenario, client: &ClientSpec, sources: Vec<ConfiguredSource>) -> NodeConfig {
-    // The discipline must model the clock's slew as the driver performs it.
-    let discipline = DisciplineConfig { slew_rate_ppm: client.slew_rate_ppm, ..sc.discipline };
+    let discipline = sc.discipline;
     NodeConfig {
         sources,
         maxclock: sc.maxclock,
@@ -958,6 +957,8 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             if sim.hosts[h].node.poll_timeout().is_some_and(|t| t <= now) {
                 if h == 0 {
                     sim.res.timer_wakeups += 1;
+                    let slew = sim.hosts[0].node.steering().poll_timeout();
+                    sim.res.slew_wakeups += u64::from(slew.is_some_and(|t| t <= now));
                 }
                 sim.hosts[h].node.handle_timeout(now);
                 sim.drain(h);

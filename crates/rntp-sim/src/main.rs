@@ -5,7 +5,7 @@
 //! rntp-sim bench [--seeds 5] [--out target/accuracy] [--hours 24] [OPTIONS]
 //! rntp-sim stats [--seeds 100] [--row SCENARIO] [--hours 24] [OPTIONS]
 //! rntp-sim run SCENARIO [--seed 1] [--hours 24] [OPTIONS]   # prints "time offset" lines
-//! OPTIONS: --feed samples|filter-best (default samples), --slew-ppm PPM (default 500),
+//! OPTIONS: --feed samples|filter-best (default samples), --maxslewrate PPM (default 83333.333),
 //!          --discipline kalman|rfc (default kalman; rfc = RFC 5905 PLL/FLL, fed filter-best),
 //!          --maxpoll LOG2 (caps every row's poll bounds),
 //!          --clock linux|idealized (default linux: the Linux-faithful kernel model)
@@ -23,7 +23,7 @@ fn usage() -> ExitCode {
         "usage: rntp-sim bench [--seeds N] [--out DIR] [--hours H] [OPTIONS]\n       \
          rntp-sim stats [--seeds N] [--row SCENARIO] [--hours H] [OPTIONS]\n       \
          rntp-sim run SCENARIO [--seed N] [--hours H] [OPTIONS]\n\
-         options: --feed samples|filter-best   --slew-ppm PPM (500; 83333 = tick slewing)\n         \
+         options: --feed samples|filter-best   --maxslewrate PPM (default 83333.333)\n         \
          --discipline kalman|rfc (rfc: RFC 5905 PLL/FLL, always fed filter-best)   \
          --maxpoll LOG2 (cap every row's poll)\n         \
          --clock linux|idealized (kernel model; default linux)"
@@ -74,8 +74,16 @@ fn main() -> ExitCode {
                 Ok(v) if (0..=17).contains(&v) => variant.maxpoll = Some(v),
                 _ => return usage(),
             },
-            "--slew-ppm" => match value().parse::<f64>() {
-                Ok(v) if v.is_finite() && v > 0.0 => variant.slew_rate_ppm = v,
+            "--corrtimeratio" => match value().parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => variant.correction_ratio = Some(v),
+                _ => return usage(),
+            },
+            "--wander" => match value().parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => variant.wander = Some(v),
+                _ => return usage(),
+            },
+            "--maxslewrate" => match value().parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => variant.max_slew_ppm = v,
                 _ => return usage(),
             },
             "-h" | "--help" => return usage(),

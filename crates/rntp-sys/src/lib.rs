@@ -50,7 +50,7 @@ pub use clock::{
     boottime_nanos, clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime,
     KernelClockState, KernelTimeState, WallTime,
 };
-pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM};
+pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM, TICK_USEC_RANGE};
 pub use net::{
     enable_rx_timestamps, recv_batch, recv_from_with_timestamp, RecvBatch, RecvMeta, BATCH_SLOT_LEN,
 };

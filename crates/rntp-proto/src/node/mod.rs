@@ -52,7 +52,7 @@ pub use view::{
 };
 
 use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
-use crate::discipline::{ClockAction, DisciplineState};
+use crate::discipline::{ClockAction, ClockRate, DisciplineState};
 use crate::rng::RngSource;
 use crate::server::{finish_reply, Responder, ServerAction, SystemState};
 use crate::source::{
@@ -110,14 +110,29 @@ pub struct Lookup {
     pub family: AddrFamily,
 }
 
-/// Something for the clock executor (control mode only).
+/// Something for the clock executor (control mode only). Each is one `adjtimex` call on Linux,
+/// with exactly the values given: the node's model of the clock (already updated) is exact
+/// only if the kernel gets them unchanged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ClockRequest {
-    /// Step, slew or set the frequency, as the discipline decided (already applied to the
-    /// node's model of the clock).
-    Adjust(ClockAction),
+    /// Run the clock at this rate until the next request: `ADJ_FREQUENCY | ADJ_TICK`. Offsets
+    /// are slewed this way (a rate above or below the frequency for a planned time), never
+    /// with `adjtime()`.
+    Rate(ClockRate),
+    /// Step by `offset` seconds (positive: forward), then run at `rate`: `ADJ_SETOFFSET |
+    /// ADJ_NANO | ADJ_FREQUENCY | ADJ_TICK`. The kernel clears its NTP state on a step
+    /// (`STA_UNSYNC` set, a pending leap second disarmed), so a [`ClockRequest::Status`] always
+    /// follows.
+    Step {
+        /// The step (s).
+        offset: f64,
+        /// The rate from the step on.
+        rate: ClockRate,
+    },
     /// Tell the kernel the synchronization state (leap warning, error bounds), so other
-    /// programs reading `adjtimex` see it.
+    /// programs reading `adjtimex` see it and the kernel inserts or deletes a leap second at
+    /// the end of the UTC day: `ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR`, `STA_INS`/`STA_DEL`
+    /// armed only on the day of the leap.
     Status {
         /// Whether a system peer is selected and tracked.
         synchronized: bool,
@@ -434,8 +449,11 @@ impl Node {
         self.process(now);
     }
 
-    /// Timers: due requests, lookups, pool replacements. Early calls do nothing.
+    /// Timers: due requests, lookups, pool replacements, the end of a slew. Early calls do
+    /// nothing.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.steering.handle_timeout(now);
+        self.drain_steering_actions(now);
         while let Some(&(due, id)) = self.schedule.first() {
             if now + TIMER_SLACK < due {
                 break;
@@ -574,7 +592,10 @@ impl Node {
     /// When [`Node::handle_timeout`] is next due; `None`: no timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let assoc = self.schedule.first().map(|(t, _)| *t);
-        [assoc, self.sources.poll_timeout()].into_iter().flatten().min()
+        [assoc, self.sources.poll_timeout(), self.steering.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The frequency to save in the drift file at exit, if it is known well enough and the
@@ -1048,23 +1069,34 @@ impl Node {
     }
 
     fn drain_steering_actions(&mut self, _now: Instant) {
+        let control = self.mode == ClockMode::Control;
         while let Some(action) = self.steering.poll_action() {
-            match action {
-                ClockAction::Step { offset } => {
+            let request = match action {
+                ClockAction::Step { offset, rate } => {
                     self.push_event(NodeEvent::ClockStepped { offset });
+                    ClockRequest::Step { offset, rate }
                 }
                 ClockAction::Panic { offset } => {
                     self.push_event(NodeEvent::ClockPanic { offset });
+                    continue;
                 }
-                ClockAction::Slew { .. } | ClockAction::None => {}
+                ClockAction::Rate(rate) => ClockRequest::Rate(rate),
+                ClockAction::None => continue,
+            };
+            if !control {
+                continue;
             }
-            if self.mode == ClockMode::Control {
-                push_bounded(&mut self.clock_requests, ClockRequest::Adjust(action));
+            let stepped = matches!(request, ClockRequest::Step { .. });
+            push_bounded(&mut self.clock_requests, request);
+            if stepped {
+                // The step cleared the kernel's status and disarmed any leap second.
+                self.kernel_status();
             }
         }
     }
 
     /// Control mode: tell the kernel what the combined estimate says (leap warning, errors).
+    /// The same status twice in a row is sent once.
     fn kernel_status(&mut self) {
         if self.mode != ClockMode::Control {
             return;
@@ -1076,6 +1108,9 @@ impl Node {
             max_error: c.root_delay / 2.0 + c.root_dispersion,
             est_error: c.jitter,
         };
+        if self.clock_requests.back() == Some(&request) {
+            return;
+        }
         push_bounded(&mut self.clock_requests, request);
     }
 
