@@ -254,6 +254,9 @@ pub struct Steering {
     applied: VirtualClock,
     /// `applied.offset_at(t)` at each sample time `t`, to refer stale estimates to now.
     corrections: HashMap<AssocId, VecDeque<(Instant, f64)>>,
+    /// Per association: (time, delay) of its last [`NSTAGE`] samples, the filter's stages as
+    /// far as samples go, to take the filter's own aging out of its dispersion exactly.
+    stages: HashMap<AssocId, VecDeque<(Instant, f64)>>,
     /// Per association: the delay history that weighs its samples.
     noise: HashMap<AssocId, DelayNoise>,
     /// Per association: samples in its filter, as far as start-up needs to know (capped).
@@ -310,6 +313,7 @@ impl Steering {
             discipline,
             applied,
             corrections: HashMap::new(),
+            stages: HashMap::new(),
             noise: HashMap::new(),
             fill: HashMap::new(),
             pending: Vec::new(),
@@ -351,6 +355,11 @@ impl Steering {
             log.pop_front();
         }
         log.push_back((sample.time, then));
+        let stages = self.stages.entry(assoc).or_default();
+        if stages.len() >= NSTAGE {
+            stages.pop_front();
+        }
+        stages.push_back((sample.time, sample.delay));
         self.fresh |= is_filter_best;
         let sigma = self.noise.entry(assoc).or_default().add(sample.delay);
         let n = self.fill.entry(assoc).or_default();
@@ -372,6 +381,7 @@ impl Steering {
     /// start-up fill count and falseticker run are forgotten (another path, another story).
     pub fn handle_reset(&mut self, assoc: AssocId) {
         self.corrections.remove(&assoc);
+        self.stages.remove(&assoc);
         self.noise.remove(&assoc);
         self.fill.remove(&assoc);
         self.falseticker_runs.remove(&assoc);
@@ -615,6 +625,25 @@ impl Steering {
         known.clamp(MIN_AGING_RATE, PHI)
     }
 
+    /// Σₖ age(stage k) / 2^(k+1) at `at` over an association's filter stages in delay order:
+    /// what its dispersion grew by per unit of aging rate (the filter's clock_filter weights).
+    /// Every stage has its own age, so taking PHI × the best sample's age out (as if all were
+    /// as old) left up to ~2 ms of noise in λ on a LAN at a 64 s poll: enough to make three
+    /// equal servers take turns as system peer 240 times a day. Unanswered polls (gaps) are
+    /// not seen here; a filter with gaps is dominated by their MAXDISP stages anyway.
+    fn stage_age(&self, assoc: AssocId, at: Instant, est: FilterEstimate) -> f64 {
+        let Some(stages) = self.stages.get(&assoc).filter(|s| !s.is_empty()) else {
+            return at.secs_since(est.time).max(0.0) * (1.0 - 1.0 / 256.0);
+        };
+        let mut order: Vec<(Instant, f64)> = stages.iter().copied().collect();
+        order.sort_by(|a, b| a.1.total_cmp(&b.1));
+        order
+            .iter()
+            .zip(0..)
+            .map(|((t, _), k)| at.secs_since(*t).max(0.0) / f64::from(2u32 << k))
+            .sum()
+    }
+
     fn candidates(&self, now: Instant, inputs: &[SourceInput]) -> Vec<Candidate> {
         let freq_sigma = self.discipline.frequency_error_ppm() * 1e-6;
         let rate = self.aging_rate();
@@ -630,12 +659,11 @@ impl Steering {
                     // the best sample, so PHI x its age (x the stage weights' sum, 1 - 2^-8)
                     // is aging that we re-apply at the known rate instead.
                     dispersion: {
-                        let age = now.secs_since(est.time).max(0.0);
                         // Only the aging the filter applied (up to when the estimate was
                         // computed) can be taken out again.
-                        let aged = i.aged_to.unwrap_or(now).secs_since(est.time).max(0.0);
-                        let unaged = est.dispersion - PHI * aged * (1.0 - 1.0 / 256.0);
-                        unaged.max(0.0) + rate * age
+                        let aged_to = i.aged_to.unwrap_or(now);
+                        let unaged = est.dispersion - PHI * self.stage_age(i.id, aged_to, est);
+                        unaged.max(0.0) + rate * self.stage_age(i.id, now, est)
                     },
                     // A stale estimate is also off by the frequency error times its age; say
                     // so, so that selection's 1/λ weights prefer fresh estimates while the
