@@ -20,6 +20,10 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "tinker",
     "makestep",
     "peer",
+    "leapfile",
+    "leapsmear",
+    "leapsmearinterval",
+    "maxslewrate",
 ];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
@@ -44,8 +48,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "ident",
     "keys",
     "keysdir",
-    "leapfile",
-    "leapsmearinterval",
     "logconfig",
     "logfile",
     "manycastclient",

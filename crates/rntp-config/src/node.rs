@@ -10,6 +10,7 @@ use rntp_proto::node::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXSOURC
 use rntp_proto::select::SelectConfig;
 use rntp_proto::server::{RateLimit, RestrictFlags, RestrictRule, ServerConfig};
 use rntp_proto::source::{AddrFamily, ResolvePolicy, SourceKind, SourceSpec, Target};
+use rntp_proto::steer::leap::LeapConfig;
 use rntp_proto::time::PollInterval;
 
 use crate::config::{AddressFamily, Config, RestrictTarget, SourceConfig};
@@ -38,6 +39,8 @@ pub fn node_config(config: &Config, clock: ClockMode) -> NodeConfig {
         server: server_config(config),
         listen: config.listen.iter().map(|l| SocketAddr::new(l.addr, l.port)).collect(),
         orphan: config.tos.orphan,
+        // The table itself is read by the driver (`leapfile::load_leapfile`).
+        leap: LeapConfig { table: None, smear: config.leapsmear_secs.map(f64::from) },
         ..NodeConfig::default()
     }
 }
@@ -82,7 +85,7 @@ pub fn source_spec(source: &SourceConfig) -> SourceSpec {
     }
 }
 
-/// `tinker step/panic/stepout` and `makestep`; the poll bounds come from the sources
+/// `tinker step/panic/stepout`, `makestep` and `maxslewrate`; the poll bounds come from the sources
 /// ([`NodeConfig::discipline`]).
 fn discipline_config(config: &Config) -> DisciplineConfig {
     let defaults = DisciplineConfig::default();
@@ -95,6 +98,7 @@ fn discipline_config(config: &Config) -> DisciplineConfig {
             threshold: m.threshold_secs(),
             limit: m.limit.unwrap_or(u32::MAX),
         }),
+        max_slew_ppm: config.maxslewrate_ppm.map_or(defaults.max_slew_ppm, f64::from),
         ..defaults
     }
 }

@@ -282,6 +282,8 @@ pub struct Steering {
     events: VecDeque<SteeringEvent>,
     last_offset: Option<f64>,
     leap: Option<LeapIndicator>,
+    /// Leap seconds: table, smear, what to announce and arm.
+    leap_state: leap::LeapState,
     stats: SteeringStats,
 }
 
@@ -330,6 +332,7 @@ impl Steering {
             events: VecDeque::new(),
             last_offset: None,
             leap: None,
+            leap_state: leap::LeapState::default(),
             stats: SteeringStats::default(),
         }
     }
@@ -541,6 +544,34 @@ impl Steering {
     /// The leap indicator of the last combined estimate used for the clock.
     pub fn leap(&self) -> Option<LeapIndicator> {
         self.leap
+    }
+
+    /// Sets the leap-second table and smear (see [`leap`]).
+    pub fn set_leap_config(&mut self, config: leap::LeapConfig) {
+        self.leap_state = leap::LeapState::new(config);
+    }
+
+    /// The leap-second settings.
+    pub fn leap_config(&self) -> &leap::LeapConfig {
+        self.leap_state.config()
+    }
+
+    /// What to tell clients and the kernel about leap seconds at `now`, when the clock the
+    /// node serves reads `utc` (Unix seconds): the sources' vote is the system peer's leap
+    /// indicator of the latest selection, checked against the leap table ([`leap`]).
+    pub fn leap_decision(&mut self, now: Instant, utc: f64) -> leap::LeapDecision {
+        let sources = self
+            .selection
+            .as_ref()
+            .and_then(|s| s.combined)
+            .map_or(LeapIndicator::NoWarning, |c| c.leap);
+        self.leap_state.decide(now, utc, sources)
+    }
+
+    /// The leap smear to add to the time served at `now` (s; 0 unless `leapsmear` is on and a
+    /// leap second is less than its interval away).
+    pub fn leap_smear(&self, now: Instant) -> f64 {
+        self.leap_state.smear_at(now)
     }
 
     /// What to add to the measured-against clock to get the time to serve:
@@ -876,5 +907,6 @@ fn median_combine(list: &[Candidate]) -> Option<(f64, f64, LeapIndicator)> {
     Some((offset, jitter, usable[n / 2].leap))
 }
 
+pub mod leap;
 #[cfg(test)]
 mod tests;

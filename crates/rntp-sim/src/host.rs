@@ -19,7 +19,7 @@ use rntp_proto::wire::LeapIndicator;
 
 use crate::kernel::status::{STA_DEL, STA_INS};
 use crate::kernel::{AdjtimexError, LinuxClock, LinuxClockConfig, Timespec};
-use crate::{gauss, secs, ClientSpec, EPOCH_UNIX};
+use crate::{gauss, secs, ClientSpec};
 
 /// Which kernel executes a host's clock requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,16 +62,18 @@ pub(crate) struct HostClock {
     wander: f64,
     /// The initial error (s): the Linux model's `error_at` counts from its start value.
     e0: f64,
+    /// Unix time at true time zero.
+    epoch: i64,
     kernel: Kernel,
 }
 
 impl HostClock {
-    pub(crate) fn new(spec: &ClientSpec, model: ClockModel) -> Self {
+    pub(crate) fn new(spec: &ClientSpec, model: ClockModel, epoch: i64) -> Self {
         let e0 = -spec.initial_offset;
         let kernel = match model {
             ClockModel::Idealized => Kernel::Idealized(VirtualClock::new()),
             ClockModel::Linux => {
-                let start_ns = i128::from(EPOCH_UNIX) * 1_000_000_000 + (e0 * 1e9).round() as i128;
+                let start_ns = i128::from(epoch) * 1_000_000_000 + (e0 * 1e9).round() as i128;
                 Kernel::Linux(Box::new(LinuxClock::new(LinuxClockConfig {
                     start: Timespec::from_nanos(start_ns),
                     oscillator_ppm: spec.freq_ppm,
@@ -79,7 +81,15 @@ impl HostClock {
                 })))
             }
         };
-        HostClock { e: e0, f: spec.freq_ppm * 1e-6, at: 0.0, wander: spec.wander, e0, kernel }
+        HostClock {
+            e: e0,
+            f: spec.freq_ppm * 1e-6,
+            at: 0.0,
+            wander: spec.wander,
+            e0,
+            epoch,
+            kernel,
+        }
     }
 
     /// The natural frequency error now (s/s).
@@ -123,7 +133,7 @@ impl HostClock {
         match &mut self.kernel {
             Kernel::Idealized(applied) => {
                 let error = self.e + self.f * (t - self.at) + applied.offset_at(secs(t));
-                crate::wall(t + error)
+                crate::wall(self.epoch, t + error)
             }
             Kernel::Linux(k) => {
                 let ts = k.realtime(secs(t));
@@ -191,6 +201,16 @@ impl HostClock {
         }
         self.f += df;
         self.at = t;
+    }
+}
+
+impl HostClock {
+    /// The kernel model (`None` for the idealized model).
+    pub(crate) fn linux(&self) -> Option<&LinuxClock> {
+        match &self.kernel {
+            Kernel::Linux(k) => Some(k),
+            Kernel::Idealized(_) => None,
+        }
     }
 }
 

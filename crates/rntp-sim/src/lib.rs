@@ -42,6 +42,7 @@ use rntp_proto::source::{
     AddrFamily, MobilizeReason, ResolveError, ResolvePolicy, Resolved, SourceEvent, SourceId,
     SourceKind, SourceSpec, Target,
 };
+use rntp_proto::steer::leap::LeapConfig;
 use rntp_proto::time::{Instant, NtpDuration, NtpShort, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, Mode, NtpHeader, ReferenceId};
 
@@ -54,8 +55,8 @@ pub use rntp_proto::steer::Feed;
 pub use host::ClockModel;
 use host::HostClock;
 
-/// Unix time of virtual time zero (an arbitrary 2026 date).
-pub(crate) const EPOCH_UNIX: i64 = 1_795_675_301;
+/// Unix time of virtual time zero unless a scenario says otherwise (an arbitrary 2026 date).
+pub const EPOCH_UNIX: i64 = 1_795_675_301;
 /// Server processing time between receive and transmit timestamps (s).
 const SERVER_PROCESSING: f64 = 5e-6;
 /// The simulated clocks' reading precision (log2 s): about 120 ns.
@@ -278,6 +279,11 @@ pub struct Scenario {
     pub downstream_link: LinkSpec,
     /// The kernel model of every host's clock.
     pub clock: ClockModel,
+    /// Unix time (UTC) at virtual time zero: servers answer with it plus true time; host
+    /// clocks start there plus their initial error.
+    pub start_unix: i64,
+    /// Host 0's leap-second settings (`leapfile` table, `leapsmear`).
+    pub leap: LeapConfig,
 }
 
 impl Scenario {
@@ -302,6 +308,8 @@ impl Scenario {
             downstream: None,
             downstream_link: LinkSpec::LAN,
             clock: ClockModel::default(),
+            start_unix: EPOCH_UNIX,
+            leap: LeapConfig::default(),
         }
     }
 
@@ -415,6 +423,19 @@ pub struct RunResult {
     pub timer_wakeups: u64,
     /// Those of `timer_wakeups` that ended a slew.
     pub slew_wakeups: u64,
+    /// Host 0's kernel at the end (the Linux model only).
+    pub kernel: Option<KernelEnd>,
+}
+
+/// The Linux model's leap-second state at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelEnd {
+    /// `time_state`.
+    pub time_state: kernel::TimeState,
+    /// `time_status` bits.
+    pub status: i32,
+    /// TAI − UTC as the kernel keeps it: +1 for every inserted second.
+    pub tai: i32,
 }
 
 /// What the downstream host of a chain saw.
@@ -495,8 +516,8 @@ fn exp(rng: &mut SplitMix64, mean: f64) -> f64 {
     -mean * (1.0 - rng.next_f64()).ln()
 }
 
-pub(crate) fn wall(t_true: f64) -> NtpTimestamp {
-    NtpTimestamp::from_unix(EPOCH_UNIX, 0).add_duration(NtpDuration::from_secs_f64(t_true))
+pub(crate) fn wall(epoch: i64, t_true: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(epoch, 0).add_duration(NtpDuration::from_secs_f64(t_true))
 }
 
 pub(crate) fn secs(t: f64) -> Instant {
@@ -698,10 +719,10 @@ impl Sim<'_> {
             root_delay: NtpShort::ZERO,
             root_dispersion: NtpShort::from_secs_f64(1e-4),
             reference_id: ReferenceId::from_bytes(*b"GPS\0"),
-            reference_ts: wall(t2 - 16.0),
+            reference_ts: wall(self.sc.start_unix, t2 - 16.0),
             origin_ts: req.transmit_ts,
-            receive_ts: wall(t2),
-            transmit_ts: wall(t3),
+            receive_ts: wall(self.sc.start_unix, t2),
+            transmit_ts: wall(self.sc.start_unix, t3),
         };
         self.send(to, from, reply.to_bytes().to_vec(), SERVER_PROCESSING);
     }
@@ -863,6 +884,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     }
     let serve = sc.serve || sc.downstream.is_some();
     let mut config = host_config(sc, &sc.client, scenario_sources(sc));
+    config.leap = sc.leap.clone();
     if serve {
         config.listen = vec![node_listen_addr(0)];
     }
@@ -870,7 +892,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
         addr: node_addr(0),
         listen: serve.then(|| node_listen_addr(0)),
-        clock: HostClock::new(&sc.client, sc.clock),
+        clock: HostClock::new(&sc.client, sc.clock, sc.start_unix),
         rounds_seen: 0,
     }];
     if let Some(client) = &sc.downstream {
@@ -899,7 +921,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
             addr: node_addr(1),
             listen: None,
-            clock: HostClock::new(client, sc.clock),
+            clock: HostClock::new(client, sc.clock, sc.start_unix),
             rounds_seen: 0,
         });
     }
@@ -1034,6 +1056,11 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
         },
     };
     sim.res.requests = host.node.status(now).counters.sent;
+    sim.res.kernel = host.clock.linux().map(|k| KernelEnd {
+        time_state: k.time_state(),
+        status: k.status(),
+        tai: k.tai(),
+    });
     let stats = steering.stats();
     sim.res.steps = u32::try_from(stats.steps).unwrap_or(u32::MAX);
     sim.res.panics = u32::try_from(stats.panics).unwrap_or(u32::MAX);

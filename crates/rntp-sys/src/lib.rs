@@ -10,6 +10,8 @@
 //! * **Read-only kernel clock discipline state** ([`kernel_clock_state`]) via `adjtimex` with
 //!   `modes = 0`, for `rntpctl status` and for tests that prove the clock was left alone.
 //! * **Privilege queries** ([`has_cap_sys_time`], [`geteuid`], [`peer_credentials`]).
+//! * **A `CLOCK_BOOTTIME` timer as a file descriptor** ([`TimerFd`], `timerfd_create`), so the
+//!   daemon's event loop wakes exactly once at its next deadline.
 //! * **UDP receive timestamps** ([`enable_rx_timestamps`], [`recv_from_with_timestamp`]):
 //!   kernel `SO_TIMESTAMPNS` (or `SO_TIMESTAMP`) timestamps read with `recvmsg`.
 //!
@@ -44,6 +46,7 @@ mod caps;
 mod clock;
 mod control;
 mod net;
+mod timer;
 
 pub use caps::{geteuid, has_cap_sys_time, peer_credentials, PeerCred};
 pub use clock::{
@@ -54,3 +57,4 @@ pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM, TICK
 pub use net::{
     enable_rx_timestamps, recv_batch, recv_from_with_timestamp, RecvBatch, RecvMeta, BATCH_SLOT_LEN,
 };
+pub use timer::TimerFd;

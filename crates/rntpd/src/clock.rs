@@ -51,23 +51,57 @@ impl Clock {
     pub fn precision_log2(&self) -> i8 {
         self.precision_log2
     }
-
-    /// How long from now until `deadline` (zero if it has passed). Computed from the boot
-    /// clock at every call, so a sleep that spans a suspend is shortened by the time spent
-    /// asleep on the next computation.
-    pub fn until(&self, deadline: Instant) -> std::time::Duration {
-        until(self.now(), deadline)
-    }
-}
-
-/// The time from `now` to `deadline` as a sleep duration (zero if it has passed).
-pub fn until(now: Instant, deadline: Instant) -> std::time::Duration {
-    std::time::Duration::from_nanos(deadline.as_nanos().saturating_sub(now.as_nanos()))
 }
 
 /// Converts a kernel wall-clock reading to an NTP timestamp.
 pub fn wall_to_ntp(t: WallTime) -> NtpTimestamp {
     NtpTimestamp::from_unix(t.secs, t.nanos)
+}
+
+/// A warning this long before the leap file expires (s): tzdata updates come in time, but a
+/// machine that stopped updating should be noticed before the table goes stale.
+const LEAPFILE_EXPIRY_WARNING: f64 = 28.0 * 86_400.0;
+
+/// Reads the `leapfile` at start, logging what an administrator must know: unreadable or not a
+/// leap table (then the sources' leap warnings are used alone), expired (ignored), or expiring
+/// within four weeks.
+pub fn read_leapfile(
+    path: &std::path::Path,
+    unix_now: f64,
+) -> Option<rntp_proto::steer::leap::LeapTable> {
+    let table = match rntp_config::leapfile::load_leapfile(path) {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "leap second file unusable; leap seconds come from the sources alone (check the `leapfile` line)"
+            );
+            return None;
+        }
+    };
+    let expires = table.expires() as f64;
+    if unix_now >= expires {
+        tracing::warn!(
+            path = %path.display(),
+            expired_unix = table.expires(),
+            "leap second file has expired and is ignored: update the tzdata package (or the file)"
+        );
+    } else if expires - unix_now < LEAPFILE_EXPIRY_WARNING {
+        tracing::warn!(
+            path = %path.display(),
+            days_left = ((expires - unix_now) / 86_400.0).floor(),
+            "leap second file expires soon: update the tzdata package (or the file)"
+        );
+    } else {
+        tracing::info!(
+            path = %path.display(),
+            leap_seconds = table.leaps().len(),
+            expires_unix = table.expires(),
+            "leap second file loaded"
+        );
+    }
+    Some(table)
 }
 
 /// The daemon's random source: a CSPRNG seeded from the OS, so request nonces are unguessable

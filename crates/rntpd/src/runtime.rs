@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use rntp_config::Config;
-use rntp_proto::assoc::TIMER_SLACK;
 use rntp_proto::node::{ClockMode, ClockRequest, Local, Node, NodeEvent};
 use tokio::sync::{mpsc, watch};
 
@@ -76,6 +75,11 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let mut config = rntp_config::node::node_config(&settings.config, mode);
     config.precision_log2 = clock.precision_log2();
     config.initial_freq_ppm = driftfile.as_deref().and_then(read_drift);
+    config.leap.table = settings
+        .config
+        .leapfile
+        .as_deref()
+        .and_then(|p| crate::clock::read_leapfile(p, clock.unix_secs()));
     config.drift_file = driftfile.is_some();
     if config.sources.is_empty() {
         tracing::warn!("no time sources configured: rntpd will only answer control requests");
@@ -127,20 +131,38 @@ impl Driver {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        // The node's one deadline on a CLOCK_BOOTTIME timerfd: one wakeup at the deadline (tokio's
+        // timer wheel cascades a long sleep through several), and suspend-proof like the node's
+        // clock.
+        #[allow(
+            deprecated,
+            reason = "tokio deprecates the safe constructors because an arbitrary AsRawFd could \
+                      hand out a different descriptor later; TimerFd owns its OwnedFd and always \
+                      returns that one, which is the `register` contract (and unsafe is not \
+                      allowed in this crate)"
+        )]
+        let timer = tokio::io::unix::AsyncFd::with_interest(
+            rntp_sys::TimerFd::new()?,
+            tokio::io::Interest::READABLE,
+        )?;
+        let mut armed = None;
         loop {
             self.drain();
             let deadline = self.shared.with(|n| n.poll_timeout());
-            let clock = self.clock;
-            // tokio rounds sleeps up to its millisecond tick; waking up to TIMER_SLACK early
-            // (which the node accepts as due) sends requests on time.
-            let sleep = async move {
+            if deadline != armed {
                 match deadline {
-                    Some(d) => tokio::time::sleep(clock.until(d).saturating_sub(TIMER_SLACK)).await,
-                    None => std::future::pending().await,
+                    Some(d) => timer.get_ref().set_deadline(d.as_nanos())?,
+                    None => timer.get_ref().disarm()?,
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
-                () = sleep => {
+                Ok(mut ready) = timer.readable() => {
+                    // Not expired (a deadline moved after the wakeup): wait again.
+                    if ready.try_io(|t| t.get_ref().expirations()).is_err() {
+                        continue;
+                    }
+                    armed = None;
                     let now = self.clock.now();
                     self.shared.with(|n| n.handle_timeout(now));
                 }

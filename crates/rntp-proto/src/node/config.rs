@@ -7,6 +7,7 @@ use crate::discipline::DisciplineConfig;
 use crate::select::SelectConfig;
 use crate::server::ServerConfig;
 use crate::source::{ResolvePolicy, SourceSpec};
+use crate::steer::leap::LeapConfig;
 
 /// Members a pool aims for without `maxsources` (as chrony's default).
 pub const DEFAULT_MAXSOURCES: u8 = 4;
@@ -65,6 +66,8 @@ pub struct NodeConfig {
     pub orphan: Option<u8>,
     /// The local clock's reading precision, log2 s (measured by the driver).
     pub precision_log2: i8,
+    /// Leap seconds: the `leapfile` table (read by the driver) and `leapsmear`.
+    pub leap: LeapConfig,
     /// Benchmark-only knobs of the steering (simulator comparisons).
     #[cfg(feature = "research")]
     pub research: Research,
@@ -85,6 +88,7 @@ impl Default for NodeConfig {
             listen: Vec::new(),
             orphan: None,
             precision_log2: -20,
+            leap: LeapConfig::default(),
             #[cfg(feature = "research")]
             research: Research::default(),
         }

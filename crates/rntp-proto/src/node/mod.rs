@@ -59,6 +59,7 @@ use crate::source::{
     AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
     SourceManager, Target,
 };
+use crate::steer::leap::LeapDecision;
 use crate::steer::{Reference, RoundOutcome, SourceInput, Steering, SteeringConfig};
 use crate::time::{Instant, NtpDuration, NtpTimestamp};
 use crate::wire::{LeapIndicator, ReferenceId};
@@ -76,6 +77,9 @@ pub const DRIFT_SAVE_INTERVAL: f64 = 3_600.0;
 pub const HISTORY_LEN: usize = 1_000;
 /// Events and requests queued for a driver that does not drain them, at most.
 const MAX_QUEUE: usize = 4_096;
+/// Unix time near which NTP timestamps are read for leap seconds (2026): right for 68 years
+/// either side.
+const LEAP_ERA_REFERENCE: i64 = 1_767_225_600;
 /// Largest server reply the general path builds (a 48-byte reply plus a crypto-NAK).
 const SERVER_REPLY_MAX: usize = 64;
 
@@ -375,6 +379,7 @@ impl Node {
             clock_error: None,
             rng,
         };
+        node.steering.set_leap_config(config.leap.clone());
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
         for source in config.sources {
@@ -614,7 +619,8 @@ impl Node {
     /// The node's time for a wall-clock reading: the reading itself in control mode, plus the
     /// virtual correction in observe mode.
     pub fn served_time(&self, now: Instant, wall: NtpTimestamp) -> NtpTimestamp {
-        wall.add_duration(NtpDuration::from_secs_f64(self.steering.served_correction(now)))
+        let correction = self.steering.served_correction(now) + self.steering.leap_smear(now);
+        wall.add_duration(NtpDuration::from_secs_f64(correction))
     }
 
     /// The steering (selection, discipline, the model of applied corrections).
@@ -1045,7 +1051,7 @@ impl Node {
             if let Some(wall) = self.wall_at(now) {
                 self.reference_time = self.served_time(now, wall);
             }
-            self.kernel_status();
+            self.kernel_status(now);
             self.maybe_save_drift(now);
         }
         if matches!(outcome, RoundOutcome::Skipped) {
@@ -1054,9 +1060,10 @@ impl Node {
         // Every counted round decides what clients are told, including the round that lost
         // the last source: server mode must say "unsynchronized" then.
         let combined = self.steering.selection().and_then(|s| s.combined);
+        let leap = self.leap_decision(now).announce;
         self.system = match combined {
             Some(c) if self.synchronized() => SystemState {
-                leap: c.leap,
+                leap,
                 stratum: c.stratum,
                 precision: self.precision_log2,
                 root_delay: c.root_delay,
@@ -1068,7 +1075,7 @@ impl Node {
         };
     }
 
-    fn drain_steering_actions(&mut self, _now: Instant) {
+    fn drain_steering_actions(&mut self, now: Instant) {
         let control = self.mode == ClockMode::Control;
         while let Some(action) = self.steering.poll_action() {
             let request = match action {
@@ -1090,21 +1097,21 @@ impl Node {
             push_bounded(&mut self.clock_requests, request);
             if stepped {
                 // The step cleared the kernel's status and disarmed any leap second.
-                self.kernel_status();
+                self.kernel_status(now);
             }
         }
     }
 
     /// Control mode: tell the kernel what the combined estimate says (leap warning, errors).
     /// The same status twice in a row is sent once.
-    fn kernel_status(&mut self) {
+    fn kernel_status(&mut self, now: Instant) {
         if self.mode != ClockMode::Control {
             return;
         }
         let Some(c) = self.steering.selection().and_then(|s| s.combined) else { return };
         let request = ClockRequest::Status {
             synchronized: self.steering.synchronized(),
-            leap: c.leap,
+            leap: self.leap_decision(now).arm,
             max_error: c.root_delay / 2.0 + c.root_dispersion,
             est_error: c.jitter,
         };
@@ -1112,6 +1119,20 @@ impl Node {
             return;
         }
         push_bounded(&mut self.clock_requests, request);
+    }
+
+    /// Leap seconds now ([`crate::steer::leap`]): the node's clock read as UTC, the sources'
+    /// vote and the leap table. Without a wall-clock reading yet, nothing is pending.
+    fn leap_decision(&mut self, now: Instant) -> LeapDecision {
+        let Some(wall) = self.wall_at(now) else {
+            let none = LeapIndicator::NoWarning;
+            return LeapDecision { announce: none, arm: none };
+        };
+        // Without the smear: the decision is about the clock, not the time served.
+        let clock =
+            wall.add_duration(NtpDuration::from_secs_f64(self.steering.served_correction(now)));
+        let (secs, nanos) = clock.to_unix_near(LEAP_ERA_REFERENCE);
+        self.steering.leap_decision(now, secs as f64 + f64::from(nanos) * 1e-9)
     }
 
     fn maybe_save_drift(&mut self, now: Instant) {

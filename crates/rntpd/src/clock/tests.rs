@@ -15,13 +15,6 @@ use super::fake::{Call, FakeClock};
 use super::*;
 
 #[test]
-fn until_saturates_and_counts_nanoseconds() {
-    let t = |ns| Instant::from_nanos(ns);
-    assert_eq!(until(t(5), t(3)), std::time::Duration::ZERO);
-    assert_eq!(until(t(1_000), t(2_500_000_000)), std::time::Duration::from_nanos(2_499_999_000));
-}
-
-#[test]
 fn executor_maps_requests_to_clock_calls() {
     let mut fake = FakeClock::default();
     let fast = ClockRate { tick_usec: 10_833, freq_scaled: 2_184_533 };
