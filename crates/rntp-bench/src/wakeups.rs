@@ -10,8 +10,13 @@
 //!   interval counting as long as the poll exponent of the request that opened it says (so 1.00
 //!   is exactly the configured polling; burst spacing is excluded);
 //! * **wakeups**: voluntary context switches of all the daemon's threads
-//!   (`/proc/PID/task/*/status`), i.e. how often it went to sleep and was woken. Each reply
-//!   wakes a client once, so the **timer wakeups** are the wakeups minus the replies received.
+//!   (`/proc/PID/task/*/status`), i.e. how often it went to sleep and was woken. A reply wakes
+//!   a client at most once (on loopback it often arrives before the client sleeps again), so
+//!   wakeups minus replies is a lower bound of the **timer wakeups** and the wakeups an upper
+//!   one;
+//! * with `--strace`, **timer wakeups** counted directly: strace attached for the window, a
+//!   timer wakeup is a poller return on its timeout (`epoll_wait`/`select` returning 0: tokio's
+//!   and chronyd's timers) or a read of a timerfd (rntpd's deadline).
 //!
 //! Safety: loopback only (127.14.Y.0/24), both daemons observe-only and under `setpriv
 //! --inh-caps=-sys_time --bounding-set=-sys_time`, stopped by pid; every wait is bounded.
@@ -45,6 +50,10 @@ pub struct WakeupsArgs {
     /// `minpoll` and `maxpoll` for both clients, e.g. `6,6` (default: their defaults).
     #[arg(long)]
     poll: Option<String>,
+    /// Also classify the wakeups with strace attached for the window: a timer wakeup is a
+    /// poller return on a timeout (epoll_wait/select = 0) or a read of a timerfd.
+    #[arg(long)]
+    strace: bool,
 }
 
 /// One request seen by a responder: when, and the poll exponent in its header.
@@ -174,6 +183,60 @@ struct Measured {
     polls: f64,
     voluntary: u64,
     involuntary: u64,
+    /// Timer wakeups counted by strace.
+    traced: Option<u64>,
+}
+
+/// Descriptors of `pid` that are timerfds.
+fn timerfds(pid: u32) -> Vec<String> {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    dir.flatten()
+        .filter(|e| fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("timerfd")))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// strace attached to every thread of `pid`, logging poller and read returns to `out`.
+fn attach_strace(pid: u32, out: &Path) -> Result<std::process::Child, String> {
+    std::process::Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=epoll_wait,epoll_pwait,epoll_pwait2,select,pselect6,read"])
+        .arg("-o")
+        .arg(out)
+        .arg("-p")
+        .arg(pid.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn strace (is it installed?): {e}"))
+}
+
+/// Timer wakeups in an strace log: pollers returning 0 (timeout), and 8-byte reads of one of
+/// `timer_fds`.
+fn count_timer_wakeups(log: &Path, timer_fds: &[String]) -> u64 {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let mut n = 0;
+    for line in text.lines() {
+        // "PID call(args) = result ..." (with -f every line starts with the thread id).
+        let call = line.split_once(' ').map_or(line, |(_, rest)| rest).trim_start();
+        let Some((head, result)) = call.rsplit_once(" = ") else { continue };
+        let result = result.split_whitespace().next().unwrap_or("");
+        let poller = ["epoll_wait(", "epoll_pwait(", "epoll_pwait2(", "select(", "pselect6("]
+            .iter()
+            .any(|p| head.starts_with(p));
+        // A zero timeout is a look, not a sleep: epoll_wait's last argument 0, or a zeroed
+        // select timeval.
+        let zero_timeout = head.ends_with(", 0)") || head.contains("tv_sec=0, tv_usec=0");
+        if poller && result == "0" && !zero_timeout {
+            n += 1;
+        } else if let Some(args) = head.strip_prefix("read(") {
+            let fd = args.split(',').next().unwrap_or("");
+            if timer_fds.iter().any(|t| t == fd) && result == "8" {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 impl Measured {
@@ -185,6 +248,9 @@ impl Measured {
     }
     fn timer_wakeups_per_request(&self) -> f64 {
         self.voluntary.saturating_sub(self.replies) as f64 / self.requests.max(1) as f64
+    }
+    fn traced_per_request(&self) -> Option<f64> {
+        self.traced.map(|n| n as f64 / self.requests.max(1) as f64)
     }
 }
 
@@ -272,6 +338,15 @@ pub fn run(
     );
     let result = (|| {
         thread::sleep(Duration::from_secs(a.warmup_secs));
+        let mut tracers = Vec::new();
+        if a.strace {
+            for (name, pid) in &pids {
+                let log = dir.join(format!("{name}.strace"));
+                tracers.push((attach_strace(*pid, &log)?, log, timerfds(*pid)));
+            }
+            // Let strace attach before the window opens.
+            thread::sleep(Duration::from_secs(2));
+        }
         let t0 = Instant::now();
         let before: Vec<(u64, u64)> =
             pids.iter().map(|(_, pid)| switches(*pid)).collect::<Result<_, _>>()?;
@@ -279,6 +354,15 @@ pub fn run(
         let after: Vec<(u64, u64)> =
             pids.iter().map(|(_, pid)| switches(*pid)).collect::<Result<_, _>>()?;
         let t1 = Instant::now();
+        let mut traced = Vec::new();
+        for (mut child, log, fds) in tracers {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let _ = child.wait();
+            traced.push(Some(count_timer_wakeups(&log, &fds)));
+        }
         let mut out = Vec::new();
         for (i, (name, servers)) in
             [("rntpd", &rntpd_servers), ("chronyd", &chrony_servers)].into_iter().enumerate()
@@ -297,6 +381,7 @@ pub fn run(
                 polls,
                 voluntary: after[i].0 - before[i].0,
                 involuntary: after[i].1 - before[i].1,
+                traced: traced.get(i).copied().flatten(),
             });
         }
         Ok::<_, String>(out)
@@ -319,14 +404,15 @@ pub fn run(
     }
     let out = result?;
     println!();
+    let cell = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}"));
     println!(
-        "| daemon | requests | poll intervals | requests per poll | wakeups | per request | timer \
-         wakeups per request | involuntary |"
+        "| daemon | requests | poll intervals | requests per poll | wakeups | per request | \
+         wakeups − replies per request | timer wakeups per request (strace) | involuntary |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for m in &out {
         println!(
-            "| {} | {} | {:.1} | {:.3} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.1} | {:.3} | {} | {:.2} | {:.2} | {} | {} |",
             m.name,
             m.requests,
             m.polls,
@@ -334,15 +420,21 @@ pub fn run(
             m.voluntary,
             m.wakeups_per_request(),
             m.timer_wakeups_per_request(),
+            cell(m.traced_per_request()),
             m.involuntary
         );
     }
     if let [r, c] = &out[..] {
+        let traced = match (r.traced_per_request(), c.traced_per_request()) {
+            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+            _ => None,
+        };
         println!(
-            "| ratio rntpd/chronyd | | | {:.2} | | {:.2} | {:.2} | |",
+            "| ratio rntpd/chronyd | | | {:.2} | | {:.2} | {:.2} | {} | |",
             r.requests_per_poll() / c.requests_per_poll(),
             r.wakeups_per_request() / c.wakeups_per_request(),
-            r.timer_wakeups_per_request() / c.timer_wakeups_per_request().max(f64::MIN_POSITIVE)
+            r.timer_wakeups_per_request() / c.timer_wakeups_per_request().max(f64::MIN_POSITIVE),
+            cell(traced)
         );
     }
     Ok(())

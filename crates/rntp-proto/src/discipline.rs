@@ -429,11 +429,14 @@ pub struct Kalman {
 impl Kalman {
     /// A new discipline. `initial_freq_ppm` is the drift file's frequency, if any.
     pub fn new(config: DisciplineConfig, initial_freq_ppm: Option<f64>) -> Self {
-        let (y, sigma_y) = match initial_freq_ppm.filter(|f| f.is_finite()) {
-            Some(f) => (f.clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM) * 1e-6, DRIFT_FILE_SIGMA),
+        let initial = initial_freq_ppm.filter(|f| f.is_finite());
+        let slewer = Slewer::new(initial.unwrap_or(0.0), config.max_slew_ppm);
+        // The drift file holds the kernel's frequency; y is the correction it makes per second
+        // of the (slewed) monotonic clock, r / (1 + r).
+        let (y, sigma_y) = match initial {
+            Some(_) => (slewer.base().correction(), DRIFT_FILE_SIGMA),
             None => (0.0, NO_DRIFT_SIGMA),
         };
-        let slewer = Slewer::new(y * 1e6, config.max_slew_ppm);
         let minpoll = config.minpoll.min(config.maxpoll);
         Kalman {
             config,

@@ -377,14 +377,15 @@ pub fn stats_table(out: &[(Row, Aggregate, RunResult)]) -> String {
     let _ = writeln!(
         t,
         "| scenario | seeds | RMS | ratio | mean of seed maxima | ratio | median seed max | worst \
-         max | ratio | stays < 1 ms after (worst) | first < 1 ms (worst) |"
+         max | ratio | stays < 1 ms after (worst) | first < 1 ms (worst) | worst after first < 1 \
+         ms |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (row, agg, _) in out {
         let c = row.chrony;
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.scenario.name,
             agg.seeds,
             us(agg.rms),
@@ -395,7 +396,8 @@ pub fn stats_table(out: &[(Row, Aggregate, RunResult)]) -> String {
             us(agg.max),
             ratio(agg.max, c.max),
             secs_or_never(agg.time_to_1ms),
-            secs_or_never(agg.first_below_1ms)
+            secs_or_never(agg.first_below_1ms),
+            us(agg.max_after_below_1ms)
         );
     }
     t

@@ -302,7 +302,9 @@ impl Slewer {
     /// slew in progress. Returns `ClockAction::None` when nothing changes.
     pub fn correct(&mut self, now: Instant, freq: f64, phase: f64, duration: f64) -> ClockAction {
         self.rebase(now);
-        self.base = Self::base_rate(freq / (1.0 - freq.clamp(-0.5, 0.5)));
+        if freq.is_finite() {
+            self.base = Self::base_rate(freq / (1.0 - freq.clamp(-0.5, 0.5)));
+        }
         self.end = None;
         let mut rate = self.base;
         if phase.is_finite() && phase != 0.0 && duration.is_finite() {
