@@ -37,6 +37,26 @@ fuzz_target!(|data: &[u8]| {
     for d in errors.iter().chain(warnings) {
         check(d, &lines);
     }
+    // The same text as a `sourcedir` *.sources file: only source lines are kept, anything
+    // else is an error in place; never a panic, and a loaded file holds nothing but sources.
+    let sources = rntp_config::parse_sources_str(Path::new("fuzz.conf"), &text);
+    match &sources {
+        Ok(loaded) => {
+            let only_sources = rntp_config::Config {
+                sources: loaded.config.sources.clone(),
+                ..rntp_config::Config::default()
+            };
+            assert_eq!(loaded.config, only_sources, "a *.sources file set more than sources");
+        }
+        Err(e) => assert!(!e.errors.is_empty()),
+    }
+    let diags: Vec<&Diagnostic> = match &sources {
+        Ok(loaded) => loaded.warnings.iter().collect(),
+        Err(e) => e.errors.iter().chain(&e.warnings).collect(),
+    };
+    for d in diags {
+        check(d, &lines);
+    }
 });
 
 fn check(d: &Diagnostic, lines: &[&str]) {

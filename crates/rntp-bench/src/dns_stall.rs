@@ -5,11 +5,11 @@
 //! Set-up, all on the leased 127.14.Y.0/24 block (rntpd's DNS queries leave from 127.0.0.1:
 //! its resolver binds the wildcard address):
 //! * **Our DNS server** on 127.14.Y.53:5353 (rntpd's `resolver`; nothing is ever asked of the
-//!   system resolver). `nI.slow.test` gets an A record (127.14.Y.(100+I)) and NODATA for AAAA
-//!   after `--dns-delay-ms` (a deadline per query, kept by a timer thread, so the receive loop
-//!   never waits); `nI.silent.test` is never answered, over UDP or TCP (the TCP listener is
-//!   never accepted from: connections complete in the kernel's backlog and then hear nothing);
-//!   `ok.test` is answered at once; anything else gets REFUSED.
+//!   system resolver): the fault-injecting server of the shared test kit
+//!   (`rntp_testkit::fakedns`, the one the integration tests use). `nI.slow.test` gets an A
+//!   record (127.14.Y.(100+I)) and NODATA for AAAA after `--dns-delay-ms` (a deadline per
+//!   query, so the receive loop never waits); `nI.silent.test` is never answered, over UDP or
+//!   TCP; `ok.test` is answered at once; anything else gets REFUSED.
 //! * **Fake NTP servers** (`--assocs` of them, 127.14.Y.10, .11, ...), which rntpd polls with
 //!   `minpoll -2 maxpoll -2` (every 0.25 s). They answer as a stratum-2 server and record the
 //!   kernel receive time (SO_TIMESTAMPNS) of every request, so the bench's own scheduling does
@@ -50,13 +50,14 @@
 use crate::load::{self, Generator, Step};
 use crate::procs::{self, Block, Server};
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
-use std::io::{ErrorKind, IoSliceMut};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::io::IoSliceMut;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+
+use rntp_testkit::fakedns::{self, FakeDns, Rule};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -145,8 +146,14 @@ pub fn run(
     // Threads started from here on (fake servers, rntpctl runner) inherit the pinning.
     procs::pin_self(a.gen_cpu)?;
     let dns_addr = SocketAddr::from((block.addr(53), 5353));
-    let dns = FakeDns::start(dns_addr, block, Duration::from_millis(a.dns_delay_ms))?;
-    dns.check_ok()?;
+    let dns = start_dns(
+        dns_addr,
+        block,
+        Duration::from_millis(a.dns_delay_ms),
+        u8::try_from(a.slow).unwrap_or(u8::MAX),
+        u8::try_from(a.silent).unwrap_or(u8::MAX),
+    )?;
+    check_ok(dns_addr)?;
     let ntp: Vec<FakeNtp> = (0..a.assocs)
         .map(|i| FakeNtp::start(SocketAddr::from((block.addr(NTP_HOST + i), a.port))))
         .collect::<Result<_, _>>()?;
@@ -254,12 +261,10 @@ pub fn run(
         }
     }
     println!(
-        "DNS queries: {} slow (answered {}), {} silent, {} ok.test, {} other",
-        dns.stats.slow.load(Ordering::Relaxed),
-        dns.stats.slow_answered.load(Ordering::Relaxed),
-        dns.stats.silent.load(Ordering::Relaxed),
-        dns.stats.ok.load(Ordering::Relaxed),
-        dns.stats.other.load(Ordering::Relaxed),
+        "DNS queries: {} slow, {} silent, {} ok.test",
+        queries(&dns, "slow.test", u8::try_from(a.slow).unwrap_or(u8::MAX)),
+        queries(&dns, "silent.test", u8::try_from(a.silent).unwrap_or(u8::MAX)),
+        dns.queries("ok.test", fakedns::A) + dns.queries("ok.test", fakedns::AAAA),
     );
     report(&results);
     Ok(())
@@ -677,225 +682,60 @@ fn serve_ntp(sock: &UdpSocket, arrivals: &Mutex<Vec<u64>>, stop: &AtomicBool) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fake DNS server
+// Fake DNS server: the shared test kit's, with one rule per name.
 
-/// Queries seen, per kind of name.
-#[derive(Default)]
-struct DnsStats {
-    slow: AtomicU64,
-    slow_answered: AtomicU64,
-    silent: AtomicU64,
-    ok: AtomicU64,
-    other: AtomicU64,
-}
-
-/// The delaying DNS server (UDP; a TCP listener that never answers).
-struct FakeDns {
+/// Starts the shared fault-injecting DNS server ([`FakeDns`]) with a rule per name:
+/// `nI.slow.test` answered after `delay` with an A record 127.14.Y.(100+I) and NODATA for AAAA,
+/// `nI.silent.test` never answered (over UDP or TCP), `ok.test` answered at once; any other
+/// name gets REFUSED.
+fn start_dns(
     addr: SocketAddr,
-    stats: Arc<DnsStats>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-    /// Held so TCP connections land in a backlog nobody reads: silence over TCP too.
-    _tcp: TcpListener,
-}
-
-/// A delayed answer: when, what, to whom.
-type Delayed = (Instant, Vec<u8>, SocketAddr);
-
-impl FakeDns {
-    fn start(addr: SocketAddr, block: &Block, delay: Duration) -> Result<FakeDns, String> {
-        let udp = UdpSocket::bind(addr).map_err(|e| format!("fake DNS: bind UDP {addr}: {e}"))?;
-        let tcp = TcpListener::bind(addr).map_err(|e| format!("fake DNS: bind TCP {addr}: {e}"))?;
-        udp.set_read_timeout(Some(TICK)).map_err(|e| e.to_string())?;
-        let sender = udp.try_clone().map_err(|e| e.to_string())?;
-        let stats = Arc::new(DnsStats::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<Delayed>();
-        let ok_addr = block.addr(99);
-        let slow_base = block.addr(SLOW_HOST);
-        let (st, sp) = (Arc::clone(&stats), Arc::clone(&stop));
-        let receiver = thread::Builder::new()
-            .name("fake-dns".into())
-            .spawn(move || serve_dns(&udp, &st, &sp, &tx, delay, ok_addr, slow_base))
-            .map_err(|e| e.to_string())?;
-        let (st, sp) = (Arc::clone(&stats), Arc::clone(&stop));
-        let timer = thread::Builder::new()
-            .name("fake-dns-timer".into())
-            .spawn(move || send_delayed(&sender, &rx, &st, &sp))
-            .map_err(|e| e.to_string())?;
-        Ok(FakeDns { addr, stats, stop, threads: vec![receiver, timer], _tcp: tcp })
-    }
-
-    /// Asks it for `ok.test` A once: the set-up works, and answers the plain case at once.
-    fn check_ok(&self) -> Result<(), String> {
-        let sock = UdpSocket::bind((self.addr.ip(), 0)).map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
-        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        q.extend_from_slice(b"\x02ok\x04test\x00\x00\x01\x00\x01");
-        let t = Instant::now();
-        sock.send_to(&q, self.addr).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 512];
-        let n = sock.recv(&mut buf).map_err(|e| format!("fake DNS did not answer ok.test: {e}"))?;
-        // ID echoed, a response, NOERROR, one answer.
-        if n < 12
-            || buf[..2] != [0x12, 0x34]
-            || buf[2] & 0x80 == 0
-            || buf[3] & 0xF != 0
-            || buf[7] != 1
-        {
-            return Err(format!("fake DNS: bad answer to ok.test: {:?}", &buf[..n]));
-        }
-        println!("fake DNS on {} answers ok.test in {:.2} ms", self.addr, ms(t.elapsed()));
-        Ok(())
-    }
-}
-
-impl Drop for FakeDns {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join(); // each returns within one TICK
-        }
-    }
-}
-
-/// The receive loop: classifies each query and answers it now, later (via `delayed`) or never.
-fn serve_dns(
-    sock: &UdpSocket,
-    stats: &DnsStats,
-    stop: &AtomicBool,
-    delayed: &mpsc::Sender<Delayed>,
+    block: &Block,
     delay: Duration,
-    ok_addr: Ipv4Addr,
-    slow_base: Ipv4Addr,
-) {
-    let mut buf = [0u8; 1024];
-    while !stop.load(Ordering::SeqCst) {
-        let (n, from) = match sock.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(_) => continue, // e.g. ECONNREFUSED from an earlier send
-        };
-        let Some(q) = Query::parse(&buf[..n]) else { continue };
-        if let Some(i) = q.name.strip_suffix(".slow.test").and_then(|l| l.strip_prefix('n')) {
-            stats.slow.fetch_add(1, Ordering::Relaxed);
-            let i: u8 = i.parse().unwrap_or(0);
-            let o = slow_base.octets();
-            let addr = Ipv4Addr::new(o[0], o[1], o[2], o[3].saturating_add(i));
-            let _ = delayed.send((Instant::now() + delay, q.answer(Some(addr)), from));
-        } else if q.name.ends_with(".silent.test") {
-            stats.silent.fetch_add(1, Ordering::Relaxed);
-        } else if q.name == "ok.test" {
-            stats.ok.fetch_add(1, Ordering::Relaxed);
-            let _ = sock.send_to(&q.answer(Some(ok_addr)), from);
-        } else {
-            stats.other.fetch_add(1, Ordering::Relaxed);
-            let _ = sock.send_to(&q.header_only(5), from); // REFUSED
-        }
+    slow: u8,
+    silent: u8,
+) -> Result<FakeDns, String> {
+    let dns = FakeDns::try_start(addr).map_err(|e| format!("fake DNS on {addr}: {e}"))?;
+    let base = block.addr(SLOW_HOST).octets();
+    for i in 0..slow {
+        let ip = Ipv4Addr::new(base[0], base[1], base[2], base[3].saturating_add(i));
+        let answer = Rule::Answer { addrs: vec![IpAddr::V4(ip)], ttl: 3600 };
+        dns.set_rule(&format!("n{i}.slow.test"), Rule::Delay(delay, Box::new(answer)));
     }
-}
-
-/// The timer: sends each delayed answer at its deadline (a deadline per query, so 120
-/// outstanding answers cost one thread, not 120).
-fn send_delayed(
-    sock: &UdpSocket,
-    rx: &mpsc::Receiver<Delayed>,
-    stats: &DnsStats,
-    stop: &AtomicBool,
-) {
-    let mut pending: Vec<Delayed> = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        pending.retain(|(due, packet, to)| {
-            if *due > now {
-                return true;
-            }
-            let _ = sock.send_to(packet, to);
-            stats.slow_answered.fetch_add(1, Ordering::Relaxed);
-            false
-        });
-        let next = pending.iter().map(|(due, _, _)| *due).min();
-        let wait = next.map_or(TICK, |d| d.saturating_duration_since(now).min(TICK));
-        match rx.recv_timeout(wait) {
-            Ok(d) => pending.push(d),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(wait),
-        }
+    for i in 0..silent {
+        dns.set_rule(&format!("n{i}.silent.test"), Rule::Drop);
     }
+    dns.set_rule("ok.test", Rule::Answer { addrs: vec![IpAddr::V4(block.addr(99))], ttl: 3600 });
+    Ok(dns)
 }
 
-/// The part of a DNS query an answer needs.
-struct Query {
-    id: u16,
-    rd: bool,
-    /// Lower case, no trailing dot.
-    name: String,
-    qtype: u16,
-    /// QNAME QTYPE QCLASS as received, echoed in the answer.
-    question: Vec<u8>,
+/// Asks the server for `ok.test` A once: the set-up works, and answers the plain case at once.
+fn check_ok(addr: SocketAddr) -> Result<(), String> {
+    let sock = UdpSocket::bind((addr.ip(), 0)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(1))).map_err(|e| e.to_string())?;
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    q.extend_from_slice(b"\x02ok\x04test\x00\x00\x01\x00\x01");
+    let t = Instant::now();
+    sock.send_to(&q, addr).map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).map_err(|e| format!("fake DNS did not answer ok.test: {e}"))?;
+    // ID echoed, a response, NOERROR, one answer.
+    if n < 12 || buf[..2] != [0x12, 0x34] || buf[2] & 0x80 == 0 || buf[3] & 0xF != 0 || buf[7] != 1
+    {
+        return Err(format!("fake DNS: bad answer to ok.test: {:?}", &buf[..n]));
+    }
+    println!("fake DNS on {addr} answers ok.test in {:.2} ms", ms(t.elapsed()));
+    Ok(())
 }
 
-impl Query {
-    /// A standard query with one question and no compression; `None` for anything else.
-    fn parse(m: &[u8]) -> Option<Query> {
-        let be16 = |at: usize| Some(u16::from_be_bytes([*m.get(at)?, *m.get(at + 1)?]));
-        let flags = be16(2)?;
-        if flags & 0x8000 != 0 || (flags >> 11) & 0xF != 0 || be16(4)? != 1 {
-            return None;
-        }
-        let mut pos = 12;
-        let mut labels = Vec::new();
-        loop {
-            let len = usize::from(*m.get(pos)?);
-            pos += 1;
-            if len == 0 {
-                break;
-            }
-            if len > 63 || pos + len > 12 + 255 {
-                return None;
-            }
-            labels.push(String::from_utf8_lossy(m.get(pos..pos + len)?).to_ascii_lowercase());
-            pos += len;
-        }
-        let qtype = be16(pos)?;
-        Some(Query {
-            id: be16(0)?,
-            rd: flags & 0x0100 != 0,
-            name: labels.join("."),
-            qtype,
-            question: m.get(12..pos + 4)?.to_vec(),
+/// Queries (A and AAAA) the server saw for the names `n0.SUFFIX` .. `n{count-1}.SUFFIX`.
+fn queries(dns: &FakeDns, suffix: &str, count: u8) -> usize {
+    (0..count)
+        .map(|i| {
+            let name = format!("n{i}.{suffix}");
+            dns.queries(&name, fakedns::A) + dns.queries(&name, fakedns::AAAA)
         })
-    }
-
-    fn header(&self, rcode: u8, answers: u16) -> Vec<u8> {
-        // QR, AA, RA; RD echoed.
-        let flags = 0x8000 | 0x0400 | 0x0080 | u16::from(self.rd) << 8 | u16::from(rcode);
-        let mut m = Vec::with_capacity(64);
-        for v in [self.id, flags, 1, answers, 0, 0] {
-            m.extend_from_slice(&v.to_be_bytes());
-        }
-        m
-    }
-
-    fn header_only(&self, rcode: u8) -> Vec<u8> {
-        let mut m = self.header(rcode, 0);
-        m.extend_from_slice(&self.question);
-        m
-    }
-
-    /// NOERROR with `addr` as the A record (TTL 1 h) if the query is for A; NODATA otherwise.
-    fn answer(&self, addr: Option<Ipv4Addr>) -> Vec<u8> {
-        let Some(addr) = addr.filter(|_| self.qtype == 1) else { return self.header_only(0) };
-        let mut m = self.header(0, 1);
-        m.extend_from_slice(&self.question);
-        m.extend_from_slice(&[0xC0, 12]); // owner: the question's name
-        m.extend_from_slice(&1u16.to_be_bytes()); // A
-        m.extend_from_slice(&1u16.to_be_bytes()); // IN
-        m.extend_from_slice(&3600u32.to_be_bytes());
-        m.extend_from_slice(&4u16.to_be_bytes());
-        m.extend_from_slice(&addr.octets());
-        m
-    }
+        .sum()
 }
 
 /// `a / b` for display, or `-` when the idle value is zero (nothing to compare against).

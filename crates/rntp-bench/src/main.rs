@@ -4,6 +4,9 @@
 //!   measured the same way on the same core, and the ratio of the two.
 //! * `flood`: a million malformed requests and a million requests from spoofed sources at
 //!   rntpd; memory must stay bounded and a legitimate client must still be served.
+//! * `mode6-flood`: a million mode 6 (ntpq) queries from 10^4 spoofed sources, non-local (in
+//!   process) and loopback (at the daemon): octets out never above octets in for non-local
+//!   sources, memory flat, time still served.
 //! * `dns-stall`: server-mode latency and association timing while 60 name lookups hang on a
 //!   slow or silent DNS server, against idle.
 //! * `wakeups`: an idle client's cost, rntpd next to chronyd in the same run: timer wakeups and
@@ -21,7 +24,8 @@
 mod dns_stall;
 mod flood;
 mod load;
-mod ntp;
+mod mode6_flood;
+use rntp_testkit::ntp;
 mod procs;
 mod wakeups;
 
@@ -56,6 +60,9 @@ enum Cmd {
     Throughput(ThroughputArgs),
     /// Malformed and spoofed-source floods at rntpd: memory, rate table, service afterwards.
     Flood(flood::FloodArgs),
+    /// A million mode 6 (ntpq) queries from 10^4 spoofed sources: amplification, memory,
+    /// service.
+    Mode6Flood(mode6_flood::Mode6FloodArgs),
     /// Latency and association timing while DNS answers are slow or never come, vs idle.
     DnsStall(dns_stall::DnsStallArgs),
     /// Timer wakeups and requests per poll interval of an idle client, rntpd vs chronyd.
@@ -117,6 +124,11 @@ fn run(args: Args) -> Result<(), String> {
             let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
             let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
             flood::run(&rntpd, &rntpctl, &work.path, &block, &f)
+        }
+        Cmd::Mode6Flood(m) => {
+            let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
+            let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
+            mode6_flood::run(&rntpd, &rntpctl, &work.path, &block, &m)
         }
         Cmd::DnsStall(d) => {
             let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;

@@ -49,6 +49,139 @@ pub struct Config {
     /// `maxslewrate PPM` (chrony's directive, an rntpd extension in ntp.conf): the fastest rate
     /// at which an offset is slewed. 1..=83333; `None`: the default, 83 333 ppm.
     pub maxslewrate_ppm: Option<u32>,
+    /// Statistics files from `statsdir`, `statistics` and `filegen`.
+    pub stats: StatsConfig,
+    /// The Prometheus/OpenMetrics endpoint from `metrics` (rntpd extension);
+    /// `None`: off.
+    pub metrics: Option<MetricsConfig>,
+    /// Directories of `*.sources` files from `sourcedir` lines (rntpd
+    /// extension, as chrony's), in file order. [`crate::load_file`] reads
+    /// them and appends their sources to [`Config::sources`];
+    /// [`crate::parse_str`] only records them.
+    pub sourcedirs: Vec<SourceDirConfig>,
+    /// Where to log instead of standard error, from `logfile`; `None`
+    /// means standard error (the journal under systemd).
+    pub logfile: Option<PathBuf>,
+}
+
+/// Which statistics file set (`peerstats`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StatsKind {
+    /// ntpd's `peerstats`: one line per sample of each association.
+    Peerstats,
+    /// ntpd's `loopstats`: one line per clock update.
+    Loopstats,
+    /// ntpd's `sysstats`: server counters, hourly.
+    Sysstats,
+    /// rntpd's `sourcestats`: DNS lookups and pool events (rntpd extension).
+    Sourcestats,
+}
+
+impl StatsKind {
+    /// Every kind, in file-name order.
+    pub const ALL: [StatsKind; 4] =
+        [StatsKind::Peerstats, StatsKind::Loopstats, StatsKind::Sysstats, StatsKind::Sourcestats];
+
+    /// The file set's name (`peerstats`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            StatsKind::Peerstats => "peerstats",
+            StatsKind::Loopstats => "loopstats",
+            StatsKind::Sysstats => "sysstats",
+            StatsKind::Sourcestats => "sourcestats",
+        }
+    }
+
+    /// From its name.
+    pub fn from_name(name: &str) -> Option<StatsKind> {
+        StatsKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// One statistics file set (`filegen NAME ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileGenConfig {
+    /// Which.
+    pub kind: StatsKind,
+    /// Written at all (`statistics NAME` or `filegen NAME enable`).
+    pub enabled: bool,
+    /// File name prefix inside the statistics directory (`file NAME`; default the kind's
+    /// name). Files are `PREFIX.YYYYMMDD`, one per UTC day.
+    pub file: String,
+    /// Keep `PREFIX` as a symbolic link to the current day's file (`link`, the default, or
+    /// `nolink`).
+    pub link: bool,
+}
+
+/// Statistics files.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatsConfig {
+    /// `statsdir`: where the files go; [`StatsConfig::DEFAULT_DIR`] when not given.
+    pub dir: PathBuf,
+    /// One entry per [`StatsKind`], in [`StatsKind::ALL`] order.
+    pub files: Vec<FileGenConfig>,
+}
+
+impl StatsConfig {
+    /// The statistics directory when the file has no `statsdir` line.
+    pub const DEFAULT_DIR: &'static str = "/var/log/rntpd";
+
+    /// The file sets that are enabled.
+    pub fn enabled(&self) -> impl Iterator<Item = &FileGenConfig> {
+        self.files.iter().filter(|f| f.enabled)
+    }
+
+    /// The settings of one file set.
+    pub fn file(&self, kind: StatsKind) -> Option<&FileGenConfig> {
+        self.files.iter().find(|f| f.kind == kind)
+    }
+
+    pub(crate) fn file_mut(&mut self, kind: StatsKind) -> Option<&mut FileGenConfig> {
+        self.files.iter_mut().find(|f| f.kind == kind)
+    }
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig {
+            dir: PathBuf::from(Self::DEFAULT_DIR),
+            files: StatsKind::ALL
+                .into_iter()
+                .map(|kind| FileGenConfig {
+                    kind,
+                    enabled: false,
+                    file: kind.name().to_string(),
+                    link: true,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The metrics endpoint (`metrics ADDRESS [port N]`, rntpd extension): Prometheus/OpenMetrics
+/// text over HTTP at `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MetricsConfig {
+    /// Where to listen: a loopback address and TCP port.
+    pub addr: SocketAddr,
+    /// Where the line was written.
+    pub origin: Origin,
+}
+
+impl MetricsConfig {
+    /// The TCP port when the line has no `port` option (ntpd-rs's exporter's port).
+    pub const DEFAULT_PORT: u16 = 9975;
+}
+
+/// One `sourcedir DIR` line: a directory whose `*.sources` files hold
+/// `server`, `pool` and `peer` lines (rntpd extension, as chrony's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceDirConfig {
+    /// The directory; a relative path is taken relative to the directory of
+    /// the file with the `sourcedir` line (as `includefile`).
+    pub path: PathBuf,
+    /// Where the line was written.
+    pub origin: Origin,
 }
 
 /// Clock-discipline thresholds from `tinker step|panic|stepout` lines.

@@ -63,6 +63,9 @@ pub enum Expected {
     /// What may follow `interface listen`: an IP address or a wildcard
     /// keyword.
     ListenAddress,
+    /// A loopback IP address (`127.0.0.1`, `::1`): where the metrics
+    /// endpoint may listen.
+    LoopbackAddress,
     /// A decimal number of seconds within an inclusive range, given in
     /// microseconds (the finest unit accepted).
     Seconds {
@@ -94,6 +97,10 @@ impl fmt::Display for Expected {
             Self::ListenAddress => f.write_str(
                 "an IP address (such as 192.0.2.1, ::1 or [2001:db8::1]) or one of all, \
                  wildcard, ipv4, ipv6",
+            ),
+            Self::LoopbackAddress => f.write_str(
+                "a loopback address such as 127.0.0.1 or ::1 (the metrics endpoint has no access \
+                 control; put a proxy in front of it to publish it)",
             ),
             Self::Seconds { min_us, max_us } => write!(
                 f,
@@ -597,6 +604,44 @@ pub enum DiagnosticKind {
         /// The operating system's explanation.
         reason: String,
     },
+
+    /// A line other than `server`, `pool` or `peer` in a `*.sources` file
+    /// of a `sourcedir`.
+    #[error(
+        "`{}` is not allowed in a *.sources file; expected only server, pool or peer lines \
+         (other directives belong in the main configuration file)",
+        esc(directive)
+    )]
+    NotInSourcesFile {
+        /// The directive found.
+        directive: String,
+    },
+
+    /// A `sourcedir` directory exists but could not be listed.
+    #[error("cannot read source directory: {reason}")]
+    SourceDirFailed {
+        /// The operating system's explanation.
+        reason: String,
+    },
+
+    /// The `sourcedir` directories hold more `*.sources` files than
+    /// [`crate::MAX_SOURCE_FILES`], all together.
+    #[error(
+        "more than {limit} *.sources files in the source directories together; rntpd reads at \
+         most {limit}"
+    )]
+    TooManySourceFiles {
+        /// The limit.
+        limit: usize,
+    },
+
+    /// `logconfig`: ntpd's selection of message classes, which has no
+    /// equivalent in rntpd's severity-based log; the line is ignored.
+    #[error(
+        "`logconfig` is not supported: rntpd selects log messages by severity; use `rntpd \
+         --log-level LEVEL` (error, warn, info, debug or trace) instead; line ignored"
+    )]
+    LogconfigIgnored,
 }
 
 impl DiagnosticKind {
@@ -613,6 +658,7 @@ impl DiagnosticKind {
             | Self::DuplicateOption { .. }
             | Self::RepeatedDirective { .. }
             | Self::PeerAsServer
+            | Self::LogconfigIgnored
             | Self::MoreNotShown { .. } => Severity::Warning,
             _ => Severity::Error,
         }

@@ -24,7 +24,17 @@ pub(crate) const SUPPORTED_DIRECTIVES: &[&str] = &[
     "leapsmear",
     "leapsmearinterval",
     "maxslewrate",
+    "statsdir",
+    "statistics",
+    "filegen",
+    "metrics",
+    "sourcedir",
+    "logfile",
+    "logconfig",
 ];
+
+/// Directives allowed in a `*.sources` file of a `sourcedir`.
+pub(crate) const SOURCES_FILE_DIRECTIVES: &[&str] = &["server", "pool", "peer"];
 
 /// Directives ntpd 4.2.8 or NTPsec know and rntpd ignores with a warning.
 pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
@@ -43,13 +53,10 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "enable",
     "end",
     "extra",
-    "filegen",
     "fudge",
     "ident",
     "keys",
     "keysdir",
-    "logconfig",
-    "logfile",
     "manycastclient",
     "manycastserver",
     "mdnstries",
@@ -73,8 +80,6 @@ pub(crate) const UNSUPPORTED_DIRECTIVES: &[&str] = &[
     "serverresponse",
     "setvar",
     "simulate",
-    "statistics",
-    "statsdir",
     "tick",
     "trap",
     "trustedkey",
@@ -215,6 +220,28 @@ pub(crate) const DISCARD_OPTIONS: &[&str] = &["average", "minimum"];
 
 /// `discard` keywords of ntpd that rntpd ignores (each takes one value).
 pub(crate) const UNSUPPORTED_DISCARD: &[&str] = &["monitor"];
+
+/// Statistics files rntpd writes (`statistics`, `filegen`): ntpd's three and rntpd's own
+/// `sourcestats`.
+pub(crate) const STATS_FILES: &[&str] = &["peerstats", "loopstats", "sysstats", "sourcestats"];
+
+/// Statistics files of ntpd/NTPsec that rntpd does not write (accepted with a warning).
+pub(crate) const UNSUPPORTED_STATS_FILES: &[&str] =
+    &["clockstats", "rawstats", "cryptostats", "protostats", "timingstats", "usestats"];
+
+/// `filegen` options.
+pub(crate) const FILEGEN_OPTIONS: &[&str] =
+    &["file", "type", "link", "nolink", "enable", "disable"];
+
+/// `filegen ... type` values rntpd implements.
+pub(crate) const FILEGEN_TYPES: &[&str] = &["day"];
+
+/// `filegen ... type` values of ntpd that rntpd does not implement (files rotate by day).
+pub(crate) const UNSUPPORTED_FILEGEN_TYPES: &[&str] =
+    &["none", "pid", "week", "month", "year", "age"];
+
+/// Options of `metrics ADDRESS`.
+pub(crate) const METRICS_OPTIONS: &[&str] = &["port"];
 
 /// The closest word in `candidates` to `word`, if close enough to be a typo.
 pub(crate) fn suggest(word: &str, candidates: &[&'static [&'static str]]) -> Option<&'static str> {

@@ -15,13 +15,13 @@
 //! ```
 //! use std::path::Path;
 //!
-//! let text = "pool pool.example.org iburst\nstatsdir /var/log/ntpstats\n";
+//! let text = "pool pool.example.org iburst\npidfile /run/ntpd.pid\n";
 //! let no_includes = &mut |_: &Path| Err(std::io::ErrorKind::NotFound.into());
 //! let loaded = rntp_config::parse_str(Path::new("/etc/ntp.conf"), text, no_includes)?;
 //! assert_eq!(loaded.config.sources[0].host.to_string(), "pool.example.org");
 //! assert_eq!(
 //!     loaded.warnings[0].to_string(),
-//!     "/etc/ntp.conf:2:1: warning: `statsdir` is not supported by rntpd yet; line ignored"
+//!     "/etc/ntp.conf:2:1: warning: `pidfile` is not supported by rntpd yet; line ignored"
 //! );
 //!
 //! let err = rntp_config::parse_str(Path::new("/etc/ntp.conf"), "server a.example minpoll abc", no_includes)
@@ -111,7 +111,7 @@
 //!   | keyword | meaning | range | default |
 //!   |---|---|---|---|
 //!   | `minclock` | fewest survivors the cluster algorithm keeps | 1-255 | 3 |
-//!   | `maxclock` | most candidate associations | 1-255 | 10 |
+//!   | `maxclock` | most associations; as in ntpd, each `pool` line counts one | 1-255 | 10 |
 //!   | `minsane` | fewest truechimers needed to set the clock | 1-255 | 1 |
 //!   | `orphan` | orphan-mode stratum | 1-15 | off |
 //!
@@ -191,6 +191,26 @@
 //!   are re-resolved when their DNS TTL expires, but never more often than
 //!   `floor` (default 3600) nor less often than `ceiling` (default 86400).
 //!   1-604800; the floor may not exceed the ceiling.
+//!
+//! * `sourcedir DIR` — **rntpd extension**, as chrony's: read more
+//!   `server`, `pool` and `peer` lines from the files named `*.sources` in
+//!   `DIR` (in name order; hidden files are skipped), at start and on every
+//!   reload (`systemctl reload rntpd`, `rntpctl reload`). Meant for DHCP and
+//!   NetworkManager hooks: they write a file and ask for a reload, and the
+//!   sources stay across restarts for as long as the file does. A `*.sources`
+//!   file may hold nothing but source lines and comments; anything else is an
+//!   error at its `FILE:LINE:COL`. A `DIR` that does not exist counts as
+//!   empty; a relative `DIR` is relative to the directory of the file that
+//!   names it. Several lines accumulate. At most 256 files, regular files
+//!   only, within the 1 MiB of the configuration.
+//!
+//! * `logfile PATH` — log to `PATH` (appending) instead of standard error,
+//!   with a timestamp on each line. The file is reopened on every reload, so
+//!   logrotate's `postrotate` can send `SIGHUP`. Given twice, the last one
+//!   wins (with a warning).
+//!
+//! * `logconfig ...` — accepted with a warning and ignored: ntpd selects log
+//!   messages by class, rntpd by severity; use `rntpd --log-level LEVEL`.
 //!
 //! ## Serving time
 //!
@@ -274,19 +294,54 @@
 //!   `monitor N` is accepted with a warning ("not supported yet") and its
 //!   value is ignored.
 //!
+//! ## Monitoring
+//!
+//! ntpq and check_ntp_peer (mode 6) need no directive: rntpd answers them
+//! on its `interface listen` addresses, from loopback by default (other
+//! clients need a `restrict` line without `noquery`; see `docs/mode6.md`).
+//!
+//! * `statsdir PATH` — where statistics files are written (default
+//!   `/var/log/rntpd`). Given twice, the last one wins (with a warning).
+//!
+//! * `statistics NAME ...` — write these statistics files: `peerstats`
+//!   (one line per sample of each server), `loopstats` (one line per clock
+//!   update), `sysstats` (server counters, hourly), all three in ntpd's
+//!   formats so that NTPsec's `ntpviz` and existing scripts read them, and
+//!   `sourcestats` (**rntpd extension**: DNS lookups and pool events). The
+//!   ntpd files rntpd does not write (`clockstats`, `rawstats`,
+//!   `cryptostats`, `protostats`, `timingstats`, `usestats`) are accepted
+//!   with a warning. Nothing is written without a `statistics` or `filegen
+//!   ... enable` line. Formats: `docs/metrics.md`.
+//!
+//! * `filegen NAME [file PREFIX] [type day] [link|nolink] [enable|disable]`
+//!   — ntpd's per-file settings. Files are named `PREFIX.YYYYMMDD` (UTC)
+//!   and a new one starts every day; `PREFIX` (default: `NAME`, a plain
+//!   file name) is kept as a symbolic link to the current one unless
+//!   `nolink`. `type day` is the only rotation; ntpd's `none`, `pid`,
+//!   `week`, `month`, `year` and `age` are accepted with a warning and
+//!   rotate by day too. `enable` writes the file as `statistics NAME` does,
+//!   `disable` stops it; the last word given wins.
+//!
+//! * `metrics ADDRESS [port N]` — **rntpd extension**: serve Prometheus /
+//!   OpenMetrics metrics over HTTP at `http://ADDRESS:N/metrics` (default
+//!   port 9975). `ADDRESS` must be a loopback address (`127.0.0.1`, `::1`):
+//!   the endpoint has no access control, so publish it through a proxy if
+//!   it must be scraped from elsewhere. Off without this line. The metrics
+//!   are listed in `docs/metrics.md`.
+//!
 //! ## Directives accepted with a warning
 //!
 //! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
 //! "`leapfile` is not supported by rntpd yet; line ignored" and the file
 //! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
 //! `broadcastdelay`, `calldelay`, `controlkey`, `crypto`, `delrestrict`,
-//! `device`, `disable`, `dscp`, `enable`, `end`, `extra`, `filegen`,
+//! `device`, `disable`, `dscp`, `enable`, `end`, `extra`,
 //! `fudge`, `ident`, `keys`, `keysdir`, `leapfile`, `leapsmearinterval`,
-//! `logconfig`, `logfile`, `manycastclient`, `manycastserver`, `mdnstries`,
+//! `manycastclient`, `manycastserver`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
 //! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `requestkey`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
-//! `serverresponse`, `setvar`, `simulate`, `statistics`, `statsdir`, `tick`,
+//! `serverresponse`, `setvar`, `simulate`, `tick`,
 //! `trap`, `trustedkey`, `ttl`, `unconfig`, `unpeer`, `unrestrict`.
 //!
 //! ## Errors
@@ -314,6 +369,7 @@
 //! | directives ([`MAX_DIRECTIVES`]) | 10 000 lines that are not blank or comments, all files together | error; reading stops |
 //! | include depth ([`MAX_INCLUDE_DEPTH`]) | 10 levels below the top file | error at the deeper `includefile` |
 //! | includes ([`MAX_INCLUDES`]) | 256 `includefile` reads | error at the next `includefile` |
+//! | source files ([`MAX_SOURCE_FILES`]) | 256 `*.sources` files in the `sourcedir` directories together, at most 1 MiB together | error |
 //! | diagnostics ([`MAX_DIAGNOSTICS`]) | 100 errors and 100 warnings listed | the rest are counted in one final "N more diagnostics not shown" |
 //!
 //! Diagnostics do not copy their line: they share the file's text and show
@@ -333,6 +389,7 @@ mod lex;
 pub mod node;
 mod raw;
 mod resolve;
+mod sourcedir;
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -340,12 +397,22 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use config::{
-    AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, Origin, ResolveConfig,
-    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
-    TinkerConfig, TosConfig,
+    AddressFamily, Config, DiscardConfig, FileGenConfig, ListenConfig, MakeStepConfig,
+    MetricsConfig, Origin, ResolveConfig, RestrictConfig, RestrictFlagsConfig, RestrictTarget,
+    SourceConfig, SourceDirConfig, SourceKind, SourceOptions, StatsConfig, StatsKind, TinkerConfig,
+    TosConfig,
 };
 pub use error::{ConfigErrors, Diagnostic, DiagnosticKind, Expected, Severity, MAX_DIAGNOSTICS};
 pub use host::{Host, HostName, HostNameError};
+pub use sourcedir::SOURCES_SUFFIX;
+
+/// The configuration rntpd reads when it is started without `-c FILE`, and
+/// the one the packaged service uses.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rntpd/ntp.conf";
+
+/// Most `*.sources` files read from the `sourcedir` directories, all
+/// together; more is an error.
+pub const MAX_SOURCE_FILES: usize = 256;
 
 /// Largest configuration read, in bytes: the top-level file and every
 /// included file together, an include counted each time it is read. Real
@@ -402,6 +469,10 @@ impl Loaded {
 /// non-blocking and checked again after opening, so a file swapped for a
 /// FIFO in between is refused too. The limits ([`MAX_CONFIG_BYTES`] and the
 /// others) apply.
+///
+/// Then the `*.sources` files of every `sourcedir` are read (see
+/// [`Config::sourcedirs`]) and their sources appended to
+/// [`Config::sources`], in directory order, then file-name order.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
     let text = match read_config_file(path) {
         Ok(text) => text,
@@ -415,7 +486,8 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
             });
         }
     };
-    parse_str(path, &text, &mut |p| read_config_file(p))
+    let loaded = parse_str(path, &text, &mut |p| read_config_file(p))?;
+    sourcedir::read_all(loaded, &mut sourcedir::list_dir, &mut |p| read_config_file(p))
 }
 
 /// Reads one configuration file: a regular file of at most
@@ -520,11 +592,34 @@ fn special_file_kind(_: &Metadata) -> &'static str {
 /// by calling `include` with the resolved path (relative paths are joined to
 /// `file`'s directory); `file` itself is only used in messages and for that
 /// join. The limits ([`MAX_CONFIG_BYTES`] and the others) apply to `text`
-/// and to whatever `include` returns.
+/// and to whatever `include` returns. `sourcedir` lines are only recorded
+/// ([`Config::sourcedirs`]); [`load_file`] reads them.
 pub fn parse_str(
     file: &Path,
     text: &str,
     include: &mut dyn FnMut(&Path) -> io::Result<String>,
+) -> Result<Loaded, ConfigErrors> {
+    parse(file, text, include, false)
+}
+
+/// Parses `text` as a `*.sources` file of a `sourcedir` (see
+/// [`Config::sourcedirs`]): only `server`, `pool` and `peer` lines (and
+/// comments) are allowed; any other directive, `includefile` included, is an
+/// error. Pure, with the same limits as [`parse_str`].
+pub fn parse_sources_str(file: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
+    parse(
+        file,
+        text,
+        &mut |_: &Path| Err(io::Error::other("not allowed in a *.sources file")),
+        true,
+    )
+}
+
+fn parse(
+    file: &Path,
+    text: &str,
+    include: &mut dyn FnMut(&Path) -> io::Result<String>,
+    sources_only: bool,
 ) -> Result<Loaded, ConfigErrors> {
     let mut diags = error::Diags::new(file);
     if text.len() as u64 > MAX_CONFIG_BYTES {
@@ -544,7 +639,13 @@ pub fn parse_str(
     }
     let mut resolver = resolve::Resolver::default();
     raw::read(file, Arc::from(text), include, &mut diags, &mut |directive, diags| {
-        resolver.directive(directive, diags)
+        let keyword = directive.keyword.text.as_str();
+        if sources_only && !known::SOURCES_FILE_DIRECTIVES.contains(&keyword) {
+            let kind = DiagnosticKind::NotInSourcesFile { directive: keyword.to_string() };
+            diags.push(directive.line.at(&directive.keyword, kind));
+        } else {
+            resolver.directive(directive, diags);
+        }
     });
     let config = resolver.finish(&mut diags);
     let failed = diags.has_errors();

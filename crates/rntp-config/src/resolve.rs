@@ -7,13 +7,13 @@
 //! Nothing here resolves names or opens sockets.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::config::{
     AddressFamily, Config, DiscardConfig, ListenConfig, MakeStepConfig, ResolveConfig,
-    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceKind, SourceOptions,
-    TinkerConfig,
+    RestrictConfig, RestrictFlagsConfig, RestrictTarget, SourceConfig, SourceDirConfig, SourceKind,
+    SourceOptions, TinkerConfig,
 };
 use crate::error::{DiagnosticKind, Diags, Expected, Severity};
 use crate::host::{Host, HostName};
@@ -27,6 +27,8 @@ use crate::known::{
 };
 use crate::lex::Token;
 use crate::raw::{RawDirective, SourceLine};
+
+mod monitor;
 
 /// The default port of a `resolver` address given without one.
 const DNS_PORT: u16 = 53;
@@ -47,9 +49,12 @@ struct TosLoc {
 pub(crate) struct Resolver {
     config: Config,
     driftfile_at: Option<(PathBuf, u32)>,
-    /// Where single-valued rntpd directives (`leapfile`, `leapsmear`, `maxslewrate`) were
+    /// Where single-valued steering directives (`leapfile`, `leapsmear`, `maxslewrate`) were
     /// last set, to warn about repeats.
     single_at: std::collections::BTreeMap<&'static str, (PathBuf, u32)>,
+    statsdir_at: Option<(PathBuf, u32)>,
+    metrics_at: Option<(PathBuf, u32)>,
+    logfile_at: Option<(PathBuf, u32)>,
     makestep_at: Option<(PathBuf, u32)>,
     minclock_at: Option<TosLoc>,
     maxclock_at: Option<TosLoc>,
@@ -263,6 +268,13 @@ impl Resolver {
                     self.config.maxslewrate_ppm = Some(v);
                 }
             }
+            "statsdir" => self.statsdir(&mut line),
+            "statistics" => self.statistics(&mut line),
+            "filegen" => self.filegen(&mut line),
+            "metrics" => self.metrics(&mut line),
+            "sourcedir" => self.sourcedir(&mut line),
+            "logfile" => self.logfile(&mut line),
+            "logconfig" => line.report_at(&d.keyword, DiagnosticKind::LogconfigIgnored),
             word if UNSUPPORTED_DIRECTIVES.contains(&word) => line.report_at(
                 &d.keyword,
                 DiagnosticKind::UnsupportedDirective { directive: word.into() },
@@ -557,6 +569,34 @@ impl Resolver {
             );
         }
         self.config.driftfile = Some(PathBuf::from(&path.text));
+    }
+
+    /// `sourcedir DIR` (rntpd extension): recorded here, read by `load_file`.
+    fn sourcedir(&mut self, line: &mut Line<'_, '_>) {
+        let Some(dir) = single_path(line, "sourcedir") else { return };
+        // Relative to the file's own directory, as `includefile`.
+        let path = match line.d.line.file.path.parent() {
+            Some(parent) if Path::new(&dir).is_relative() => parent.join(&dir),
+            _ => PathBuf::from(&dir),
+        };
+        self.config.sourcedirs.push(SourceDirConfig { path, origin: line.d.line.origin() });
+    }
+
+    /// `logfile PATH`: log there instead of standard error.
+    fn logfile(&mut self, line: &mut Line<'_, '_>) {
+        let Some(path) = single_path(line, "logfile") else { return };
+        let here = (line.d.line.file.path.clone(), line.d.line.number);
+        if let Some((previous_file, previous_line)) = self.logfile_at.replace(here) {
+            line.report_at(
+                &line.d.keyword,
+                DiagnosticKind::RepeatedDirective {
+                    directive: "logfile".into(),
+                    previous_file,
+                    previous_line,
+                },
+            );
+        }
+        self.config.logfile = Some(PathBuf::from(path));
     }
 
     fn leapfile(&mut self, line: &mut Line<'_, '_>) {
@@ -1098,6 +1138,38 @@ impl Resolver {
         }
         self.config
     }
+}
+
+/// The one non-empty path argument of `directive`, or `None` after reporting
+/// why not.
+fn single_path(line: &mut Line<'_, '_>, directive: &str) -> Option<String> {
+    let Some(path) = line.next() else {
+        line.missing(directive, Expected::Path);
+        return None;
+    };
+    if let Some(extra) = line.next() {
+        line.report_at(
+            extra,
+            DiagnosticKind::UnexpectedArgument {
+                directive: directive.into(),
+                takes: "exactly one path",
+                found: extra.text.clone(),
+            },
+        );
+        return None;
+    }
+    if path.text.is_empty() {
+        line.report_at(
+            path,
+            DiagnosticKind::BadValue {
+                what: directive.into(),
+                expected: Expected::Path,
+                found: String::new(),
+            },
+        );
+        return None;
+    }
+    Some(path.text.clone())
 }
 
 /// Whether `token` is one of the `keywords` of its directive.

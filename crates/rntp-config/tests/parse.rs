@@ -588,13 +588,13 @@ fn resolver_extension() {
 
 #[test]
 fn known_and_unknown_directives() {
-    let l = ok("logfile /x\nstatsdir /var/log/ntpstats/\nrefclock shm unit 0\nnts enable\n");
+    let l = ok("pidfile /x\nmru maxdepth 100\nrefclock shm unit 0\nnts enable\n");
     assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
     assert_eq!(
         l.warnings.iter().map(|w| w.kind.to_string()).collect::<Vec<_>>(),
         [
-            "`logfile` is not supported by rntpd yet; line ignored",
-            "`statsdir` is not supported by rntpd yet; line ignored",
+            "`pidfile` is not supported by rntpd yet; line ignored",
+            "`mru` is not supported by rntpd yet; line ignored",
             "`refclock` is not supported by rntpd yet; line ignored",
             "`nts` is not supported by rntpd yet; line ignored",
         ]
@@ -1551,5 +1551,48 @@ fn makestep_argument_errors() {
     assert_eq!(
         only_error("makestpe 1 3\n").2,
         DiagnosticKind::UnknownDirective { found: "makestpe".into(), suggestion: Some("makestep") }
+    );
+}
+
+#[test]
+fn logfile_sourcedir_and_logconfig() {
+    let l = ok("logfile /var/log/rntpd.log\nsourcedir /run/rntpd/sources.d\nsourcedir ../more\n\
+                logconfig =syncall +clockall\n");
+    assert_eq!(l.config.logfile, Some(PathBuf::from("/var/log/rntpd.log")));
+    let dirs: Vec<&Path> = l.config.sourcedirs.iter().map(|d| d.path.as_path()).collect();
+    assert_eq!(dirs, [Path::new("/run/rntpd/sources.d"), Path::new("/etc/../more")]);
+    assert_eq!(l.config.sourcedirs[1].origin, Origin { file: MAIN.into(), line: 3 });
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!(l.warnings[0].kind, DiagnosticKind::LogconfigIgnored);
+    assert!(l.warnings[0].to_string().contains("--log-level"), "{}", l.warnings[0]);
+
+    let l = ok("logfile /a\nlogfile /b\n");
+    assert_eq!(l.config.logfile, Some(PathBuf::from("/b")));
+    assert!(matches!(l.warnings[0].kind, DiagnosticKind::RepeatedDirective { .. }));
+
+    assert!(matches!(only_error("logfile\n"), (1, 8, DiagnosticKind::MissingValue { .. })));
+    assert!(matches!(
+        only_error("sourcedir /a /b\n"),
+        (1, 14, DiagnosticKind::UnexpectedArgument { .. })
+    ));
+}
+
+#[test]
+fn sources_file_takes_only_source_lines() {
+    let l = rntp_config::parse_sources_str(
+        Path::new("/run/rntpd/sources.d/dhcp.sources"),
+        "# from DHCP\nserver 192.0.2.1 iburst\npool pool.example\n",
+    )
+    .unwrap();
+    assert_eq!(l.config.sources.len(), 2);
+    let e = rntp_config::parse_sources_str(Path::new("x.sources"), "tos orphan 5\nsourcedir /x\n")
+        .unwrap_err();
+    let kinds: Vec<_> = e.errors.iter().map(|d| (d.line, d.col, d.kind.clone())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, 1, DiagnosticKind::NotInSourcesFile { directive: "tos".into() }),
+            (2, 1, DiagnosticKind::NotInSourcesFile { directive: "sourcedir".into() }),
+        ]
     );
 }

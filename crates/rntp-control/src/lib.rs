@@ -7,13 +7,18 @@
 //! misbehaving client cannot make the daemon allocate without bound. A connection carries one
 //! request and one response; the client then closes it.
 //!
-//! Every request and response carries `"version": 1` ([`PROTOCOL_VERSION`]). The daemon answers a
+//! A response too large for one frame (the peers table of thousands of associations) is sent
+//! as several frames, each a [`Response`] holding a part of the list with `"more": true` on all
+//! but the last ([`encode_reply_frames`]); [`ReplyAssembler`] joins them again. Replies of any
+//! size work, and no single frame is ever above the cap.
+//!
+//! Every request and response carries `"version": 2` ([`PROTOCOL_VERSION`]). The daemon answers a
 //! request with another version with [`ErrorCode::UnsupportedVersion`], so an old `rntpctl` gets a
-//! clear message instead of a misread reply.
+//! clear message instead of a misread (or silently cut) reply.
 //!
 //! ```text
-//! → {"version":1,"command":"peers"}
-//! ← {"version":1,"reply":"peers","peers":[{"id":1,"source":"127.0.1.1",...}]}
+//! → {"version":2,"command":"peers"}
+//! ← {"version":2,"reply":"peers","peers":[{"id":1,"source":"127.0.1.1",...}]}
 //! ```
 //!
 //! This crate is pure: it encodes and decodes buffers and does no I/O, so it can be fuzzed and
@@ -23,12 +28,19 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this crate speaks. 2: replies may span several frames (`more`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// The largest frame payload either side accepts (1 MiB): far above any real reply (a peers
-/// table of a few hundred associations is ~100 KiB) and small enough to bound memory.
+/// The largest frame payload either side accepts (1 MiB): small enough to bound what one read
+/// buffers; larger replies are split ([`encode_reply_frames`]).
 pub const MAX_FRAME_LEN: usize = 1 << 20;
+
+/// The most frames one reply may span (a client stops assembling beyond it): 1 GiB of JSON,
+/// the peers table of about two million associations.
+pub const MAX_REPLY_FRAMES: usize = 1024;
+
+/// A list reply is split into parts of about this many bytes of JSON each.
+const PART_TARGET: usize = MAX_FRAME_LEN / 2;
 
 /// Length of the frame header.
 pub const FRAME_HEADER_LEN: usize = 4;
@@ -40,6 +52,13 @@ pub enum FrameError {
     /// The announced payload length exceeds [`MAX_FRAME_LEN`].
     #[error("control message of {0} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")]
     TooLong(usize),
+    /// One element of a list reply is itself larger than a frame.
+    #[error("one entry of the reply is {0} bytes, more than a control frame holds")]
+    EntryTooLong(usize),
+    /// A multi-frame reply went on for more than [`MAX_REPLY_FRAMES`] frames, or its parts
+    /// did not belong together.
+    #[error("malformed multi-frame reply: {0}")]
+    BadSequence(&'static str),
     /// The payload is not valid JSON for the expected message type.
     #[error("malformed control message: {0}")]
     Malformed(String),
@@ -88,6 +107,9 @@ pub enum Command {
         /// The name; `null` for all.
         name: Option<String>,
     },
+    /// Re-read the configuration file (and its `sourcedir` files) and apply the difference,
+    /// as SIGHUP does (mutating). A file with errors changes nothing.
+    Reload,
 }
 
 /// A source to add at runtime, with the options of a `server`/`pool` line.
@@ -125,7 +147,10 @@ impl Command {
     pub fn is_mutating(&self) -> bool {
         match self {
             Command::Peers | Command::Status | Command::Sources | Command::History => false,
-            Command::Add(_) | Command::Remove { .. } | Command::Refresh { .. } => true,
+            Command::Add(_)
+            | Command::Remove { .. }
+            | Command::Refresh { .. }
+            | Command::Reload => true,
         }
     }
 }
@@ -135,15 +160,18 @@ impl Command {
 pub struct Response {
     /// Protocol version of the daemon.
     pub version: u32,
-    /// The reply.
+    /// The reply (for a multi-frame reply: this frame's part of the list).
     #[serde(flatten)]
     pub reply: Reply,
+    /// More frames of the same reply follow.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 impl Response {
     /// A response of the current protocol version.
     pub fn new(reply: Reply) -> Self {
-        Response { version: PROTOCOL_VERSION, reply }
+        Response { version: PROTOCOL_VERSION, reply, more: false }
     }
 }
 
@@ -186,6 +214,8 @@ pub enum Reply {
         /// Sources whose names are being resolved again.
         sources: Vec<u32>,
     },
+    /// Answer to [`Command::Reload`]: what changed.
+    Reloaded(Box<ReloadInfo>),
     /// The request failed.
     Error {
         /// Machine-readable cause.
@@ -212,6 +242,36 @@ pub enum ErrorCode {
     Duplicate,
     /// The request's values are out of range.
     InvalidArgument,
+    /// The configuration has errors (the message lists them as `FILE:LINE:COL`); nothing was
+    /// changed.
+    ConfigError,
+}
+
+/// What a reload changed. Sources are named as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadInfo {
+    /// The configuration file read.
+    pub config_file: String,
+    /// Sources new in the files.
+    pub added: Vec<String>,
+    /// Sources no longer in the files, stopped with their associations.
+    pub removed: Vec<String>,
+    /// Sources whose options changed: stopped and added again.
+    pub replaced: Vec<String>,
+    /// Sources added with `rntpctl add` that the files now name.
+    pub adopted: Vec<String>,
+    /// Lines refused (`file:line`; the log says why).
+    pub rejected: Vec<String>,
+    /// Sources from the files that kept their associations.
+    pub unchanged: usize,
+    /// Sources added with `rntpctl add`, kept.
+    pub runtime_kept: usize,
+    /// Other settings applied now (`restrict/discard`, `tos orphan`, `resolver`, `logfile`).
+    pub applied: Vec<String>,
+    /// Settings that changed in the files but apply only after a restart.
+    pub restart_needed: Vec<String>,
+    /// Warnings found in the files (they are in rntpd's log).
+    pub warnings: usize,
 }
 
 /// One line of the replacement history.
@@ -233,7 +293,8 @@ pub struct HistoryEntry {
     pub old_address: Option<String>,
     /// Why: `configured`, `pool-fill`, `replacement` for mobilizations; `unreachable`,
     /// `falseticker`, `unsynchronized`, `kod-deny`, `kod-rstr`, `removed`, `pruned-extra` for
-    /// retirements; `address-changed` for moves.
+    /// retirements; `address-changed` (the name no longer lists the address) or `failover`
+    /// (the server failed and the name lists another address) for moves.
     pub reason: String,
 }
 
@@ -263,8 +324,12 @@ pub struct PeerInfo {
     pub last_error: Option<String>,
     /// Server stratum from its last valid reply.
     pub stratum: Option<u8>,
-    /// Server reference id from its last valid reply, displayed as ntpq does.
+    /// Server reference id from its last valid reply, displayed as ntpq does: ASCII in dots
+    /// for stratum 0 and 1 (`.GPS.`; unprintable bytes as `.`), a dotted quad above.
     pub refid: Option<String>,
+    /// The same reference id as its four bytes in hex (`7F7F0101`), exact at every stratum.
+    #[serde(default)]
+    pub refid_hex: Option<String>,
     /// The 8-bit reachability register (bit 0 = last poll).
     pub reach: u8,
     /// Current poll interval in seconds.
@@ -402,6 +467,10 @@ pub struct StatusInfo {
     /// one failed.
     #[serde(default)]
     pub clock_error: Option<String>,
+    /// Whether rntpd's clock is synchronized: a system peer is selected and the discipline
+    /// tracks it (what `rntpctl wait-sync` waits for).
+    #[serde(default)]
+    pub synchronized: bool,
 }
 
 /// Server-mode counters since start.
@@ -455,6 +524,104 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
+/// Encodes a reply as one frame, or, when it is too large, as several frames each holding a
+/// part of its list (peers, sources, history) with `more` set on all but the last.
+pub fn encode_reply_frames(reply: Reply) -> Result<Vec<Vec<u8>>, FrameError> {
+    match encode_frame(&Response::new(reply.clone())) {
+        Err(FrameError::TooLong(_)) => {}
+        other => return other.map(|f| vec![f]),
+    }
+    let parts: Vec<Reply> = match reply {
+        Reply::Peers { peers } => {
+            split(peers)?.into_iter().map(|p| Reply::Peers { peers: p }).collect()
+        }
+        Reply::Sources { sources } => {
+            split(sources)?.into_iter().map(|s| Reply::Sources { sources: s }).collect()
+        }
+        Reply::History { entries } => {
+            split(entries)?.into_iter().map(|e| Reply::History { entries: e }).collect()
+        }
+        other => return encode_frame(&Response::new(other)).map(|f| vec![f]),
+    };
+    if parts.len() > MAX_REPLY_FRAMES {
+        return Err(FrameError::BadSequence("reply larger than MAX_REPLY_FRAMES frames"));
+    }
+    let last = parts.len().saturating_sub(1);
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, reply)| {
+            encode_frame(&Response { version: PROTOCOL_VERSION, reply, more: i < last })
+        })
+        .collect()
+}
+
+/// Splits a list into runs of about [`PART_TARGET`] bytes of JSON each.
+fn split<T: Serialize>(items: Vec<T>) -> Result<Vec<Vec<T>>, FrameError> {
+    let mut parts = Vec::new();
+    let mut part = Vec::new();
+    let mut size = 0usize;
+    for item in items {
+        let len =
+            serde_json::to_vec(&item).map_err(|e| FrameError::Malformed(e.to_string()))?.len();
+        if len > PART_TARGET {
+            return Err(FrameError::EntryTooLong(len));
+        }
+        if size + len > PART_TARGET && !part.is_empty() {
+            parts.push(std::mem::take(&mut part));
+            size = 0;
+        }
+        size += len + 1;
+        part.push(item);
+    }
+    parts.push(part);
+    Ok(parts)
+}
+
+/// Joins the frames of one reply ([`encode_reply_frames`]).
+#[derive(Debug, Default)]
+pub struct ReplyAssembler {
+    reply: Option<Reply>,
+    frames: usize,
+}
+
+impl ReplyAssembler {
+    /// An empty assembler.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the next frame's response; `Ok(Some(reply))` once the reply is complete.
+    pub fn push(&mut self, response: Response) -> Result<Option<Reply>, FrameError> {
+        self.frames += 1;
+        if self.frames > MAX_REPLY_FRAMES {
+            return Err(FrameError::BadSequence("more than MAX_REPLY_FRAMES frames"));
+        }
+        let joined = match (self.reply.take(), response.reply) {
+            (None, r) => r,
+            (Some(Reply::Peers { mut peers }), Reply::Peers { peers: more }) => {
+                peers.extend(more);
+                Reply::Peers { peers }
+            }
+            (Some(Reply::Sources { mut sources }), Reply::Sources { sources: more }) => {
+                sources.extend(more);
+                Reply::Sources { sources }
+            }
+            (Some(Reply::History { mut entries }), Reply::History { entries: more }) => {
+                entries.extend(more);
+                Reply::History { entries }
+            }
+            _ => return Err(FrameError::BadSequence("parts of different replies")),
+        };
+        if response.more {
+            self.reply = Some(joined);
+            Ok(None)
+        } else {
+            Ok(Some(joined))
+        }
+    }
+}
+
 /// Reads the payload length from a frame header, refusing oversized frames up front.
 pub fn frame_len(header: [u8; FRAME_HEADER_LEN]) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
@@ -477,7 +644,7 @@ mod tests {
     fn request_json_shape() {
         let frame = encode_frame(&Request::new(Command::Peers)).unwrap();
         let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
-        assert_eq!(&frame[4..4 + len], br#"{"version":1,"command":"peers"}"#);
+        assert_eq!(&frame[4..4 + len], br#"{"version":2,"command":"peers"}"#);
         let back: Request = decode_payload(&frame[4..]).unwrap();
         assert_eq!(back, Request::new(Command::Peers));
     }
@@ -505,6 +672,21 @@ mod tests {
     }
 
     #[test]
+    fn reload_roundtrip() {
+        let frame = encode_frame(&Request::new(Command::Reload)).unwrap();
+        assert_eq!(&frame[4..], br#"{"version":2,"command":"reload"}"#);
+        assert!(Command::Reload.is_mutating());
+        let info = ReloadInfo {
+            added: vec!["192.0.2.1".into()],
+            restart_needed: vec!["tos maxclock".into()],
+            ..ReloadInfo::default()
+        };
+        let r = Response::new(Reply::Reloaded(Box::new(info)));
+        let back: Response = decode_payload(&encode_frame(&r).unwrap()[4..]).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
     fn reply_roundtrip() {
         let r = Response::new(Reply::Error {
             code: ErrorCode::UnsupportedVersion,
@@ -513,6 +695,63 @@ mod tests {
         let frame = encode_frame(&r).unwrap();
         let back: Response = decode_payload(&frame[4..]).unwrap();
         assert_eq!(back, r);
+    }
+
+    fn peer(i: u32) -> PeerInfo {
+        PeerInfo {
+            id: Some(i),
+            source_id: i,
+            kind: "server".into(),
+            source: format!("server-{i}.example.org"),
+            address: format!("192.0.2.{}:123", i % 250),
+            state: "reachable".into(),
+            last_error: None,
+            stratum: Some(2),
+            refid: Some("192.0.2.1".into()),
+            refid_hex: None,
+            reach: 255,
+            poll: 64.0,
+            when: Some(12.5),
+            offset: Some(1e-4),
+            delay: Some(2e-3),
+            dispersion: Some(1e-3),
+            jitter: Some(5e-5),
+            last_kod: None,
+            demobilized: None,
+            verdict: Some("survivor".into()),
+            tally: "+".into(),
+            drops: vec![("bogus_origin".into(), 3)],
+        }
+    }
+
+    #[test]
+    fn huge_list_reply_spans_frames_and_reassembles() {
+        let peers: Vec<PeerInfo> = (0..20_000).map(peer).collect();
+        let frames = encode_reply_frames(Reply::Peers { peers: peers.clone() }).unwrap();
+        assert!(frames.len() > 1, "{} frames", frames.len());
+        let mut asm = ReplyAssembler::new();
+        let mut done = None;
+        for (i, f) in frames.iter().enumerate() {
+            let len = frame_len(f[..4].try_into().unwrap()).unwrap();
+            assert!(len <= MAX_FRAME_LEN);
+            let r: Response = decode_payload(&f[4..]).unwrap();
+            assert_eq!(r.more, i + 1 < frames.len());
+            done = asm.push(r).unwrap();
+        }
+        assert_eq!(done, Some(Reply::Peers { peers }));
+        // A small reply stays one frame without a `more` field.
+        let one = encode_reply_frames(Reply::Peers { peers: vec![peer(1)] }).unwrap();
+        assert_eq!(one.len(), 1);
+        assert!(!String::from_utf8_lossy(&one[0]).contains("more"));
+    }
+
+    #[test]
+    fn parts_of_different_replies_are_refused() {
+        let mut asm = ReplyAssembler::new();
+        let first = Response { more: true, ..Response::new(Reply::Peers { peers: vec![] }) };
+        assert_eq!(asm.push(first).unwrap(), None);
+        let other = Response::new(Reply::History { entries: vec![] });
+        assert!(matches!(asm.push(other), Err(FrameError::BadSequence(_))));
     }
 
     #[test]

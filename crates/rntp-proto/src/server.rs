@@ -25,7 +25,9 @@
 //!    else the default flags. `ignore` drops anything, unparsed
 //!    ([`IgnoreReason::RestrictIgnore`]).
 //! 2. Mode 6 (control) and mode 7 (private) are dropped by the first byte alone, whatever their
-//!    version or length: the control protocol has its own socket, and `noquery` is moot here.
+//!    version or length. The node routes mode 6 to the mode 6 responder before it gets here
+//!    (after [`Responder::check_query`]: `restrict`, `noquery` and the query rate limit);
+//!    mode 7 (ntpdc) is never answered.
 //! 3. The packet must parse: version 1–4, a full header, and a well-formed trailer of NTPv4
 //!    extension fields and/or a MAC. Failures count under [`WireError::counter_name`].
 //! 4. Only client requests are served: mode 3, and mode 0 from NTPv1 (which had no client mode;
@@ -68,7 +70,7 @@
 //! itself.
 //!
 //! This module deliberately does **not**: read clocks or sockets; authenticate (no keys yet);
-//! answer mode 6/7 queries (rntpd's control protocol is separate); decide the system state
+//! answer mode 6/7 queries (the node does mode 6, see [`crate::mode6`]); decide the system state
 //! (orphan mode, leap smearing, `local` clocks are the daemon's business; the responder serves
 //! what it is given); or keep ntpd's MRU list.
 
@@ -183,6 +185,10 @@ pub enum ReplyKind {
     /// A kiss-o'-death: [`KissCode::Rate`] for a rate-limited client, [`KissCode::Deny`] for
     /// one refused by `noserve kod`. 48 bytes, carrying no time of ours.
     Kod(KissCode),
+    /// A mode 6 (ntpq) answer's first datagram, written by the node
+    /// ([`crate::node::Node::respond`]); the rest of the answer, if any, comes from
+    /// [`crate::node::Node::poll_control_reply`]. [`finish_reply`] leaves it alone.
+    Control,
 }
 
 /// Why a request was dropped. Each has a stable [`counter name`](IgnoreReason::counter_name).
@@ -209,13 +215,19 @@ pub enum IgnoreReason {
     ModeBroadcast,
     /// Mode 0 in a packet of version 2 or later, where it is reserved.
     ModeReserved,
+    /// From source port 0: no reply can be addressed to it (the driver drops it unread).
+    SourcePortZero,
+    /// Longer than the driver's receive buffer (a request is never that long).
+    TooLong,
+    /// The reply (or kiss) was built but the driver could not send it.
+    SendFailed,
     /// The packet did not parse, or (`BufferTooSmall`) the output buffer was under 48 bytes.
     Malformed(WireError),
 }
 
 impl IgnoreReason {
     /// Labels of the reasons other than [`IgnoreReason::Malformed`], in index order.
-    const FIXED_NAMES: [&'static str; 10] = [
+    const FIXED_NAMES: [&'static str; 13] = [
         "restrict_ignore",
         "restrict_noserve",
         "rate_limited",
@@ -226,6 +238,9 @@ impl IgnoreReason {
         "mode_server",
         "mode_broadcast",
         "mode_reserved",
+        "source_port_zero",
+        "too_long",
+        "send_failed",
     ];
 
     /// A stable snake_case label for drop counters and logs; for a malformed packet, the
@@ -251,6 +266,9 @@ impl IgnoreReason {
             IgnoreReason::ModeServer => 7,
             IgnoreReason::ModeBroadcast => 8,
             IgnoreReason::ModeReserved => 9,
+            IgnoreReason::SourcePortZero => 10,
+            IgnoreReason::TooLong => 11,
+            IgnoreReason::SendFailed => 12,
             IgnoreReason::Malformed(_) => return None,
         })
     }
@@ -341,8 +359,41 @@ impl ServerCounters {
             }
             ServerAction::Reply { kind: ReplyKind::Kod(KissCode::Rate), .. } => &mut self.kod_rate,
             ServerAction::Reply { kind: ReplyKind::Kod(_), .. } => &mut self.kod_deny,
+            // The node counts mode 6 answers itself; the responder never builds them.
+            ServerAction::Reply { kind: ReplyKind::Control, .. } => return,
         };
         *counter = counter.saturating_add(1);
+    }
+}
+
+/// What [`Responder::check_query`] decided about a mode 6 query. Each has a stable
+/// [`counter name`](QueryVerdict::counter_name).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum QueryVerdict {
+    /// Answer it (within the mode 6 reply budget).
+    Allowed,
+    /// `restrict ... ignore`: dropped.
+    RestrictIgnore,
+    /// `noquery` (rntpd's default for every client but loopback): dropped.
+    NoQuery,
+    /// `limited` and over the query rate limit: dropped (no kiss-o'-death in mode 6).
+    RateLimited,
+}
+
+impl QueryVerdict {
+    /// Whether the query is answered.
+    pub const fn is_allowed(self) -> bool {
+        matches!(self, QueryVerdict::Allowed)
+    }
+
+    /// A stable snake_case label for counters.
+    pub const fn counter_name(self) -> &'static str {
+        match self {
+            QueryVerdict::Allowed => "allowed",
+            QueryVerdict::RestrictIgnore => "restrict_ignore",
+            QueryVerdict::NoQuery => "noquery",
+            QueryVerdict::RateLimited => "rate_limited",
+        }
     }
 }
 
@@ -355,6 +406,9 @@ pub struct Responder {
     restrict: RestrictList,
     /// Per-client rate state.
     table: ClientTable,
+    /// Per-client rate state of mode 6 queries: a table of its own, so that a monitoring
+    /// client's queries never use up its time requests' allowance, nor the other way round.
+    query_table: ClientTable,
     /// The hash seed, to rebuild the table if its size changes.
     seed: u64,
     /// Counters.
@@ -369,6 +423,7 @@ impl Responder {
         Responder {
             restrict: RestrictList::new(&config.restrict, config.default_flags),
             table: ClientTable::new(&config.rate, hash_seed),
+            query_table: ClientTable::new(&query_rate(&config.rate), hash_seed ^ QUERY_SEED),
             config,
             seed: hash_seed,
             counters: ServerCounters::default(),
@@ -381,6 +436,7 @@ impl Responder {
         self.restrict = RestrictList::new(&config.restrict, config.default_flags);
         if config.rate.effective_table_size() != self.config.rate.effective_table_size() {
             self.table = ClientTable::new(&config.rate, self.seed);
+            self.query_table = ClientTable::new(&query_rate(&config.rate), self.seed ^ QUERY_SEED);
         }
         self.config = config;
     }
@@ -393,6 +449,32 @@ impl Responder {
     /// The counters.
     pub fn counters(&self) -> &ServerCounters {
         &self.counters
+    }
+
+    /// A request the driver dropped before [`Responder::respond`] could see it
+    /// ([`IgnoreReason::SourcePortZero`], [`IgnoreReason::TooLong`]): counted as a request and
+    /// a drop, so the counters still add up.
+    pub fn count_unread(&mut self, reason: IgnoreReason) {
+        self.counters.requests = self.counters.requests.saturating_add(1);
+        self.counters.record(&ServerAction::Ignore(reason));
+    }
+
+    /// A reply of `kind` that [`Responder::respond`] counted was not sent after all: it moves
+    /// from the replies (or kisses) to [`IgnoreReason::SendFailed`].
+    pub fn count_send_failed(&mut self, kind: ReplyKind) {
+        let c = &mut self.counters;
+        let counter = match kind {
+            ReplyKind::Normal => &mut c.replies,
+            ReplyKind::CryptoNak => {
+                c.crypto_naks = c.crypto_naks.saturating_sub(1);
+                &mut c.replies
+            }
+            ReplyKind::Kod(KissCode::Rate) => &mut c.kod_rate,
+            ReplyKind::Kod(_) => &mut c.kod_deny,
+            ReplyKind::Control => return,
+        };
+        *counter = counter.saturating_sub(1);
+        c.record(&ServerAction::Ignore(IgnoreReason::SendFailed));
     }
 
     /// The restrict flags that apply to `client`.
@@ -409,6 +491,49 @@ impl Responder {
     /// Clients currently in the rate table. Scans the table; for statistics only.
     pub fn rate_table_len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Whether a mode 6 query from `src` may be answered (the first two steps of the mode 6
+    /// path, before [`crate::mode6::Mode6Responder::respond`]):
+    ///
+    /// 1. `restrict`: `ignore` or `noquery` drop it. **Loopback clients** (127.0.0.0/8, ::1,
+    ///    IPv4-mapped loopback) matched by no rule of their own (only `restrict default` or a
+    ///    `-4`/`-6 default` applies) may query: the default answers local `ntpq` and
+    ///    `check_ntp_peer` and refuses everyone else (`noquery` is in the default flags). To
+    ///    refuse local queries too, write `restrict 127.0.0.1 noquery` and `restrict ::1
+    ///    noquery`.
+    /// 2. `limited` (never for loopback by default, as above): a per-client limit of its own
+    ///    table, with `discard average` and no minimum spacing, since one `ntpq -p` sends a
+    ///    request per association back to back. About nine queries in a burst, then one per
+    ///    `2^average - 2` seconds. Over the limit: dropped, without a kiss-o'-death.
+    pub fn check_query(&mut self, now: Instant, src: IpAddr) -> QueryVerdict {
+        let key = Key::new(src);
+        let flags = match self.restrict.lookup_specific(&key) {
+            Some(flags) => flags,
+            None if is_loopback(src) => self
+                .restrict
+                .lookup(&key)
+                .difference(RestrictFlags::NOQUERY.union(RestrictFlags::LIMITED)),
+            None => self.restrict.lookup(&key),
+        };
+        if flags.contains(RestrictFlags::IGNORE) {
+            return QueryVerdict::RestrictIgnore;
+        }
+        if flags.contains(RestrictFlags::NOQUERY) {
+            return QueryVerdict::NoQuery;
+        }
+        if flags.contains(RestrictFlags::LIMITED) {
+            let limit = query_rate(&self.config.rate);
+            if self.query_table.check(now, key, &limit) != Verdict::Pass {
+                return QueryVerdict::RateLimited;
+            }
+        }
+        QueryVerdict::Allowed
+    }
+
+    /// Clients in the mode 6 query rate table (a scan; for statistics only).
+    pub fn query_table_len(&self) -> usize {
+        self.query_table.len()
     }
 
     /// Decides what to do with one request (see the module doc for the order of checks).
@@ -579,15 +704,33 @@ impl Responder {
     }
 }
 
+/// Mixed into the hash seed of the query table, so its sets differ from the time table's.
+const QUERY_SEED: u64 = 0x6D6F_6465_3620_7162;
+
+/// The query rate limit: `discard average` without the minimum spacing (see
+/// [`Responder::check_query`]).
+fn query_rate(rate: &RateLimit) -> RateLimit {
+    RateLimit { minimum_secs: 0, ..*rate }
+}
+
+/// Loopback, including IPv4-mapped loopback.
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// Step two of the transmit protocol: writes `transmit` (the wall clock sampled immediately
 /// before sending) into bytes 40..48 of a reply that [`Responder::respond`] wrote, and touches
 /// nothing else.
 ///
 /// A kiss-o'-death (stratum 0, which `respond` never uses for a time reply) is left as it is:
 /// its transmit timestamp is the request's, so that it reveals nothing of our clock. A buffer
-/// shorter than 48 bytes is left alone.
+/// shorter than 48 bytes, and anything that is not a mode 4 packet (a mode 6 answer), is left
+/// alone.
 pub fn finish_reply(out: &mut [u8], transmit: NtpTimestamp) {
-    if out.len() < NtpHeader::LEN || out.get(STRATUM_OFFSET) == Some(&0x00) {
+    if out.len() < NtpHeader::LEN
+        || out.get(STRATUM_OFFSET) == Some(&0x00)
+        || out.first().map(|b| Mode::from_bits(*b)) != Some(Mode::Server)
+    {
         return;
     }
     if let Some(field) = out.get_mut(TRANSMIT_RANGE) {
@@ -741,6 +884,25 @@ mod tests {
         assert_eq!(r.counters().requests, 1);
         assert_eq!(r.counters().replies, 1);
         assert_invariant(r.counters());
+    }
+
+    /// What the driver drops unread and what it could not send are counted as exactly that,
+    /// and the counters still add up (a port-0 request used to count as replied).
+    #[test]
+    fn unread_and_unsent_are_counted_honestly() {
+        let mut r = open();
+        r.count_unread(IgnoreReason::SourcePortZero);
+        r.count_unread(IgnoreReason::TooLong);
+        let (action, _) = ask(&mut r, 1.0, CLIENT, &request(4, 3));
+        assert_eq!(action, NORMAL);
+        r.count_send_failed(ReplyKind::Normal);
+        let c = r.counters();
+        assert_eq!((c.requests, c.replies), (3, 0));
+        assert_eq!(c.dropped_for(IgnoreReason::SourcePortZero), 1);
+        assert_eq!(c.dropped_for(IgnoreReason::TooLong), 1);
+        assert_eq!(c.dropped_for(IgnoreReason::SendFailed), 1);
+        assert_eq!(IgnoreReason::TooLong.counter_name(), "too_long");
+        assert_invariant(c);
     }
 
     #[test]
@@ -1173,6 +1335,56 @@ mod tests {
         // Nor at the average interval itself, nor with iburst's 2 s spacing for 8 packets.
         assert!(poll_series(&mut r, v4(192, 0, 2, 2), 8.0, 1000).iter().all(|a| *a == NORMAL));
         assert!(poll_series(&mut r, v4(192, 0, 2, 3), 2.0, 8).iter().all(|a| *a == NORMAL));
+    }
+
+    #[test]
+    fn queries_default_to_loopback_only() {
+        let mut r = Responder::new(ServerConfig::default(), SEED);
+        for local in [v4(127, 0, 0, 1), v4(127, 6, 1, 2), IpAddr::V6(Ipv6Addr::LOCALHOST)] {
+            assert_eq!(r.check_query(at(1.0), local), QueryVerdict::Allowed, "{local}");
+        }
+        let mapped = IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(r.check_query(at(1.0), mapped), QueryVerdict::Allowed);
+        assert_eq!(r.check_query(at(1.0), v4(192, 0, 2, 1)), QueryVerdict::NoQuery);
+        // Loopback is not limited by the default's `limited`: ntpq sends back to back.
+        for i in 0..100 {
+            let t = at(2.0 + f64::from(i) * 0.001);
+            assert_eq!(r.check_query(t, v4(127, 0, 0, 1)), QueryVerdict::Allowed);
+        }
+        // A rule of its own for loopback decides, as any other rule.
+        let rules = vec![RestrictRule::prefix(v4(127, 0, 0, 0), 8, RestrictFlags::NOQUERY)];
+        let mut r = Responder::new(config(RestrictFlags::NONE, rules), SEED);
+        assert_eq!(r.check_query(at(1.0), v4(127, 0, 0, 1)), QueryVerdict::NoQuery);
+        let rules = vec![RestrictRule::prefix(v4(0, 0, 0, 0), 0, RestrictFlags::IGNORE)];
+        let mut r = Responder::new(config(RestrictFlags::NONE, rules), SEED);
+        assert_eq!(r.check_query(at(1.0), v4(127, 0, 0, 1)), QueryVerdict::RestrictIgnore);
+    }
+
+    #[test]
+    fn limited_queries_get_a_burst_then_the_average() {
+        let mut r = Responder::new(config(RestrictFlags::LIMITED, vec![]), SEED);
+        let src = v4(192, 0, 2, 9);
+        let burst =
+            (0..40).take_while(|i| r.check_query(at(f64::from(*i) * 0.01), src).is_allowed());
+        let burst = burst.count();
+        assert!((8..=12).contains(&burst), "burst of {burst}");
+        assert_eq!(r.check_query(at(0.5), src), QueryVerdict::RateLimited);
+        // Time requests of the same client are not affected: their table is another one.
+        assert_eq!(ask(&mut r, 0.6, src, &request(4, 3)).0, NORMAL);
+        // One query per 8 s is always answered.
+        let src = v4(192, 0, 2, 10);
+        assert!((0..100).all(|i| r.check_query(at(f64::from(i) * 8.0), src).is_allowed()));
+        assert_eq!(r.query_table_len(), 2);
+    }
+
+    #[test]
+    fn finish_reply_leaves_mode6_answers_alone() {
+        let mut answer = vec![0u8; 64];
+        answer[0] = 0x26; // version 4, mode 6
+        answer[1] = 0x82; // response, READVAR
+        let before = answer.clone();
+        finish_reply(&mut answer, RX);
+        assert_eq!(answer, before);
     }
 
     #[test]

@@ -133,7 +133,7 @@ pub fn aggregate(sc: &Scenario, runs: &[RunResult]) -> Aggregate {
     let fold = |f: fn(&Stats) -> f64| stats.iter().fold(0.0f64, |m, s| m.max(f(s)));
     let days = sc.duration / 86_400.0;
     let polls: f64 = runs.iter().map(poll_intervals).sum();
-    let requests: u64 = runs.iter().map(|r| r.requests).sum();
+    let requests: u64 = runs.iter().map(|r| r.requests_sent).sum();
     let wakeups: u64 = runs.iter().map(|r| r.timer_wakeups).sum();
     let slew_wakeups: u64 = runs.iter().map(|r| r.slew_wakeups).sum();
     let per_request = |n: u64| if requests > 0 { n as f64 / requests as f64 } else { 0.0 };

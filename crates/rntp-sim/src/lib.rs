@@ -401,6 +401,8 @@ pub struct RunResult {
     pub source_events: Vec<(f64, SourceEvent)>,
     /// When each DNS lookup was started (s).
     pub lookups: Vec<f64>,
+    /// Host 0's client requests: (time s, association, server address), in order.
+    pub requests: Vec<(f64, AssocId, SocketAddr)>,
     /// Reachable (`true`) and Unreachable (`false`) association events (s).
     pub reach_events: Vec<(f64, AssocId, bool)>,
     /// Pool scenarios only: the pool's state at every series point.
@@ -417,8 +419,8 @@ pub struct RunResult {
     pub correction_log_len: usize,
     /// Host 0's system-peer changes after the first selection (to another peer or to none).
     pub peer_changes: u32,
-    /// Requests host 0 sent.
-    pub requests: u64,
+    /// Requests host 0 sent (its counter).
+    pub requests_sent: u64,
     /// Times host 0's timer fired (one `handle_timeout` per distinct deadline reached).
     pub timer_wakeups: u64,
     /// Those of `timer_wakeups` that ended a slew.
@@ -737,6 +739,9 @@ impl Sim<'_> {
             let Some(tx) = host.node.poll_transmit(now, t1) else { break };
             let from = match tx.local {
                 Local::Client(id) => {
+                    if h == 0 {
+                        self.res.requests.push((self.now, id, tx.remote));
+                    }
                     let port = u16::try_from(CLIENT_PORT_BASE + id.0).unwrap_or(u16::MAX);
                     SocketAddr::new(host.addr, port)
                 }
@@ -1055,7 +1060,7 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
             (probe.freq_sq_sum / probe.count as f64).sqrt()
         },
     };
-    sim.res.requests = host.node.status(now).counters.sent;
+    sim.res.requests_sent = host.node.status(now).counters.sent;
     sim.res.kernel = host.clock.linux().map(|k| KernelEnd {
         time_state: k.time_state(),
         status: k.status(),

@@ -4,6 +4,7 @@ use std::io;
 use std::os::fd::BorrowedFd;
 
 /// Linux capability number of `CAP_SYS_TIME` (`<linux/capability.h>`).
+#[cfg(test)]
 const CAP_SYS_TIME: u32 = 25;
 
 /// Returns whether this process has `CAP_SYS_TIME` in its **effective** capability set, i.e.
@@ -15,19 +16,40 @@ const CAP_SYS_TIME: u32 = 25;
 ///
 /// Returns `false` if `/proc` is unavailable or unparsable, and on non-Linux systems.
 pub fn has_cap_sys_time() -> bool {
+    has_capability(crate::Capability::SysTime)
+}
+
+/// Whether this process has `cap` in its **effective** set (as [`has_cap_sys_time`] does).
+pub fn has_capability(cap: crate::Capability) -> bool {
+    cap_in_status("CapEff:", cap.number())
+}
+
+/// Whether capability number `cap` is in this process's **permitted** set.
+pub(crate) fn has_capability_permitted(cap: u32) -> bool {
+    cap_in_status("CapPrm:", cap)
+}
+
+fn cap_in_status(field: &str, cap: u32) -> bool {
     if !cfg!(target_os = "linux") {
         return false;
     }
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|status| effective_cap_from_status(&status, CAP_SYS_TIME))
+        .and_then(|status| cap_from_status(&status, field, cap))
         .unwrap_or(false)
 }
 
 /// Looks up capability bit `cap` in the `CapEff:` line of a `/proc/<pid>/status` text.
 /// `None` if the line is missing or malformed.
+#[cfg(test)]
 fn effective_cap_from_status(status: &str, cap: u32) -> Option<bool> {
-    let hex = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?.trim();
+    cap_from_status(status, "CapEff:", cap)
+}
+
+/// Looks up capability bit `cap` in the `field` line (`CapEff:`, `CapPrm:`) of a
+/// `/proc/<pid>/status` text. `None` if the line is missing or malformed.
+fn cap_from_status(status: &str, field: &str, cap: u32) -> Option<bool> {
+    let hex = status.lines().find_map(|line| line.strip_prefix(field))?.trim();
     let bits = u64::from_str_radix(hex, 16).ok()?;
     Some(cap < 64 && bits & (1u64 << cap) != 0)
 }

@@ -9,7 +9,9 @@
 //!   `clock_gettime`/`clock_getres`.
 //! * **Read-only kernel clock discipline state** ([`kernel_clock_state`]) via `adjtimex` with
 //!   `modes = 0`, for `rntpctl status` and for tests that prove the clock was left alone.
-//! * **Privilege queries** ([`has_cap_sys_time`], [`geteuid`], [`peer_credentials`]).
+//! * **Privilege queries** ([`has_cap_sys_time`], [`has_capability`], [`geteuid`],
+//!   [`peer_credentials`]) and **dropping root** ([`lookup_user`], [`drop_privileges`]:
+//!   `setgroups`/`setgid`/`setuid` keeping only the capabilities asked for).
 //! * **A `CLOCK_BOOTTIME` timer as a file descriptor** ([`TimerFd`], `timerfd_create`), so the
 //!   daemon's event loop wakes exactly once at its next deadline.
 //! * **UDP receive timestamps** ([`enable_rx_timestamps`], [`recv_from_with_timestamp`]):
@@ -22,7 +24,8 @@
 //!
 //! * It changes the clock **only** through [`KernelClock`] (module `control`), which can be
 //!   created only by a process holding CAP_SYS_TIME and which the daemon creates only when
-//!   started without `--observe`. Every other function is read-only.
+//!   started without `--observe`. Every other function is read-only, except
+//!   [`drop_privileges`], which only ever gives privileges up.
 //! * It does no policy, no NTP protocol logic and no async I/O: the daemon (`rntpd`) drives the
 //!   socket functions from tokio (`UdpSocket::try_io`), and maps [`monotonic_nanos`] onto
 //!   `rntp_proto::time::Instant` itself.
@@ -46,9 +49,10 @@ mod caps;
 mod clock;
 mod control;
 mod net;
+mod privilege;
 mod timer;
 
-pub use caps::{geteuid, has_cap_sys_time, peer_credentials, PeerCred};
+pub use caps::{geteuid, has_cap_sys_time, has_capability, peer_credentials, PeerCred};
 pub use clock::{
     boottime_nanos, clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime,
     KernelClockState, KernelTimeState, WallTime,
@@ -57,4 +61,5 @@ pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM, TICK
 pub use net::{
     enable_rx_timestamps, recv_batch, recv_from_with_timestamp, RecvBatch, RecvMeta, BATCH_SLOT_LEN,
 };
+pub use privilege::{drop_privileges, getuid, lookup_user, Capability, PrivilegeError, User};
 pub use timer::TimerFd;

@@ -2,8 +2,11 @@
 //!
 //! It speaks the protocol in `rntp-control` (one length-prefixed JSON request, one response)
 //! and formats the answer for a person, or passes it through as JSON with `--json`.
-//! `rntpctl validate FILE` checks a configuration without any daemon.
+//! `rntpctl validate FILE` checks a configuration without any daemon; `rntpctl wait-sync`
+//! waits for rntpd to synchronize (module `wait`).
 #![forbid(unsafe_code)]
+
+mod wait;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -11,10 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod plot;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use rntp_control::{
-    decode_payload, encode_frame, frame_len, AddSource, Command, HistoryEntry, PeerInfo, Reply,
-    Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
+    decode_payload, encode_frame, frame_len, AddSource, Command, ErrorCode, HistoryEntry, PeerInfo,
+    ReloadInfo, Reply, ReplyAssembler, Request, Response, SourceInfo, StatusInfo, FRAME_HEADER_LEN,
 };
 
 /// How long to wait for the daemon's answer. The daemon answers from memory, so a slow reply
@@ -110,13 +115,62 @@ enum Cmd {
         /// Name as configured.
         name: Option<String>,
     },
+    /// Plot clock offset, frequency and server offsets from the statistics files, as SVG.
+    ///
+    /// Reads `loopstats.*` and `peerstats.*` in STATSDIR (rntpd's, ntpd's or NTPsec's files;
+    /// written with `statistics loopstats peerstats` in the configuration) and draws three
+    /// panels: the clock offset, the frequency, and one line per server. No daemon needed.
+    Plot {
+        /// The statistics directory (`statsdir`).
+        #[arg(long, value_name = "DIR", default_value = "/var/log/rntpd")]
+        statsdir: PathBuf,
+        /// Days to show, ending at the newest line.
+        #[arg(long, default_value_t = 1.0)]
+        days: f64,
+        /// Where to write the SVG image.
+        #[arg(short = 'o', long, value_name = "FILE", default_value = "rntpd-stats.svg")]
+        output: PathBuf,
+    },
+    /// Re-read rntpd's configuration now, as SIGHUP does.
+    ///
+    /// Reads the configuration file and its `sourcedir` files again and applies the
+    /// difference: new sources are added, removed ones stopped, unchanged ones keep their
+    /// associations; sources added with `rntpctl add` are kept. Prints what changed and what
+    /// needs a restart. A file with errors changes nothing: the errors are printed with
+    /// FILE:LINE:COL and rntpctl exits 1.
+    Reload {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until rntpd's clock is synchronized (for scripts and boot).
+    ///
+    /// Asks rntpd once a second. Synchronized means: a system peer is selected and the
+    /// discipline tracks it (and, with --max-offset, the remaining offset is within the bound).
+    /// On a terminal it shows progress (servers reachable, current offset); otherwise it is
+    /// quiet unless it fails. Exit 0: synchronized; 1: not within --timeout; 3: rntpd cannot
+    /// be reached (or refused the request).
+    WaitSync {
+        /// Give up after S seconds (0: check once).
+        ///
+        /// Without --timeout rntpctl waits as long as it takes.
+        #[arg(long, value_name = "S")]
+        timeout: Option<f64>,
+        /// Also wait until the remaining offset is at most S seconds.
+        ///
+        /// The offset of the clock rntpd keeps from the time its sources agree on: the system
+        /// clock's, or with rntpd --observe its virtual clock's.
+        #[arg(long, value_name = "S")]
+        max_offset: Option<f64>,
+    },
     /// Check a configuration file; no daemon needed.
     ///
-    /// Prints every error and warning with FILE:LINE:COL. Exit 0: usable (warnings allowed);
-    /// exit 1: errors, rntpd would not start with this file.
+    /// Prints every error and warning with FILE:LINE:COL, including those of the *.sources
+    /// files of its `sourcedir` lines. Exit 0: usable (warnings allowed); exit 1: errors,
+    /// rntpd would not start with this file.
     Validate {
-        /// The ntp.conf-syntax file to check.
-        file: PathBuf,
+        /// The ntp.conf-syntax file to check (default: /etc/rntpd/ntp.conf).
+        file: Option<PathBuf>,
     },
 }
 
@@ -134,7 +188,14 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     let result = match args.command {
-        Cmd::Validate { file } => return validate(&file),
+        Cmd::Validate { file } => {
+            return validate(&file.unwrap_or_else(|| rntp_config::DEFAULT_CONFIG_PATH.into()))
+        }
+        Cmd::Plot { statsdir, days, output } => plot(&statsdir, days, &output),
+        Cmd::WaitSync { timeout, max_offset } => {
+            return wait::wait_sync(&args.socket, timeout, max_offset)
+        }
+        Cmd::Reload { json } => request(&args.socket, Command::Reload).map(|r| show(r, json)),
         Cmd::Peers { json } => request(&args.socket, Command::Peers).map(|r| show(r, json)),
         Cmd::Status { json } => request(&args.socket, Command::Status).map(|r| show(r, json)),
         Cmd::Sources { json } => request(&args.socket, Command::Sources).map(|r| show(r, json)),
@@ -157,6 +218,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn plot(statsdir: &Path, days: f64, output: &Path) -> Result<ExitCode, String> {
+    if !(days > 0.0 && days.is_finite()) {
+        return Err(format!("--days must be a positive number of days, not {days}"));
+    }
+    let data = plot::read(statsdir, days)?;
+    let title = format!("rntpd statistics: {}", statsdir.display());
+    std::fs::write(output, plot::svg(&data, &title))
+        .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    out_line(&format!(
+        "{}: clock offset ({} points), frequency, {} server{}",
+        output.display(),
+        data.offset.len(),
+        data.peers.len(),
+        if data.peers.len() == 1 { "" } else { "s" }
+    ));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(file: &Path) -> ExitCode {
@@ -192,8 +271,12 @@ fn validate(file: &Path) -> ExitCode {
     }
 }
 
-/// Sends one request and reads the reply.
-fn request(socket: &Path, command: Command) -> Result<Reply, String> {
+/// Sends one request and reads the reply (one frame, or several for a large list).
+pub(crate) fn request(socket: &Path, command: Command) -> Result<Reply, String> {
+    let frame = match encode_frame(&Request::new(command)) {
+        Ok(frame) => frame,
+        Err(e) => return Err(format!("request not sent: {e}")),
+    };
     let mut stream = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot connect to {}: {e}. Is rntpd running? If it was started with \
@@ -203,19 +286,31 @@ fn request(socket: &Path, command: Command) -> Result<Reply, String> {
     })?;
     let io_err = |e: std::io::Error| format!("talking to rntpd at {}: {e}", socket.display());
     stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(io_err)?;
-    let frame = encode_frame(&Request::new(command)).map_err(|e| e.to_string())?;
-    stream.write_all(&frame).map_err(io_err)?;
-    let mut header = [0u8; FRAME_HEADER_LEN];
-    stream.read_exact(&mut header).map_err(io_err)?;
-    let len = frame_len(header).map_err(|e| e.to_string())?;
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).map_err(io_err)?;
-    let response: Response = decode_payload(&payload).map_err(|e| e.to_string())?;
-    Ok(response.reply)
+    // rntpd may answer (e.g. refuse) before it has read all of a request; its reply is still
+    // worth reading, so a failed write is reported only if no reply follows.
+    let written = stream.write_all(&frame).map_err(io_err);
+    let mut assembler = ReplyAssembler::new();
+    loop {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        if let Err(e) = stream.read_exact(&mut header) {
+            return Err(written.err().unwrap_or_else(|| io_err(e)));
+        }
+        let len = frame_len(header).map_err(|e| e.to_string())?;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).map_err(io_err)?;
+        let response: Response = decode_payload(&payload).map_err(|e| e.to_string())?;
+        if let Some(reply) = assembler.push(response).map_err(|e| e.to_string())? {
+            return Ok(reply);
+        }
+    }
 }
 
 fn show(reply: Reply, json: bool) -> ExitCode {
     let out = match reply {
+        Reply::Error { code: ErrorCode::ConfigError, message } => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
         Reply::Error { code, message } => {
             eprintln!("rntpctl: rntpd refused the request ({code:?}): {message}");
             return ExitCode::FAILURE;
@@ -228,6 +323,8 @@ fn show(reply: Reply, json: bool) -> ExitCode {
         Reply::Sources { sources } => sources_table(&sources),
         Reply::History { entries } if json => to_json(&entries),
         Reply::History { entries } => history_table(&entries),
+        Reply::Reloaded(info) if json => to_json(&info),
+        Reply::Reloaded(info) => reload_text(&info),
         Reply::Added { source_id } => format!(
             "added as source {source_id}; it resolves in the background (watch `rntpctl sources`)"
         ),
@@ -531,12 +628,58 @@ fn sources_table(sources: &[SourceInfo]) -> String {
     out
 }
 
+/// What `rntpctl reload` prints.
+fn reload_text(r: &ReloadInfo) -> String {
+    let mut out = format!("reloaded {}", r.config_file);
+    let list = |v: &[String]| v.join(", ");
+    for (what, v) in [
+        ("added:          ", &r.added),
+        ("removed:        ", &r.removed),
+        ("replaced:       ", &r.replaced),
+        ("adopted:        ", &r.adopted),
+    ] {
+        if !v.is_empty() {
+            out.push_str(&format!("\n  {what}{}", list(v)));
+        }
+    }
+    if !r.replaced.is_empty() {
+        out.push_str("\n                  (options changed: new associations)");
+    }
+    if !r.adopted.is_empty() {
+        out.push_str("\n                  (added with rntpctl add, now in the files)");
+    }
+    if !r.rejected.is_empty() {
+        out.push_str(&format!("\n  refused:        {} (rntpd's log says why)", list(&r.rejected)));
+    }
+    out.push_str(&format!(
+        "\n  unchanged:      {} source{} (associations kept)",
+        r.unchanged,
+        if r.unchanged == 1 { "" } else { "s" }
+    ));
+    if r.runtime_kept > 0 {
+        out.push_str(&format!("; {} from rntpctl add, kept", r.runtime_kept));
+    }
+    if !r.applied.is_empty() {
+        out.push_str(&format!("\n  applied:        {}", list(&r.applied)));
+    }
+    if !r.restart_needed.is_empty() {
+        out.push_str(&format!(
+            "\n  restart needed: {} (the running values stay until rntpd restarts)",
+            list(&r.restart_needed)
+        ));
+    }
+    if r.warnings > 0 {
+        out.push_str(&format!("\n  warnings:       {} (in rntpd's log)", r.warnings));
+    }
+    out
+}
+
 fn status_text(s: &StatusInfo) -> String {
     let c = &s.counters;
     let dropped: u64 = c.dropped.iter().map(|(_, n)| n).sum();
     let mut out = format!(
-        "rntpd {}\nuptime:        {:.0} s\nmode:          {}\nconfig:        {}\nsources:       {}\nassociations:  {} ({} reachable)\npackets:       {} sent, {} received, {} accepted, {} dropped, {} KoD, {} send errors",
-        s.daemon_version, s.uptime, s.mode, s.config_file, s.sources, s.associations, s.reachable,
+        "rntpd {}\nuptime:        {:.0} s\nmode:          {}\nsynchronized:  {}\nconfig:        {}\nsources:       {}\nassociations:  {} ({} reachable)\npackets:       {} sent, {} received, {} accepted, {} dropped, {} KoD, {} send errors",
+        s.daemon_version, s.uptime, s.mode, if s.synchronized { "yes" } else { "no" }, s.config_file, s.sources, s.associations, s.reachable,
         c.sent, c.received, c.accepted, dropped, c.kod_received, c.send_errors
     );
     for (reason, n) in &c.dropped {

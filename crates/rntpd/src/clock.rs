@@ -62,13 +62,12 @@ pub fn wall_to_ntp(t: WallTime) -> NtpTimestamp {
 /// machine that stopped updating should be noticed before the table goes stale.
 const LEAPFILE_EXPIRY_WARNING: f64 = 28.0 * 86_400.0;
 
-/// Reads the `leapfile` at start, logging what an administrator must know: unreadable or not a
+/// Reads the `leapfile` (at start and at each reload), logging what an administrator must know: unreadable or not a
 /// leap table (then the sources' leap warnings are used alone), expired (ignored), or expiring
 /// within four weeks.
-pub fn read_leapfile(
-    path: &std::path::Path,
-    unix_now: f64,
-) -> Option<rntp_proto::steer::leap::LeapTable> {
+pub fn read_leapfile(path: &std::path::Path) -> Option<rntp_proto::steer::leap::LeapTable> {
+    let t = rntp_sys::realtime();
+    let unix_now = t.secs as f64 + f64::from(t.nanos) / 1e9;
     let table = match rntp_config::leapfile::load_leapfile(path) {
         Ok(table) => table,
         Err(e) => {

@@ -23,15 +23,24 @@ pub fn read(path: &Path) -> io::Result<Option<f64>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
 }
 
-/// Writes the frequency atomically (see the module docs).
+/// Writes the frequency atomically (see the module docs). A failed write removes its temporary
+/// file again (a full disk must not leave 0-byte `.tmp` files behind).
 pub fn write(path: &Path, freq_ppm: f64) -> io::Result<()> {
     let tmp = tmp_path(path);
-    {
+    let staged = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(format_drift(freq_ppm).as_bytes())?;
         f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = staged {
+        // Only a file we created: the temporary's place may be taken by something else (a
+        // directory, in the test below), which is not ours to remove.
+        if fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_file()) {
+            let _ = fs::remove_file(&tmp);
+        }
+        return Err(e);
     }
-    fs::rename(&tmp, path)?;
     // Make the rename itself durable.
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
@@ -86,6 +95,17 @@ mod tests {
         fs::create_dir(tmp_path(&path)).unwrap();
         assert!(write(&path, 99.0).is_err());
         assert!((read(&path).unwrap().unwrap() - 2.0).abs() < 1e-3);
+    }
+
+    #[test]
+    fn failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a directory: the rename fails after the temporary file was written.
+        let path = dir.path().join("ntp.drift");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), "keep").unwrap();
+        assert!(write(&path, 1.0).is_err());
+        assert!(!tmp_path(&path).exists(), "temporary file left behind");
     }
 
     #[test]

@@ -7,10 +7,10 @@
 use std::path::Path;
 
 use rntp_control::{
-    AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, Reply, ResolutionInfo,
+    AddSource, Command, ErrorCode, HistoryEntry, PeerInfo, ReloadInfo, Reply, ResolutionInfo,
     ServerCountersInfo, SourceInfo, StatusInfo,
 };
-use rntp_proto::node::{self, CommandError, CommandReply, Node, PeerView};
+use rntp_proto::node::{self, CommandError, CommandReply, Node, PeerView, ReloadReport};
 use rntp_proto::select::{Unusable, Verdict};
 use rntp_proto::source::{SourceKind, Target};
 use rntp_proto::time::Instant;
@@ -58,6 +58,64 @@ pub fn answer(node: &mut Node, clock: &Clock, info: &DaemonInfo, command: Comman
             code: ErrorCode::BadRequest,
             message: "this rntpd does not support that command".to_string(),
         },
+    }
+}
+
+/// A reload's outcome: the reply to `rntpctl reload` and the line for the log.
+#[derive(Debug)]
+pub struct ReloadSummary {
+    /// The reply.
+    pub info: ReloadInfo,
+    /// One line: what changed.
+    pub summary: String,
+}
+
+/// What a reload did: the node's report plus what the daemon applied itself (`applied`:
+/// `resolver`, `logfile`, ...) and what it cannot apply while running (`restart_needed`).
+pub fn reload_info(
+    config_file: &str,
+    report: &ReloadReport,
+    mut applied: Vec<String>,
+    mut restart_needed: Vec<String>,
+    warnings: usize,
+) -> ReloadSummary {
+    let names = |list: &[node::SourceChange]| list.iter().map(|c| c.name.clone()).collect();
+    if report.server_changed {
+        applied.insert(0, "restrict/discard".to_string());
+    }
+    if report.orphan_changed {
+        applied.insert(0, "tos orphan".to_string());
+    }
+    restart_needed.splice(0..0, report.restart_needed.iter().map(|s| s.to_string()));
+    let mut summary = report.to_string();
+    // The node's line names its own restart-needed settings; the daemon's come after.
+    let daemon_only: Vec<&String> =
+        restart_needed.iter().skip(report.restart_needed.len()).collect();
+    if !applied.is_empty() {
+        summary.push_str(&format!("; applied: {}", applied.join(", ")));
+    }
+    if !daemon_only.is_empty() {
+        let list: Vec<&str> = daemon_only.iter().map(|s| s.as_str()).collect();
+        summary.push_str(&format!("; restart needed: {}", list.join(", ")));
+    }
+    if warnings > 0 {
+        summary.push_str(&format!("; {warnings} warning{}", if warnings == 1 { "" } else { "s" }));
+    }
+    ReloadSummary {
+        info: ReloadInfo {
+            config_file: config_file.to_string(),
+            added: names(&report.added),
+            removed: names(&report.removed),
+            replaced: names(&report.replaced),
+            adopted: names(&report.adopted),
+            rejected: report.rejected.clone(),
+            unchanged: report.unchanged,
+            runtime_kept: report.runtime_kept,
+            applied,
+            restart_needed,
+            warnings,
+        },
+        summary,
     }
 }
 
@@ -158,6 +216,7 @@ pub fn peer_info(row: &PeerView) -> PeerInfo {
         last_error: row.last_error.as_ref().map(ToString::to_string),
         stratum: snap.and_then(|s| s.server.map(|v| v.stratum)),
         refid,
+        refid_hex: snap.and_then(|s| s.server).map(|v| format!("{:08X}", v.reference_id.to_bits())),
         reach: snap.map_or(0, |s| s.reach),
         poll: snap.map_or(0.0, |s| s.poll.as_secs_f64()),
         when: snap.and_then(|s| s.since_last_reply),
@@ -210,6 +269,7 @@ fn verdict_name(v: Verdict) -> String {
                 Unusable::Unsynchronized => "server unsynchronized",
                 Unusable::Distance => "root distance too large",
                 Unusable::Loop => "timing loop (server is synchronized to us)",
+                Unusable::OrphanStratum => "another orphan (stratum at or below ours)",
                 Unusable::Invalid => "invalid measurement",
                 _ => "other",
             }
@@ -330,5 +390,6 @@ fn status(node: &Node, info: &DaemonInfo, now: Instant) -> StatusInfo {
         system_jitter: s.system_jitter,
         history_totals: s.history_totals.into_iter().collect(),
         clock_error: s.clock_error.map(|(_, e)| e),
+        synchronized: node.synchronized(),
     }
 }

@@ -6,6 +6,12 @@
 //! fast-path responder per server socket, one task per DNS lookup. The main loop sleeps until
 //! the node's deadline, a task's wake-up, a control request or a signal, then drains what the
 //! node wants done: datagrams, lookups, clock requests, log lines.
+//!
+//! Signals: SIGTERM and SIGINT stop rntpd cleanly (drift file saved in control mode, control
+//! socket removed, exit 0). SIGHUP, like `rntpctl reload`, re-reads the configuration off the
+//! loop and applies the difference ([`Node::handle_config`]); a file with errors changes nothing
+//! and is logged with every `FILE:LINE:COL`. The handlers are installed first thing, so a HUP
+//! during start-up never kills the daemon.
 
 use std::cell::Cell;
 use std::io;
@@ -13,8 +19,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use rntp_config::Config;
+use rntp_config::{Config, ConfigErrors, Loaded};
+use rntp_control::{ErrorCode, Reply};
 use rntp_proto::node::{ClockMode, ClockRequest, Local, Node, NodeEvent};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::{Clock, DaemonRng};
@@ -22,6 +30,7 @@ use crate::control::{ControlRequest, ControlSocket};
 use crate::dns::Dns;
 use crate::net::ClientSockets;
 use crate::report::DaemonInfo;
+use crate::service::{ConfigOrigin, LoadedConfig, Logging, Notifier, ReloadDone, Service};
 use crate::shared::Shared;
 
 /// What `main` hands to the runtime.
@@ -29,19 +38,55 @@ use crate::shared::Shared;
 pub struct Settings {
     /// The parsed configuration.
     pub config: Config,
-    /// Where it came from, for `status`.
-    pub config_file: String,
+    /// Where it came from.
+    pub origin: ConfigOrigin,
+    /// `-c FILE`, to read again on reload (`None`: the default file or the built-in one).
+    pub explicit_config: Option<PathBuf>,
     /// Control socket path.
     pub control_socket: PathBuf,
     /// `--observe`: never touch the system clock.
     pub observe: bool,
+    /// `-u USER`: switch to this user once the sockets are bound.
+    pub user: Option<rntp_sys::User>,
+    /// The log.
+    pub logging: Logging,
+    /// systemd's notification socket, when started by systemd with `Type=notify`.
+    pub notifier: Option<Notifier>,
+}
+
+/// Why rntpd could not start.
+#[derive(Debug)]
+pub enum Fatal {
+    /// Control mode without CAP_SYS_TIME; the message says what to do.
+    NoClockControl(String),
+    /// A socket, the DNS set-up, signals or the privilege switch failed.
+    Os(io::Error),
+}
+
+impl From<io::Error> for Fatal {
+    fn from(e: io::Error) -> Self {
+        Fatal::Os(e)
+    }
+}
+
+/// The signals rntpd handles.
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures. Must run inside a
 /// `LocalSet`.
-pub async fn run(settings: Settings) -> io::Result<()> {
+pub async fn run(settings: Settings) -> Result<(), Fatal> {
+    // First of all: the default action of SIGHUP is to terminate.
+    let signals = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+        hup: signal(SignalKind::hangup())?,
+    };
     let clock = Clock::new();
-    let kernel = clock_control(settings.observe);
+    let kernel = clock_control(settings.observe)?;
     tracing::info!(precision_log2 = clock.precision_log2(), "clock precision measured");
 
     let dns = Dns::new(&settings.config.resolvers).map_err(|e| {
@@ -49,10 +94,18 @@ pub async fn run(settings: Settings) -> io::Result<()> {
             "cannot set up DNS resolution: {e} (check /etc/resolv.conf or the `resolver` lines)"
         ))
     })?;
+    let socket_dir_existed =
+        settings.control_socket.parent().is_none_or(|d| d.as_os_str().is_empty() || d.exists());
     let control = ControlSocket::bind(&settings.control_socket).await.map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " (run rntpd as root, let systemd create the directory with RuntimeDirectory=rntpd, \
+             or pass --control-socket PATH in a directory this user may write to)"
+        } else {
+            ""
+        };
         io::Error::new(
             e.kind(),
-            format!("control socket {}: {e}", settings.control_socket.display()),
+            format!("control socket {}: {e}{hint}", settings.control_socket.display()),
         )
     })?;
     tracing::info!(path = %settings.control_socket.display(), "control socket ready");
@@ -72,19 +125,39 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         }
         (_, d) => d.clone(),
     };
-    let mut config = rntp_config::node::node_config(&settings.config, mode);
-    config.precision_log2 = clock.precision_log2();
-    config.initial_freq_ppm = driftfile.as_deref().and_then(read_drift);
-    config.leap.table = settings
-        .config
-        .leapfile
-        .as_deref()
-        .and_then(|p| crate::clock::read_leapfile(p, clock.unix_secs()));
-    config.drift_file = driftfile.is_some();
+    // Read as root: the drift file's directory need not be readable by the `-u` user.
+    let initial_freq_ppm = driftfile.as_deref().and_then(read_drift);
+    if let Some(user) = &settings.user {
+        let logfile = settings.logging.file();
+        let paths = crate::service::Paths {
+            control_socket: &settings.control_socket,
+            created_socket_dir: !socket_dir_existed,
+            logfile: logfile.as_deref(),
+            driftfile: driftfile.as_deref(),
+        };
+        crate::service::drop_root(user, mode, &paths).map_err(io::Error::other)?;
+    }
+    let mut config = node_config(&settings.config, mode, clock.precision_log2(), &driftfile);
+    config.initial_freq_ppm = initial_freq_ppm;
     if config.sources.is_empty() {
         tracing::warn!("no time sources configured: rntpd will only answer control requests");
     }
     let shared = Shared::new(Node::new(clock.now(), config, Box::new(DaemonRng::from_os())));
+    shared.with(|n| n.set_system_name(&crate::server::system_name()));
+    let stats = crate::stats::Stats::start(&settings.config.stats)?;
+    shared.with(|n| n.enable_stats(stats.is_some()));
+    if let Some(metrics) = &settings.config.metrics {
+        let listener = crate::metrics::bind(metrics.addr).await.map_err(|e| {
+            let at = format!("{}:{}", metrics.origin.file.display(), metrics.origin.line);
+            io::Error::new(
+                e.kind(),
+                format!("cannot serve metrics on {} ({at}): {e}", metrics.addr),
+            )
+        })?;
+        tracing::info!(addr = %metrics.addr, "serving metrics at /metrics");
+        let dropped = stats.as_ref().map(crate::stats::Stats::dropped_counter);
+        tokio::task::spawn_local(crate::metrics::serve(listener, shared.clone(), clock, dropped));
+    }
     for (addr, socket) in servers {
         tracing::info!(%addr, "serving time");
         tokio::task::spawn_local(crate::server::serve(socket, shared.clone(), clock));
@@ -93,6 +166,7 @@ pub async fn run(settings: Settings) -> io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let control_task = tokio::spawn(control.serve(ctl_tx, shutdown_rx));
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let mut driver = Driver {
         clients: ClientSockets::new(shared.clone(), clock),
         shared,
@@ -101,16 +175,51 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         kernel,
         driftfile,
         drift_busy: Rc::new(Cell::new(false)),
-        info: DaemonInfo { config_file: settings.config_file },
+        drift_failures: Rc::new(Cell::new(0)),
+        log: crate::log::Log::default(),
+        stats,
+        info: DaemonInfo { config_file: settings.origin.label() },
+        service: Service {
+            explicit_config: settings.explicit_config,
+            origin: settings.origin,
+            mode,
+            precision_log2: clock.precision_log2(),
+            config: settings.config,
+            logging: settings.logging,
+            notifier: settings.notifier,
+            status: String::new(),
+            reload_tx,
+            reloading: false,
+            again: false,
+            waiting: Vec::new(),
+        },
     };
-    let result = driver.run(ctl_rx).await;
+    driver.service.ready(&driver.shared, clock);
+    let result = driver.run(ctl_rx, reload_rx, signals).await;
 
     tracing::info!("shutting down");
+    if let Some(n) = &driver.service.notifier {
+        n.send("STOPPING=1");
+    }
     driver.save_drift_now();
     let _ = shutdown_tx.send(true);
     // The control task removes its socket file when it ends.
     let _ = control_task.await;
-    result
+    result.map_err(Fatal::Os)
+}
+
+/// The node settings of `config` as this daemon runs them.
+fn node_config(
+    config: &Config,
+    mode: ClockMode,
+    precision_log2: i8,
+    driftfile: &Option<PathBuf>,
+) -> rntp_proto::node::NodeConfig {
+    let mut node = rntp_config::node::node_config(config, mode);
+    node.precision_log2 = precision_log2;
+    node.drift_file = driftfile.is_some();
+    node.leap.table = config.leapfile.as_deref().and_then(crate::clock::read_leapfile);
+    node
 }
 
 /// The main loop's state: the node and the I/O it asks for.
@@ -123,14 +232,23 @@ struct Driver {
     driftfile: Option<PathBuf>,
     /// A drift-file write is running (at most one at a time).
     drift_busy: Rc<Cell<bool>>,
+    /// Consecutive failed drift-file writes (only the first is a warning).
+    drift_failures: Rc<Cell<u32>>,
+    /// Rate limits for repeating log lines.
+    log: crate::log::Log,
     info: DaemonInfo,
+    stats: Option<crate::stats::Stats>,
+    /// Reloads, systemd notification, logs.
+    service: Service,
 }
 
 impl Driver {
-    async fn run(&mut self, mut ctl_rx: mpsc::Receiver<ControlRequest>) -> io::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+    async fn run(
+        &mut self,
+        mut ctl_rx: mpsc::Receiver<ControlRequest>,
+        mut reload_rx: mpsc::UnboundedReceiver<ReloadDone>,
+        mut signals: Signals,
+    ) -> io::Result<()> {
         // The node's one deadline on a CLOCK_BOOTTIME timerfd: one wakeup at the deadline (tokio's
         // timer wheel cascades a long sleep through several), and suspend-proof like the node's
         // clock.
@@ -148,6 +266,7 @@ impl Driver {
         let mut armed = None;
         loop {
             self.drain();
+            self.service.update_status(&self.shared, self.clock);
             let deadline = self.shared.with(|n| n.poll_timeout());
             if deadline != armed {
                 match deadline {
@@ -168,21 +287,143 @@ impl Driver {
                 }
                 () = self.shared.woken() => {}
                 Some((command, reply)) = ctl_rx.recv() => {
+                    if command == rntp_control::Command::Reload {
+                        self.service.start_reload(Some(reply));
+                        continue;
+                    }
                     let (clock, info) = (self.clock, &self.info);
                     let answer =
                         self.shared.with(|n| crate::report::answer(n, &clock, info, command));
                     let _ = reply.send(answer);
                 }
-                _ = term.recv() => {
+                Some((read, replies)) = reload_rx.recv() => {
+                    let answer = match read {
+                        Ok(loaded) => self.finish_reload(loaded),
+                        Err(e) => {
+                            self.service.reloading = false;
+                            if let Some(n) = &self.service.notifier {
+                                n.send("READY=1");
+                            }
+                            tracing::error!("configuration reader failed ({e}); nothing reloaded");
+                            let message = format!("configuration reader failed: {e}");
+                            Reply::Error { code: ErrorCode::BadRequest, message }
+                        }
+                    };
+                    for reply in replies {
+                        let _ = reply.send(answer.clone());
+                    }
+                    if std::mem::take(&mut self.service.again) {
+                        self.service.start_reload(None);
+                    }
+                }
+                _ = signals.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    self.service.start_reload(None);
+                }
+                _ = signals.term.recv() => {
                     tracing::info!("SIGTERM received");
                     return Ok(());
                 }
-                _ = int.recv() => {
+                _ = signals.int.recv() => {
                     tracing::info!("SIGINT received");
                     return Ok(());
                 }
             }
         }
+    }
+
+    /// Applies a configuration read by [`Service::start_reload`] and says what changed (the
+    /// reply to `rntpctl reload`). A configuration with errors changes nothing.
+    fn finish_reload(&mut self, loaded: LoadedConfig) -> Reply {
+        self.service.reloading = false;
+        let label = loaded.origin.label();
+        let result = self.apply_reload(loaded);
+        if let Some(n) = &self.service.notifier {
+            n.send("READY=1");
+        }
+        match result {
+            Ok(info) => Reply::Reloaded(Box::new(info)),
+            Err(errors) => {
+                tracing::error!(
+                    "reload failed, the running configuration stays in force; fix these and \
+                     reload again (check with: rntpctl validate {label}):\n{errors}"
+                );
+                Reply::Error {
+                    code: ErrorCode::ConfigError,
+                    message: format!(
+                        "{errors}\n{label}: not reloaded; the running configuration stays in force"
+                    ),
+                }
+            }
+        }
+    }
+
+    fn apply_reload(
+        &mut self,
+        loaded: LoadedConfig,
+    ) -> Result<rntp_control::ReloadInfo, ConfigErrors> {
+        let Loaded { config, warnings } = loaded.result?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let warning_count = warnings.len();
+        drop(warnings);
+        if loaded.origin != self.service.origin {
+            tracing::info!("reloading from {}", loaded.origin.describe());
+            self.service.origin = loaded.origin;
+            self.info.config_file = self.service.origin.label();
+        }
+        let mut applied = Vec::new();
+        let mut restart_needed = Vec::new();
+        let running = &self.service.config;
+        // The drift file is the driver's: its path is fixed at start (it was read then), and
+        // observe mode never uses one.
+        if self.service.mode == ClockMode::Control && config.driftfile != running.driftfile {
+            restart_needed.push("driftfile".to_string());
+        }
+        let node_settings =
+            node_config(&config, self.service.mode, self.service.precision_log2, &self.driftfile);
+        let now = self.clock.now();
+        let report = self.shared.with(|n| n.handle_config(now, node_settings));
+        if config.resolvers != running.resolvers {
+            match Dns::new(&config.resolvers) {
+                Ok(dns) => {
+                    self.dns = dns;
+                    applied.push("resolver".to_string());
+                }
+                Err(e) => tracing::warn!(
+                    "resolver lines changed but cannot be used ({e}); the previous DNS \
+                     servers stay in use"
+                ),
+            }
+        }
+        match (&config.logfile, self.service.logging.file()) {
+            (None, None) => {}
+            (new, old) => match self.service.logging.set_file(new.as_deref()) {
+                Ok(()) if new.as_deref() == old.as_deref() => {
+                    applied.push("logfile reopened".into())
+                }
+                Ok(()) => applied.push("logfile".to_string()),
+                Err(e) => tracing::error!("{e}; logging stays where it was"),
+            },
+        }
+        // A reload is also the administrator's "try DNS again now" (NTPsec's SIGHUP does the
+        // same): names waiting out a failure backoff are looked up at once.
+        let now = self.clock.now();
+        let retried = self.shared.with(|n| n.retry_lookups(now));
+        if !retried.is_empty() {
+            applied.push(format!("{} pending DNS lookup(s) retried", retried.len()));
+        }
+        self.service.config = config;
+        let info = crate::report::reload_info(
+            &self.info.config_file,
+            &report,
+            applied,
+            restart_needed,
+            warning_count,
+        );
+        tracing::info!("configuration reloaded from {}: {}", self.info.config_file, info.summary);
+        Ok(info.info)
     }
 
     /// Carries out everything the node asked for.
@@ -211,7 +452,7 @@ impl Driver {
             tracing::debug!(source = lookup.source.0, name = %lookup.name, "resolving");
             // A task per lookup: a slow or silent DNS server never holds up this loop.
             tokio::task::spawn_local(async move {
-                let result = dns.lookup(&lookup.name, clock).await;
+                let result = dns.resolve(&lookup, clock).await;
                 shared.with(|n| n.handle_resolved(clock.now(), lookup.source, result));
                 shared.wake();
             });
@@ -223,7 +464,17 @@ impl Driver {
             if let NodeEvent::AssocClosed(assoc) = event {
                 self.clients.close(assoc);
             }
-            crate::log::event(&event);
+            self.log.event(self.clock.now(), &event);
+            if let Some(stats) = self.stats.as_mut() {
+                stats.event(self.clock.unix_secs(), &event);
+            }
+        }
+        if let Some(stats) = self.stats.as_mut() {
+            let (now, unix) = (self.clock.now(), self.clock.unix_secs());
+            while let Some(record) = self.shared.with(|n| n.poll_stats()) {
+                stats.record(unix, &record);
+            }
+            self.shared.with(|n| stats.tick(now, unix, n));
         }
     }
 
@@ -248,19 +499,33 @@ impl Driver {
             return;
         }
         let busy = Rc::clone(&self.drift_busy);
+        let failures = Rc::clone(&self.drift_failures);
         tokio::task::spawn_local(async move {
             let shown = path.clone();
             let written =
                 tokio::task::spawn_blocking(move || crate::drift::write(&path, freq_ppm)).await;
             busy.set(false);
-            match written {
+            let error = match written {
                 Ok(Ok(())) => {
-                    tracing::debug!(path = %shown.display(), freq_ppm, "drift file saved")
+                    if failures.replace(0) > 0 {
+                        tracing::info!(path = %shown.display(), "drift file written again");
+                    }
+                    tracing::debug!(path = %shown.display(), freq_ppm, "drift file saved");
+                    return;
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(path = %shown.display(), error = %e, "cannot write the drift file")
-                }
-                Err(e) => tracing::warn!(error = %e, "drift file writer failed"),
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // The node asks again in an hour; say it once, not every hour.
+            let n = failures.get().saturating_add(1);
+            failures.set(n);
+            if n == 1 {
+                tracing::warn!(
+                    path = %shown.display(), error = %error,
+                    "cannot write the drift file; retrying hourly (the frequency is kept in memory)"
+                );
+            } else {
+                tracing::debug!(path = %shown.display(), error = %error, failures = n, "drift file still not writable");
             }
         });
     }
@@ -325,27 +590,27 @@ fn read_drift(path: &std::path::Path) -> Option<f64> {
     }
 }
 
-/// Clock control when asked for and allowed; observe-only otherwise.
-fn clock_control(observe: bool) -> Option<rntp_sys::KernelClock> {
+/// Clock control when asked for; `--observe` otherwise. Control mode without CAP_SYS_TIME is
+/// a fatal start-up error: a daemon that silently only observed would look healthy and never
+/// set the clock.
+fn clock_control(observe: bool) -> Result<Option<rntp_sys::KernelClock>, Fatal> {
     if observe {
         tracing::info!(
-            "observe-only mode: rntpd measures, selects and keeps a virtual clock; it never changes the system clock"
+            "observe-only mode: rntpd measures, selects and keeps a virtual clock; it never \
+             changes the system clock"
         );
-        return None;
+        return Ok(None);
     }
     match rntp_sys::KernelClock::new() {
         Ok(kernel) => {
-            tracing::warn!(
-                "rntpd disciplines the system clock (start with --observe to only measure)"
-            );
-            Some(kernel)
+            tracing::info!("rntpd disciplines the system clock (--observe would only measure)");
+            Ok(Some(kernel))
         }
-        Err(e) => {
-            tracing::error!(
-                "cannot discipline the system clock: {e}; running observe-only (run as root with \
-                 CAP_SYS_TIME to control the clock, or pass --observe to silence this)"
-            );
-            None
-        }
+        Err(e) => Err(Fatal::NoClockControl(format!(
+            "cannot discipline the system clock: {e} (uid {}). Start rntpd as root or with \
+             CAP_SYS_TIME (systemd: AmbientCapabilities=CAP_SYS_TIME), or pass --observe to \
+             only measure and serve a virtual clock. Not starting.",
+            rntp_sys::geteuid()
+        ))),
     }
 }

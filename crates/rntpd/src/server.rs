@@ -4,14 +4,15 @@
 //! The loop per socket: wait until readable, read a burst of up to [`BATCH`] requests with one
 //! `recvmmsg` (each with the kernel's receive timestamp), let the node's responder decide, patch the
 //! transmit timestamp as late as possible (immediately before `sendto`), send without
-//! blocking. After each burst the task yields, so a flood cannot delay the associations' timers
+//! blocking. A mode 6 (ntpq) answer may take several datagrams: the node writes the first like
+//! any reply, and the rest are sent at once after it. After each burst the task yields, so a flood cannot delay the associations' timers
 //! on the same event loop by more than one burst.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use rntp_proto::server::ServerAction;
+use rntp_proto::server::{IgnoreReason, ReplyKind, ServerAction};
 use rntp_sys::{RecvBatch, BATCH_SLOT_LEN};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -47,6 +48,16 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(std_socket)
 }
 
+/// What mode 6 reports as `system`, as ntpd does: the kernel's name and release
+/// (`Linux/6.1.0-18-amd64`), or `Linux` if /proc does not say.
+pub fn system_name() -> String {
+    let read = |f: &str| std::fs::read_to_string(f).map(|s| s.trim().to_string());
+    match (read("/proc/sys/kernel/ostype"), read("/proc/sys/kernel/osrelease")) {
+        (Ok(os), Ok(release)) => format!("{os}/{release}"),
+        _ => "Linux".to_string(),
+    }
+}
+
 /// Serves one socket for as long as the event loop runs.
 pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
     let mut batch = RecvBatch::new(BATCH);
@@ -70,20 +81,40 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
         shared.with(|node| {
             for i in 0..batch.len() {
                 let Some((data, meta)) = batch.get(i) else { continue };
+                // Nothing can be sent to port 0 (the kernel refuses with EINVAL), and a request
+                // longer than a slot is not one: both dropped unread, and counted as such.
+                if meta.from.port() == 0 {
+                    node.count_unread_request(IgnoreReason::SourcePortZero);
+                    continue;
+                }
+                if meta.truncated {
+                    node.count_unread_request(IgnoreReason::TooLong);
+                    continue;
+                }
                 let rx = meta.rx_time.map(wall_to_ntp).unwrap_or_else(|| clock.wall());
-                // A request we could not read whole is malformed by definition; an empty slice
-                // makes the responder count it as such.
-                let request = if meta.truncated { &[][..] } else { data };
-                let action = node.respond(now, rx, meta.from.ip(), request, &mut out);
-                if let ServerAction::Reply { len, .. } = action {
+                let action = node.respond(now, rx, meta.from.ip(), data, &mut out);
+                if let ServerAction::Reply { len, kind } = action {
                     let Some(reply) = out.get_mut(..len) else { continue };
                     node.finish_reply(now, reply, clock.wall());
                     // Never wait for socket buffer space: under overload the reply is dropped,
-                    // as the kernel would drop the request.
-                    let _ = socket.try_send_to(reply, meta.from);
+                    // as the kernel would drop the request; it is counted as not sent.
+                    if socket.try_send_to(reply, meta.from).is_err() {
+                        node.reply_not_sent(kind);
+                    }
+                    if kind == ReplyKind::Control {
+                        while let Some(len) = node.poll_control_reply(&mut out) {
+                            let Some(more) = out.get(..len) else { break };
+                            let _ = socket.try_send_to(more, meta.from);
+                        }
+                    }
                 }
             }
         });
+        // A request of our own (a timing loop) stops an association: the main loop must close
+        // its socket and log it.
+        if shared.with(|n| n.needs_drain()) {
+            shared.wake();
+        }
         // Let the associations' timers run between bursts under a flood.
         tokio::task::yield_now().await;
     }

@@ -22,6 +22,24 @@
 //! our latest request, and at most once: an off-path attacker must guess 64 bits, a replay or a
 //! duplicate is dropped, and nothing about our clock leaks on the wire. The real T1 stays here.
 //!
+//! # The poll process
+//! The association alone decides when its next request goes out. The interval ([`Self::poll`],
+//! [`Association::poll`]) is its own rule (lengthen by one step after 8 polls with a full reach
+//! register; back off towards `maxpoll` while unreachable), capped by the discipline's
+//! suggestion ([`Association::set_poll_advice`]), within `minpoll..=maxpoll` and never below
+//! what a RATE kiss-o'-death asked for. It shortens to `minpoll` again when the server answers
+//! after an outage and after a clock step ([`Association::handle_step`]).
+//!
+//! **Fast repair.** A server that answered recently and then misses a reply is probed every
+//! [`PROBE_INTERVAL`] (or its poll interval, if shorter) until it answers or 8 polls have gone
+//! unanswered: it is declared unreachable about 7.5 minutes after its first unanswered request,
+//! whatever its poll interval (at a 1024 s poll the classic rule takes 2.3 hours). Like the
+//! `iburst` requests, these probes are not held to `minpoll` (a RATE kiss-o'-death still is). A
+//! new association whose first `iburst` burst (8 requests) goes entirely unanswered is declared
+//! unreachable at once, 2 s after its last request, instead of after 8 polls.
+//!
+//! [`Self::poll`]: AssocSnapshot::poll
+//!
 //! # What this module does not do
 //! It does not choose among servers or steer the clock, and it does not know hostnames: the
 //! source that owns the association (a configured server or a pool) does.
@@ -51,6 +69,9 @@ pub const TIMER_SLACK: core::time::Duration = core::time::Duration::from_millis(
 pub const BURST_COUNT: u8 = 8;
 /// Spacing of burst requests, as ntpd's and chrony's 2 s.
 pub const BURST_SPACING_SECS: f64 = 2.0;
+/// Longest spacing of the requests to a server that stopped answering (64 s): see the module
+/// docs ("Fast repair").
+pub const PROBE_INTERVAL: PollInterval = PollInterval::DEFAULT_MIN;
 /// Root distance above which a server is not usable (RFC 5905 MAXDIST is 1.5 s; the test here
 /// is the header test `rootdelay/2 + rootdisp >= MAXDISP`, as in RFC 5905 `packet()`).
 pub const MAX_ROOT_DISPERSION: f64 = filter::MAXDISP;
@@ -125,6 +146,8 @@ pub enum DemobilizeReason {
     Falseticker,
     /// A pool retired it after the first fill: more members answered than the pool needs.
     PrunedExtra,
+    /// Its requests reached this rntpd's own server: it would poll itself (a timing loop).
+    Loop,
 }
 
 impl DemobilizeReason {
@@ -138,6 +161,7 @@ impl DemobilizeReason {
             DemobilizeReason::Unsynchronized => "unsynchronized",
             DemobilizeReason::Falseticker => "falseticker",
             DemobilizeReason::PrunedExtra => "pruned-extra",
+            DemobilizeReason::Loop => "loop",
         }
     }
 }
@@ -182,6 +206,9 @@ pub enum DropReason {
     NegativeDelay,
     /// The association is demobilized.
     Demobilized,
+    /// A reply to a request sent before the clock was stepped: its timestamps straddle the
+    /// step, so it measures the step, not the server.
+    ClockStep,
 }
 
 impl DropReason {
@@ -197,6 +224,7 @@ impl DropReason {
             DropReason::RootDistance => "root_distance",
             DropReason::NegativeDelay => "negative_delay",
             DropReason::Demobilized => "demobilized",
+            DropReason::ClockStep => "clock_step",
         }
     }
 }
@@ -261,6 +289,19 @@ struct Outstanding {
     nonce: NtpTimestamp,
     /// Our clock when we sent it (T1).
     t1: NtpTimestamp,
+    /// Sent before a clock step (the reply is dropped).
+    before_step: bool,
+}
+
+/// What the association's one timer does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Open a new poll (shift the reach register) and send.
+    Poll,
+    /// Send the next request of the current burst.
+    BurstPacket,
+    /// The first `iburst` burst is over: if nothing answered, the server is unreachable.
+    SilenceCheck,
 }
 
 /// A client association. See the module docs for the call protocol.
@@ -275,15 +316,38 @@ pub struct Association {
     reach: u8,
     /// Polls since the last valid reply, saturating; drives the unreachable transition.
     unanswered: u8,
+    /// The interval in use: `own_poll` capped by `advice`, within the bounds.
     poll: PollInterval,
+    /// The association's own rule: lengthens after sustained good polls, backs off while
+    /// unreachable, restarts at `minpoll` after an outage or a step.
+    own_poll: PollInterval,
+    /// The discipline's suggestion, once the node has handed one.
+    advice: Option<PollInterval>,
+    /// The shortest interval the server allows (raised by RATE kiss-o'-death; `MIN` until
+    /// then).
+    rate_floor: PollInterval,
     /// Consecutive polls with a full reach register, for the simple poll adaptation.
     good_polls: u8,
+    /// The current poll's reply was already counted in `good_polls` (a burst's other replies
+    /// are not more polls).
+    poll_counted: bool,
     /// When the next request is due.
     next_transmit: Option<Instant>,
+    /// What the timer does at `next_transmit`.
+    next: Next,
+    /// While a shorter probe timer is armed after a poll's request: when the next poll is due
+    /// if the request is answered.
+    regular_next: Option<Instant>,
+    /// When the current poll opened.
+    poll_started: Option<Instant>,
     /// Requests still to send in the current burst, including the next one.
     burst_left: u8,
-    /// Whether the next transmit opens a new poll (shifts the reach register).
-    next_is_poll: bool,
+    /// The current burst is the `iburst` of a server that never answered.
+    first_burst: bool,
+    /// The next poll is a burst (after a clock step, with `iburst`).
+    burst_next: bool,
+    /// A request is ready to send but was made before a clock step.
+    ready_before_step: bool,
     outstanding: Option<Outstanding>,
     /// The transmit timestamp of the last accepted reply, for duplicate detection.
     last_server_xmt: NtpTimestamp,
@@ -319,10 +383,19 @@ impl Association {
             reach: 0,
             unanswered: 0,
             poll: minpoll,
+            own_poll: minpoll,
+            advice: None,
+            rate_floor: PollInterval::MIN,
             good_polls: 0,
+            poll_counted: false,
             next_transmit: Some(first),
+            next: Next::Poll,
+            regular_next: None,
+            poll_started: None,
             burst_left: 0,
-            next_is_poll: true,
+            first_burst: false,
+            burst_next: false,
+            ready_before_step: false,
             outstanding: None,
             last_server_xmt: NtpTimestamp::ZERO,
             filter: ClockFilter::new(),
@@ -375,6 +448,12 @@ impl Association {
         self.next_transmit
     }
 
+    /// The nonce (transmit timestamp) of the request a reply is awaited for, if any: a server
+    /// that sees this value in a request knows the request is its own (a timing loop).
+    pub fn outstanding_nonce(&self) -> Option<NtpTimestamp> {
+        self.outstanding.map(|o| o.nonce)
+    }
+
     /// Whether a request is ready for [`Self::poll_transmit`].
     pub fn wants_transmit(&self) -> bool {
         self.want_transmit
@@ -387,8 +466,22 @@ impl Association {
         if now + TIMER_SLACK < due || matches!(self.state, AssocState::Demobilized(_)) {
             return;
         }
-        if self.next_is_poll {
-            self.start_poll(now);
+        match self.next {
+            Next::SilenceCheck => {
+                // Nothing answered a whole iburst: as unreachable as 8 unanswered polls, and
+                // known 2 s after the last request instead of 8 polls later.
+                self.first_burst = false;
+                if self.last_reply.is_none() && self.state != AssocState::Unreachable {
+                    self.state = AssocState::Unreachable;
+                    self.unanswered = self.unanswered.max(8);
+                    self.events.push_back(AssocEvent::Unreachable);
+                }
+                self.next = Next::Poll;
+                self.next_transmit = self.regular_next.take().map(|t| t.max(now));
+                return;
+            }
+            Next::Poll => self.start_poll(now),
+            Next::BurstPacket => {}
         }
         self.want_transmit = true;
         self.schedule_next(now, rng);
@@ -410,27 +503,126 @@ impl Association {
         }
         // Unreachable for long: back off towards maxpoll so a dead server costs little.
         if self.reach == 0 && self.unanswered > 8 {
-            self.poll = self.poll.inc(self.config.maxpoll);
+            self.own_poll = self.own_poll.inc(self.config.maxpoll);
+            self.update_poll();
         }
-        let burst = (self.config.iburst && self.reach == 0 && self.unanswered <= 1)
-            || (self.config.burst && self.reach != 0);
+        let first = self.config.iburst && self.reach == 0 && self.unanswered <= 1;
+        let burst =
+            first || (self.config.burst && self.reach != 0) || std::mem::take(&mut self.burst_next);
+        self.first_burst = first && self.last_reply.is_none();
         self.burst_left = if burst { BURST_COUNT } else { 1 };
+        self.poll_started = Some(now);
+        self.poll_counted = false;
+        self.regular_next = None;
     }
 
     /// Sets the next transmit time: the next burst packet, or the next poll (with a little
-    /// randomness so that associations started together drift apart, as ntpd does).
+    /// randomness so that associations started together drift apart, as ntpd does). After a
+    /// poll's last request to a server that answered recently, a shorter probe timer is armed;
+    /// a reply moves the next request back to the full interval.
     fn schedule_next(&mut self, now: Instant, rng: &mut dyn RngSource) {
         self.burst_left = self.burst_left.saturating_sub(1);
         let poll_secs = self.poll.as_secs_f64();
         if self.burst_left > 0 {
-            self.next_is_poll = false;
+            self.next = Next::BurstPacket;
             let spacing = BURST_SPACING_SECS.min(poll_secs);
             self.next_transmit = Some(now.add_secs_f64(spacing));
+            return;
+        }
+        self.next = Next::Poll;
+        // Up to 1/16 earlier than the nominal interval: never later, so `maxpoll` holds. (One
+        // draw serves the probe timer too.)
+        let early = 1.0 - rng.next_f64() / 16.0;
+        let full = now.add_secs_f64(poll_secs * early);
+        let probe = self.probe_interval().as_secs_f64();
+        if self.first_burst {
+            self.next = Next::SilenceCheck;
+            self.regular_next = Some(full);
+            self.next_transmit = Some(now.add_secs_f64(BURST_SPACING_SECS.min(poll_secs)));
+        } else if self.reach != 0 && !self.poll_counted && probe < poll_secs {
+            // (A burst already answered in this poll needs no probe.)
+            self.regular_next = Some(full);
+            self.next_transmit = Some(now.add_secs_f64(probe * early));
         } else {
-            self.next_is_poll = true;
-            // Up to 1/16 earlier than the nominal interval: never later, so `maxpoll` holds.
-            let jitter = poll_secs / 16.0 * rng.next_f64();
-            self.next_transmit = Some(now.add_secs_f64(poll_secs - jitter));
+            self.regular_next = None;
+            self.next_transmit = Some(full);
+        }
+    }
+
+    /// The spacing of requests to a server that stopped answering: [`PROBE_INTERVAL`], or the
+    /// poll interval if shorter, never below a RATE kiss-o'-death's floor.
+    fn probe_interval(&self) -> PollInterval {
+        PROBE_INTERVAL.max(self.rate_floor).min(self.poll)
+    }
+
+    /// Recomputes the interval in use from the association's own rule, the discipline's
+    /// advice (followed only while the server answers) and the bounds.
+    fn update_poll(&mut self) {
+        let min = self.config.minpoll.max(self.rate_floor);
+        let max = self.config.maxpoll.max(min);
+        let mut poll = self.own_poll;
+        if let (Some(advice), true) = (self.advice, self.reach != 0) {
+            poll = poll.min(advice);
+        }
+        self.poll = poll.clamp(min, max);
+    }
+
+    /// After the interval shortened: the next poll is due no later than one (new) interval
+    /// after the current poll opened (and not before `now`).
+    fn retime(&mut self, now: Instant) {
+        if self.next != Next::Poll {
+            return;
+        }
+        let Some(start) = self.poll_started else { return };
+        let due = start.add_secs_f64(self.poll.as_secs_f64()).max(now);
+        match self.regular_next.as_mut() {
+            Some(regular) => *regular = (*regular).min(due),
+            None => self.next_transmit = self.next_transmit.map(|t| t.min(due)),
+        }
+    }
+
+    /// The discipline's suggested poll interval (after each clock update). The association
+    /// polls no less often than this while its server answers; a shorter suggestion takes
+    /// effect at once.
+    pub fn set_poll_advice(&mut self, now: Instant, advice: PollInterval) {
+        if matches!(self.state, AssocState::Demobilized(_)) {
+            return;
+        }
+        let before = self.poll;
+        self.advice = Some(advice);
+        self.update_poll();
+        if self.poll < before {
+            self.retime(now);
+        }
+    }
+
+    /// The clock was stepped (control mode). A reply to a request sent before now would
+    /// measure the step, not the server: it is dropped ([`DropReason::ClockStep`]). The filter
+    /// restarts, as its samples are relative to the clock before the step, and polling restarts
+    /// at `minpoll` (with a burst if `iburst` is set) to refill it. The next request goes out no
+    /// sooner than [`BURST_SPACING_SECS`] from now, so that the driver has executed the step
+    /// before it reads the request's transmit time.
+    pub fn handle_step(&mut self, now: Instant) {
+        if matches!(self.state, AssocState::Demobilized(_)) {
+            return;
+        }
+        if let Some(out) = self.outstanding.as_mut() {
+            out.before_step = true;
+        }
+        // A request already made but not yet sent gets its T1 before the driver steps.
+        self.ready_before_step = self.want_transmit;
+        self.filter.reset();
+        self.good_polls = 0;
+        self.own_poll = self.config.minpoll;
+        self.update_poll();
+        self.burst_next = self.config.iburst;
+        if self.next == Next::Poll {
+            let start = self.poll_started.unwrap_or(now);
+            let due = start
+                .add_secs_f64(self.poll.as_secs_f64())
+                .max(now.add_secs_f64(BURST_SPACING_SECS));
+            self.regular_next = None;
+            self.next_transmit = self.next_transmit.map(|t| t.min(due));
         }
     }
 
@@ -444,7 +636,8 @@ impl Association {
         // A zero nonce would collide with "unset"; a random 64-bit value is zero with
         // negligible probability, but avoid it anyway.
         let nonce = NtpTimestamp::from_bits(rng.next_u64().max(1));
-        self.outstanding = Some(Outstanding { nonce, t1 });
+        let before_step = std::mem::take(&mut self.ready_before_step);
+        self.outstanding = Some(Outstanding { nonce, t1, before_step });
         let header = NtpHeader {
             leap: LeapIndicator::Unsynchronized,
             version: self.config.version,
@@ -518,6 +711,13 @@ impl Association {
         if root_delay / 2.0 + root_dispersion >= MAX_ROOT_DISPERSION {
             return Err(DropReason::RootDistance);
         }
+        if out.before_step {
+            // The server answered, but T1 and T4 come from either side of the step.
+            self.reach |= 1;
+            self.unanswered = 0;
+            self.resume_regular_polls();
+            return Err(DropReason::ClockStep);
+        }
 
         // RFC 5905 §8: θ = ((T2 − T1) + (T3 − T4)) / 2, δ = (T4 − T1) − (T3 − T2). Differences
         // first, in 32.32 fixed point, so nothing is lost to float rounding of 2^32-size values.
@@ -550,24 +750,55 @@ impl Association {
         self.last_reply = Some(now);
         self.filter.add(sample);
         if self.state != AssocState::Reachable {
+            if self.state == AssocState::Unreachable {
+                // Back after an outage: poll at minpoll again to refill the filter quickly.
+                self.own_poll = self.config.minpoll;
+                self.good_polls = 0;
+            }
             self.state = AssocState::Reachable;
             self.events.push_back(AssocEvent::Reachable);
             // An iburst in progress has done its job once the server answers consistently;
             // ntpd keeps going, but the remaining requests add load and little information.
         }
         self.adapt_poll();
+        let before = self.poll;
+        self.update_poll();
+        if self.poll < before {
+            self.retime(now);
+        }
+        self.resume_regular_polls();
         self.events.push_back(AssocEvent::Sample(sample));
         Ok(())
     }
 
-    /// Simple poll adaptation until the discipline drives it: lengthen the interval after a
-    /// full register of good polls, up to `maxpoll`.
+    /// The server answered this poll: no probing, the next poll is a full interval away.
+    fn resume_regular_polls(&mut self) {
+        match self.next {
+            Next::Poll => {
+                if let Some(regular) = self.regular_next.take() {
+                    self.next_transmit = Some(regular);
+                }
+            }
+            Next::SilenceCheck => {
+                self.first_burst = false;
+                self.next = Next::Poll;
+                self.next_transmit = self.regular_next.take().or(self.next_transmit);
+            }
+            Next::BurstPacket => {}
+        }
+    }
+
+    /// The association's own rule: lengthen the interval after a full register of good polls,
+    /// up to `maxpoll`.
     fn adapt_poll(&mut self) {
+        if std::mem::replace(&mut self.poll_counted, true) {
+            return;
+        }
         if self.reach == 0xFF {
             self.good_polls = self.good_polls.saturating_add(1);
             if self.good_polls >= 8 {
                 self.good_polls = 0;
-                self.poll = self.poll.inc(self.config.maxpoll);
+                self.own_poll = self.own_poll.max(self.poll).inc(self.config.maxpoll);
             }
         } else {
             self.good_polls = 0;
@@ -582,10 +813,16 @@ impl Association {
             KissCode::Rstr => self.demobilize(DemobilizeReason::KodRstr),
             KissCode::Rate => {
                 // RFC 5905 §7.4: reduce the rate. Back off one step beyond the current interval
-                // (at least minpoll+1) and cancel any burst in progress.
-                self.poll = self.poll.inc(self.config.maxpoll).max(self.config.minpoll);
+                // (at least minpoll+1), never poll faster than that again (probes included),
+                // and cancel any burst in progress.
+                self.rate_floor = self.poll.inc(self.config.maxpoll).max(self.config.minpoll);
+                self.own_poll = self.own_poll.max(self.rate_floor);
+                self.update_poll();
                 self.burst_left = 0;
-                self.next_is_poll = true;
+                self.burst_next = false;
+                self.first_burst = false;
+                self.next = Next::Poll;
+                self.regular_next = None;
                 self.good_polls = 0;
                 self.next_transmit = Some(now.add_secs_f64(self.poll.as_secs_f64()));
             }
@@ -602,6 +839,7 @@ impl Association {
         }
         self.state = AssocState::Demobilized(reason);
         self.next_transmit = None;
+        self.regular_next = None;
         self.want_transmit = false;
         self.outstanding = None;
         self.events.push_back(AssocEvent::Demobilized(reason));
@@ -616,14 +854,23 @@ impl Association {
         self.reach = 0;
         self.unanswered = 0;
         self.good_polls = 0;
-        self.poll = self.config.minpoll;
+        self.own_poll = self.config.minpoll;
+        self.rate_floor = PollInterval::MIN;
+        self.update_poll();
         self.outstanding = None;
         self.server = None;
         self.last_reply = None;
+        self.last_kod = None;
+        self.unsync_replies = 0;
         self.last_server_xmt = NtpTimestamp::ZERO;
         self.state = AssocState::Init;
         self.burst_left = 0;
-        self.next_is_poll = true;
+        self.first_burst = false;
+        self.burst_next = false;
+        self.ready_before_step = false;
+        self.next = Next::Poll;
+        self.regular_next = None;
+        self.poll_started = None;
         self.next_transmit = Some(now);
     }
 

@@ -37,15 +37,29 @@ impl Harness {
         Harness { assoc, rng, now: Instant::ZERO }
     }
 
-    /// Advances to the next deadline and returns the request sent there.
+    /// Advances through deadlines until one sends a request, and returns it (a deadline may
+    /// only check something, like the end of a silent first burst).
     fn next_request(&mut self) -> (Instant, NtpHeader) {
-        let due = self.assoc.poll_timeout().expect("association has a deadline");
-        self.now = self.now.max(due);
-        self.assoc.handle_timeout(self.now, &mut self.rng);
-        let tx = self.assoc.poll_transmit(wall(self.now), &mut self.rng).expect("a request is due");
-        assert_eq!(tx.remote, REMOTE.parse().unwrap());
-        let req = PacketRepr::parse(&tx.payload).unwrap().header;
-        (self.now, req)
+        for _ in 0..4 {
+            let due = self.assoc.poll_timeout().expect("association has a deadline");
+            self.now = self.now.max(due);
+            self.assoc.handle_timeout(self.now, &mut self.rng);
+            if let Some(tx) = self.assoc.poll_transmit(wall(self.now), &mut self.rng) {
+                assert_eq!(tx.remote, REMOTE.parse().unwrap());
+                let req = PacketRepr::parse(&tx.payload).unwrap().header;
+                return (self.now, req);
+            }
+        }
+        panic!("no request in 4 deadlines");
+    }
+
+    /// Sends the next request and answers it (server in step, 1 ms away).
+    fn exchange(&mut self) -> Instant {
+        let (sent, req) = self.next_request();
+        let (arrive, t4, bytes) = reply_to(&req, sent, 0.0, 0.001);
+        self.assoc.handle_packet(arrive, t4, &bytes).unwrap();
+        self.now = arrive;
+        sent
     }
 
     fn events(&mut self) -> Vec<AssocEvent> {
@@ -317,4 +331,193 @@ fn timer_firing_within_the_slack_counts_as_due() {
     let too_early = Instant::from_nanos(due.as_nanos() - 2_000_000);
     h.assoc.handle_timeout(too_early, &mut h.rng);
     assert!(h.assoc.poll_transmit(wall(too_early), &mut h.rng).is_none(), "2 ms early is not");
+}
+
+fn fixed(log2: i8) -> AssocConfig {
+    AssocConfig {
+        minpoll: PollInterval::from_log2(log2),
+        maxpoll: PollInterval::from_log2(log2),
+        ..AssocConfig::default()
+    }
+}
+
+#[test]
+fn silent_first_burst_is_unreachable_two_seconds_after_its_last_request() {
+    let mut h = Harness::new(iburst());
+    let mut last = Instant::ZERO;
+    for _ in 0..8 {
+        last = h.next_request().0;
+    }
+    assert!(h.events().is_empty());
+    let check = h.assoc.poll_timeout().unwrap();
+    assert!((check.secs_since(last) - 2.0).abs() < 1e-6);
+    h.assoc.handle_timeout(check, &mut h.rng);
+    assert!(h.assoc.poll_transmit(wall(check), &mut h.rng).is_none(), "a check, not a request");
+    assert_eq!(h.events(), vec![AssocEvent::Unreachable]);
+    assert_eq!(h.assoc.state(), AssocState::Unreachable);
+    // Polling goes on at the regular pace (a server that comes up later is found).
+    let (next, _) = h.next_request();
+    assert!((60.0..=64.0).contains(&next.secs_since(last)), "{}", next.secs_since(last));
+}
+
+#[test]
+fn first_burst_answered_late_is_not_unreachable() {
+    let mut h = Harness::new(iburst());
+    let mut sent = vec![];
+    for _ in 0..8 {
+        sent.push(h.next_request());
+    }
+    // The last request is answered 1 s later, before the check.
+    let (t, req) = sent[7];
+    let (arrive, t4, bytes) = reply_to(&req, t, 0.0, 0.5);
+    h.assoc.handle_packet(arrive, t4, &bytes).unwrap();
+    assert_eq!(h.events()[0], AssocEvent::Reachable);
+    // No check is pending: the next deadline is the regular poll.
+    let next = h.assoc.poll_timeout().unwrap();
+    assert!(next.secs_since(t) >= 60.0, "{}", next.secs_since(t));
+}
+
+#[test]
+fn missing_replies_are_probed_at_64_s_whatever_the_poll() {
+    for log2 in [6i8, 8, 10] {
+        let mut h = Harness::new(fixed(log2));
+        for _ in 0..8 {
+            h.exchange();
+        }
+        let poll = 2f64.powi(i32::from(log2));
+        // A reply keeps the regular interval.
+        let a = h.exchange();
+        let b = h.exchange();
+        assert!(b.secs_since(a) >= poll * 15.0 / 16.0 - 1e-6, "poll {poll}: {}", b.secs_since(a));
+        h.events();
+        // The server dies: the first unanswered request, then probes until unreachable.
+        let (first, _) = h.next_request();
+        let mut unreachable = None;
+        let mut times = vec![first];
+        while unreachable.is_none() {
+            let (t, _) = h.next_request();
+            times.push(t);
+            if h.events().contains(&AssocEvent::Unreachable) {
+                unreachable = Some(t);
+            }
+        }
+        let took = unreachable.unwrap().secs_since(first);
+        for w in times.windows(2) {
+            let gap = w[1].secs_since(w[0]);
+            assert!((60.0 - 1e-6..=64.0 + 1e-6).contains(&gap), "poll {poll}: gap {gap}");
+        }
+        assert!(took <= 7.0 * 64.0 + 1e-6, "poll {poll}: unreachable after {took} s");
+        // Dead: the probing stops, polling backs off from the configured interval.
+        let (t, _) = h.next_request();
+        assert!(t.secs_since(unreachable.unwrap()) >= poll * 15.0 / 16.0 - 1e-6);
+    }
+}
+
+#[test]
+fn probes_respect_a_rate_kiss_o_death() {
+    let mut h = Harness::new(AssocConfig {
+        minpoll: PollInterval::from_log2(6),
+        maxpoll: PollInterval::from_log2(10),
+        ..AssocConfig::default()
+    });
+    let (sent, req) = h.next_request();
+    h.assoc.handle_packet(sent, wall(sent), &kod(&req, b"RATE")).unwrap();
+    for _ in 0..3 {
+        h.exchange();
+    }
+    h.assoc.set_poll_advice(h.now, PollInterval::from_log2(10));
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(7), "own rule: still at the RATE floor");
+    let (a, _) = h.next_request();
+    let (b, _) = h.next_request();
+    assert!(b.secs_since(a) >= 120.0, "probe faster than the server allows: {}", b.secs_since(a));
+}
+
+#[test]
+fn discipline_advice_caps_the_poll_and_takes_effect_at_once() {
+    let mut h = Harness::new(AssocConfig {
+        minpoll: PollInterval::from_log2(6),
+        maxpoll: PollInterval::from_log2(10),
+        ..AssocConfig::default()
+    });
+    // 8 full registers of good polls per step: 64 -> 128 -> 256.
+    while h.assoc.poll() < PollInterval::from_log2(8) {
+        h.exchange();
+    }
+    let opened = h.exchange();
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(8));
+    // A longer suggestion does not lengthen it.
+    h.assoc.set_poll_advice(h.now, PollInterval::from_log2(10));
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(8));
+    // A shorter one shortens it, and the next poll comes one new interval after the last.
+    h.assoc.set_poll_advice(h.now, PollInterval::from_log2(6));
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(6));
+    let next = h.assoc.poll_timeout().unwrap();
+    assert!(next.secs_since(opened) <= 64.0 + 1e-6, "{}", next.secs_since(opened));
+    // Never below minpoll.
+    h.assoc.set_poll_advice(h.now, PollInterval::from_log2(2));
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(6));
+}
+
+#[test]
+fn poll_shortens_to_minpoll_after_an_outage() {
+    let mut h = Harness::new(AssocConfig {
+        minpoll: PollInterval::from_log2(6),
+        maxpoll: PollInterval::from_log2(10),
+        ..AssocConfig::default()
+    });
+    while h.assoc.poll() < PollInterval::from_log2(9) {
+        h.exchange();
+    }
+    // An outage long enough to be unreachable and back off.
+    let mut n = 0;
+    while h.assoc.state() != AssocState::Unreachable {
+        h.next_request();
+        n += 1;
+        assert!(n < 20);
+    }
+    for _ in 0..3 {
+        h.next_request();
+    }
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(10));
+    let back = h.exchange();
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(6));
+    let next = h.assoc.poll_timeout().unwrap();
+    assert!(next.secs_since(back) <= 64.0 + 1e-6, "{}", next.secs_since(back));
+}
+
+#[test]
+fn a_step_drops_replies_in_flight_and_restarts_the_filter() {
+    let mut h = Harness::new(AssocConfig {
+        minpoll: PollInterval::from_log2(6),
+        maxpoll: PollInterval::from_log2(10),
+        iburst: false,
+        ..AssocConfig::default()
+    });
+    while h.assoc.poll() < PollInterval::from_log2(8) {
+        h.exchange();
+    }
+    h.events();
+    let (sent, req) = h.next_request();
+    h.assoc.handle_step(sent.add_secs_f64(0.0005));
+    assert!(h.assoc.estimate(sent).is_none(), "filter restarted");
+    assert_eq!(h.assoc.poll(), PollInterval::from_log2(6));
+    let (arrive, t4, bytes) = reply_to(&req, sent, 0.0, 0.001);
+    assert_eq!(h.assoc.handle_packet(arrive, t4, &bytes), Err(DropReason::ClockStep));
+    assert_eq!(h.assoc.reach() & 1, 1, "the server did answer");
+    assert!(h.events().iter().all(|e| !matches!(e, AssocEvent::Sample(_))));
+    // The next poll comes at minpoll, not before the driver executed the step.
+    let next = h.assoc.poll_timeout().unwrap();
+    assert!((2.0..=64.0 + 1e-6).contains(&next.secs_since(sent)));
+    // A request made before the step but sent after it: dropped too.
+    let due = h.assoc.poll_timeout().unwrap();
+    h.assoc.handle_timeout(due, &mut h.rng);
+    h.assoc.handle_step(due);
+    let tx = h.assoc.poll_transmit(wall(due), &mut h.rng).unwrap();
+    let req = PacketRepr::parse(&tx.payload).unwrap().header;
+    let (arrive, t4, bytes) = reply_to(&req, due, 0.0, 0.001);
+    assert_eq!(h.assoc.handle_packet(arrive, t4, &bytes), Err(DropReason::ClockStep));
+    // Requests after the step are measured again.
+    h.now = arrive;
+    h.exchange();
+    assert!(h.events().iter().any(|e| matches!(e, AssocEvent::Sample(_))));
 }

@@ -12,6 +12,7 @@
 //!                       ┌──────────────────────── Node ─────────────────────────┐
 //!  datagram ───────────►│ handle_packet(now, local, remote, t4, bytes)          │
 //!  (server fast path) ─►│ respond(now, rx, client, request, out) -> ServerAction│
+//!  (mode 6, more)     ◄─│ poll_control_reply(out)  ─► rest of an ntpq answer   │
 //!  DNS answer ─────────►│ handle_resolved(now, source, result)                  │
 //!  timer ──────────────►│ handle_timeout(now)                                   │
 //!  rntpctl ────────────►│ handle_command(now, command)                          │
@@ -21,6 +22,7 @@
 //!                       │ poll_lookup()            ─► start a DNS lookup        │
 //!                       │ poll_clock()             ─► adjust the clock          │
 //!                       │ poll_event()             ─► log                       │
+//!                       │ poll_stats()             ─► statistics files          │
 //!                       │ poll_timeout()           ─► arm the one timer         │
 //!                       └───────────────────────────────────────────────────────┘
 //! ```
@@ -36,6 +38,10 @@
 //! longer uses is dropped (counted as `wrong_remote`). Nothing is read back from a registry.
 
 mod config;
+mod loops;
+mod mode6;
+mod reload;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod view;
@@ -46,6 +52,9 @@ use std::net::{IpAddr, SocketAddr};
 #[cfg(feature = "research")]
 pub use config::Research;
 pub use config::{ClockMode, ConfiguredSource, NodeConfig, DEFAULT_MAXCLOCK, DEFAULT_MAXSOURCES};
+pub use mode6::ControlCounters;
+pub use reload::{ReloadReport, SourceChange};
+pub use stats::{resolve_error_label, SourceTotals, StatsRecord};
 pub use view::{
     ClientCounters, HistoryEntry, HistoryKind, PeerKind, PeerView, ServerView, ServingAs,
     SourceView, StatusView,
@@ -54,7 +63,8 @@ pub use view::{
 use crate::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, Association, TIMER_SLACK};
 use crate::discipline::{ClockAction, ClockRate, DisciplineState};
 use crate::rng::RngSource;
-use crate::server::{finish_reply, Responder, ServerAction, SystemState};
+use crate::select::Unusable;
+use crate::server::{finish_reply, IgnoreReason, ReplyKind, Responder, ServerAction, SystemState};
 use crate::source::{
     AddError, AddrFamily, ResolveError, Resolved, SourceAction, SourceEvent, SourceId, SourceKind,
     SourceManager, Target,
@@ -213,6 +223,16 @@ pub enum NodeEvent {
     },
     /// The driver may close this association's socket: the association is gone.
     AssocClosed(AssocId),
+    /// An association's request arrived at our own server: it polled this rntpd (a timing
+    /// loop). The association is stopped and the address is never used again.
+    OwnRequest {
+        /// The association.
+        assoc: AssocId,
+        /// The address it polled.
+        remote: SocketAddr,
+        /// The source address the request came from.
+        seen_from: IpAddr,
+    },
 }
 
 /// A runtime command (`rntpctl add/remove/refresh`).
@@ -296,6 +316,11 @@ pub struct Node {
     /// Associations with a request ready to build and send.
     ready: VecDeque<AssocId>,
     steering: Steering,
+    /// Timing-loop detection: our addresses, our requests' nonces.
+    loops: loops::Loops,
+    /// Associations kept out of selection by the node itself (timing loop, orphan stratum),
+    /// and why: shown as their verdict.
+    excluded: BTreeMap<AssocId, Unusable>,
     responder: Responder,
     system: SystemState,
     /// When the clock was last set, in the node's (served) time.
@@ -311,6 +336,12 @@ pub struct Node {
     counters: ClientCounters,
     drift_saved: Option<Instant>,
     clock_error: Option<(Instant, String)>,
+    /// Mode 6 (ntpq) state.
+    control: mode6::Control,
+    /// Statistics records and per-source totals.
+    monitor: stats::Monitor,
+    /// The configuration in force, for reloads ([`Node::handle_config`]).
+    applied: reload::Applied,
 }
 
 impl std::fmt::Debug for Node {
@@ -367,6 +398,8 @@ impl Node {
             schedule: BTreeSet::new(),
             ready: VecDeque::new(),
             steering: Steering::new(steering_config, initial_freq),
+            loops: loops::Loops::new(&config.listen),
+            excluded: BTreeMap::new(),
             responder: Responder::new(config.server.clone(), seed),
             system: initial_system_state(config.precision_log2, config.orphan),
             reference_time: NtpTimestamp::ZERO,
@@ -380,14 +413,19 @@ impl Node {
             counters: ClientCounters::default(),
             drift_saved: None,
             clock_error: None,
+            control: mode6::Control::default(),
+            monitor: stats::Monitor::default(),
+            applied: reload::Applied::new(&config),
             rng,
         };
         node.steering.set_leap_config(config.leap.clone());
         // A drift file's frequency is the first clock request (control mode).
         node.drain_steering_actions(now);
+        let own: Vec<SocketAddr> = node.loops.own().collect();
+        node.sources.add_own_addresses(own);
         for source in config.sources {
             // Refusals are reported as events.
-            let _ = node.add(now, source);
+            let _ = node.add_from_files(now, source);
         }
         node.process(now);
         node
@@ -409,6 +447,21 @@ impl Node {
         self.note_wall(now, t4);
         match local {
             Local::Client(id) => self.client_packet(now, id, remote, t4, bytes),
+            Local::Server(addr) if mode6::is_control(bytes) => {
+                let mut out = [0u8; crate::mode6::MAX_DATAGRAM_LEN];
+                let mut len = match self.respond(now, t4, remote.ip(), bytes, &mut out) {
+                    ServerAction::Reply { len, .. } => Some(len),
+                    ServerAction::Ignore(_) => None,
+                };
+                while let Some(n) = len {
+                    let payload = out.get(..n).unwrap_or_default().to_vec();
+                    push_bounded(
+                        &mut self.server_out,
+                        PendingReply { local: addr, remote, payload },
+                    );
+                    len = self.poll_control_reply(&mut out);
+                }
+            }
             Local::Server(addr) => {
                 let mut out = [0u8; SERVER_REPLY_MAX];
                 if let ServerAction::Reply { len, .. } =
@@ -428,6 +481,12 @@ impl Node {
     /// [`Node::finish_reply`]). `rx` is the wall-clock receive time; the node serves its own
     /// time (in observe mode the virtual clock's). Same decisions and counters as a request
     /// passed to [`Node::handle_packet`].
+    ///
+    /// Mode 6 (ntpq) queries are answered here too (see `node/mode6.rs` and
+    /// [`crate::mode6`]), if `restrict` and the query rate limit allow: the first datagram of
+    /// the answer goes to `out` (which needs [`crate::mode6::MAX_DATAGRAM_LEN`] octets for
+    /// them) with [`ReplyKind::Control`](crate::server::ReplyKind::Control), and the driver
+    /// sends the rest, from [`Node::poll_control_reply`], right after it.
     pub fn respond(
         &mut self,
         now: Instant,
@@ -436,8 +495,26 @@ impl Node {
         request: &[u8],
         out: &mut [u8],
     ) -> ServerAction {
+        if mode6::is_control(request) {
+            return self.respond_control(now, rx, client, request, out);
+        }
+        if let Some(assoc) = self.loops.request_from_us(request) {
+            self.own_request(now, assoc, client);
+        }
         let rx = self.served_time(now, rx);
         self.responder.respond(now, rx, canonical(client), request, &self.system, out)
+    }
+
+    /// A request the driver dropped unread (from port 0, or longer than its buffer): counted
+    /// with the server's requests under `reason`.
+    pub fn count_unread_request(&mut self, reason: IgnoreReason) {
+        self.responder.count_unread(reason);
+    }
+
+    /// A reply from [`Node::respond`] that the driver could not send: counted as
+    /// `send_failed`, not as sent.
+    pub fn reply_not_sent(&mut self, kind: ReplyKind) {
+        self.responder.count_send_failed(kind);
     }
 
     /// Writes the transmit timestamp into a reply from [`Node::respond`]; `wall` is the wall
@@ -496,6 +573,7 @@ impl Node {
                 let display = self.source_name(id);
                 self.names.removed.insert(id, display);
                 self.names.origin.remove(&id);
+                self.monitor.source_removed(id);
                 self.sources.remove(now, id, &mut *self.rng);
                 CommandReply::Removed { source: id, associations }
             }
@@ -516,6 +594,16 @@ impl Node {
         };
         self.process(now);
         Ok(reply)
+    }
+
+    /// Asks again at once for every pending lookup: names whose last lookup failed or that
+    /// never resolved, and server names waiting for another address; their failure backoff
+    /// starts over. For the daemon's SIGHUP (the administrator fixed the network or the
+    /// resolver configuration). Returns the sources asked for.
+    pub fn retry_lookups(&mut self, now: Instant) -> Vec<SourceId> {
+        let asked = self.sources.retry_lookups(now, &mut *self.rng);
+        self.process(now);
+        asked
     }
 
     /// The clock executor's result for a [`ClockRequest`]: `Err` with the OS's message. The
@@ -572,6 +660,8 @@ impl Node {
             let Some(slot) = self.assocs.get_mut(&id) else { continue };
             if let Some(tx) = slot.assoc.poll_transmit(wall, &mut *self.rng) {
                 self.counters.sent += 1;
+                let nonce = slot.assoc.outstanding_nonce().map(NtpTimestamp::to_bits);
+                self.loops.sent(id, nonce);
                 return Some(Transmit {
                     local: Local::Client(id),
                     remote: tx.remote,
@@ -595,6 +685,17 @@ impl Node {
     /// The next event to log.
     pub fn poll_event(&mut self) -> Option<NodeEvent> {
         self.events.pop_front()
+    }
+
+    /// Whether something happened that the driver must act on (events, clock requests,
+    /// datagrams, lookups): a task that fed the node outside the main loop (the server fast
+    /// path) wakes the loop when this is true.
+    pub fn needs_drain(&self) -> bool {
+        !self.events.is_empty()
+            || !self.clock_requests.is_empty()
+            || !self.ready.is_empty()
+            || !self.server_out.is_empty()
+            || !self.lookups.is_empty()
     }
 
     /// When [`Node::handle_timeout`] is next due; `None`: no timer.
@@ -663,7 +764,10 @@ impl Node {
                 snapshot: Some(slot.assoc.snapshot(now)),
                 resolving: false,
                 last_error: None,
-                verdict: verdicts.get(id).copied(),
+                verdict: match self.excluded.get(id) {
+                    Some(why) => Some(crate::select::Verdict::Unusable(*why)),
+                    None => verdicts.get(id).copied(),
+                },
                 drops: slot.drops.clone(),
             });
         }
@@ -773,6 +877,19 @@ impl Node {
 
     // ----- internals ------------------------------------------------------------------
 
+    /// A request that reached our server is one of our own (see [`loops`]): the association
+    /// that sent it polls this rntpd. It is stopped for good and its address never used again.
+    fn own_request(&mut self, now: Instant, assoc: AssocId, seen_from: IpAddr) {
+        let Some(slot) = self.assocs.get_mut(&assoc) else { return };
+        let remote = slot.assoc.remote();
+        self.loops.learn(remote);
+        self.sources.add_own_addresses([remote]);
+        slot.assoc.demobilize(crate::assoc::DemobilizeReason::Loop);
+        self.push_event(NodeEvent::OwnRequest { assoc, remote, seen_from });
+        self.drain_assoc(now, assoc);
+        self.process(now);
+    }
+
     fn add(&mut self, now: Instant, source: ConfiguredSource) -> Result<SourceId, AddError> {
         let is_server_name = matches!(
             (&source.spec.kind, &source.spec.target),
@@ -869,7 +986,13 @@ impl Node {
             }
             self.sources.handle_assoc_event(now, id, &event, &mut *self.rng);
             match event {
-                AssocEvent::Sample(sample) => self.steering.handle_sample(now, id, &sample, best),
+                AssocEvent::Sample(sample) => {
+                    self.steering.handle_sample(now, id, &sample, best);
+                    // As ntpd: a peerstats line when the filter picks a new sample.
+                    if best {
+                        self.record_peer_stats(now, id);
+                    }
+                }
                 AssocEvent::Unreachable | AssocEvent::Demobilized(_) => {
                     self.steering.handle_source_change();
                 }
@@ -963,6 +1086,8 @@ impl Node {
                     }
                 }
                 self.ready.retain(|a| *a != assoc);
+                self.loops.forget(assoc);
+                self.excluded.remove(&assoc);
                 self.push_event(NodeEvent::AssocClosed(assoc));
             }
         }
@@ -976,8 +1101,11 @@ impl Node {
             SourceEvent::Retired { source, assoc, remote, reason } => {
                 Some((*source, *assoc, HistoryKind::Retired, *remote, None, reason.name()))
             }
-            SourceEvent::Moved { source, assoc, from, to } => {
-                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), "address-changed"))
+            SourceEvent::Moved { source, assoc, from, to, reason } => {
+                Some((*source, *assoc, HistoryKind::Moved, *to, Some(*from), reason.name()))
+            }
+            SourceEvent::OwnAddressSkipped { source, remote } => {
+                Some((*source, AssocId(0), HistoryKind::Skipped, *remote, None, "own-address"))
             }
             _ => None,
         };
@@ -987,9 +1115,11 @@ impl Node {
             | SourceEvent::Mobilized { source, .. }
             | SourceEvent::Moved { source, .. }
             | SourceEvent::Retired { source, .. }
-            | SourceEvent::NoFreeAddress { source, .. } => *source,
+            | SourceEvent::NoFreeAddress { source, .. }
+            | SourceEvent::OwnAddressSkipped { source, .. } => *source,
         };
         let name = self.source_name(source);
+        self.monitor.source_event(&event);
         if let Some((source, assoc, kind, address, old_address, reason)) = entry {
             *self.history_totals.entry(format!("{}:{reason}", kind.name())).or_default() += 1;
             if self.history.len() >= HISTORY_LEN {
@@ -1018,6 +1148,24 @@ impl Node {
             // A stopped association (KoD) keeps its last reach and filter for display, but it
             // is no source of time any more.
             .filter(|(_, s)| !matches!(s.assoc.state(), AssocState::Demobilized(_)))
+            // A server synchronized to us is no source of time for us (a timing loop), nor is
+            // another orphan when we are one.
+            .filter(|(id, slot)| {
+                let why = slot.assoc.snapshot(now).server.and_then(|v| {
+                    if self.loops.synchronized_to_us(v.reference_id, v.stratum) {
+                        Some(Unusable::Loop)
+                    } else if self.orphan.is_some_and(|o| v.stratum >= o) {
+                        Some(Unusable::OrphanStratum)
+                    } else {
+                        None
+                    }
+                });
+                match why {
+                    Some(why) => self.excluded.insert(**id, why),
+                    None => self.excluded.remove(id),
+                };
+                why.is_none()
+            })
             .map(|(_, slot)| {
                 let snap = slot.assoc.snapshot(now);
                 let (prefer, noselect) = self
@@ -1050,12 +1198,14 @@ impl Node {
         }
         self.drain_steering_actions(now);
         if outcome.updates() > 0 {
+            self.advise_polls(now);
             // The reference time is when the clock was last set: the node's time now.
             if let Some(wall) = self.wall_at(now) {
                 self.reference_time = self.served_time(now, wall);
             }
             self.kernel_status(now);
             self.maybe_save_drift(now);
+            self.record_loop_stats(now);
         }
         if matches!(outcome, RoundOutcome::Skipped) {
             return;
@@ -1084,6 +1234,9 @@ impl Node {
             let request = match action {
                 ClockAction::Step { offset, rate } => {
                     self.push_event(NodeEvent::ClockStepped { offset });
+                    if control {
+                        self.step_associations(now);
+                    }
                     ClockRequest::Step { offset, rate }
                 }
                 ClockAction::Panic { offset } => {
@@ -1102,6 +1255,31 @@ impl Node {
                 // The step cleared the kernel's status and disarmed any leap second.
                 self.kernel_status(now);
             }
+        }
+    }
+
+    /// The clock the associations measure against was stepped: what they have in flight or
+    /// in their filters straddles the step (observe mode steps only the virtual clock, which
+    /// no measurement is taken against).
+    fn step_associations(&mut self, now: Instant) {
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.handle_step(now);
+            }
+            self.reschedule(id);
+        }
+    }
+
+    /// Hands every association the discipline's poll suggestion after a clock update.
+    fn advise_polls(&mut self, now: Instant) {
+        let advice = self.steering.discipline().suggested_poll();
+        let ids: Vec<AssocId> = self.assocs.keys().copied().collect();
+        for id in ids {
+            if let Some(slot) = self.assocs.get_mut(&id) {
+                slot.assoc.set_poll_advice(now, advice);
+            }
+            self.reschedule(id);
         }
     }
 

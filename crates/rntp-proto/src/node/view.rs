@@ -176,6 +176,8 @@ pub enum HistoryKind {
     Retired,
     /// Re-pointed to another address.
     Moved,
+    /// An address of an answer was not used (it is this rntpd's own; no association).
+    Skipped,
 }
 
 impl HistoryKind {
@@ -185,6 +187,7 @@ impl HistoryKind {
             HistoryKind::Mobilized => "mobilized",
             HistoryKind::Retired => "retired",
             HistoryKind::Moved => "moved",
+            HistoryKind::Skipped => "skipped",
         }
     }
 }
@@ -198,7 +201,7 @@ pub struct HistoryEntry {
     pub source: SourceId,
     /// Its name (kept even after the source is removed).
     pub source_name: String,
-    /// The association.
+    /// The association (0 for [`HistoryKind::Skipped`]: none was made).
     pub assoc: AssocId,
     /// What happened.
     pub kind: HistoryKind,

@@ -138,6 +138,9 @@ pub enum Unusable {
     Distance,
     /// The server is synchronized to us.
     Loop,
+    /// `tos orphan N` and the server's stratum is N or higher: orphans do not take time from
+    /// each other (ntpd's rule), only from a source better than the orphan stratum.
+    OrphanStratum,
     /// The snapshot's numbers are corrupt: an offset, delay, dispersion, jitter, root delay or
     /// root dispersion that is NaN or infinite, or a dispersion, jitter or root dispersion that
     /// is negative. Such a snapshot is a bug upstream; it is reported rather than guessed at.

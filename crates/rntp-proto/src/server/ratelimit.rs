@@ -25,8 +25,14 @@ use super::restrict::Key;
 const BURST_HEADS: u64 = 0x08;
 /// ntpd's grace on the average: each accepted request adds `head` minus this.
 const AVERAGE_GRACE_MS: u64 = 0x07D0;
-/// ntpd's grace on the minimum spacing.
-const MINIMUM_GRACE_MS: u64 = 0x03E8;
+/// ntpd's grace on the minimum spacing (1 s), plus 50 ms for arrival jitter: ntpd measured
+/// whole seconds, so a client at exactly one request per second passed; at microsecond
+/// resolution one that arrives 0.2 ms early must pass too.
+const MINIMUM_GRACE_US: u64 = 1_050_000;
+/// Microseconds per second.
+const US_PER_SEC: u64 = 1_000_000;
+/// Nanoseconds per microsecond.
+const NS_PER_US: u64 = 0x03E8;
 /// Milliseconds per second.
 const MS_PER_SEC: u64 = 0x03E8;
 /// Nanoseconds per millisecond.
@@ -56,7 +62,7 @@ const SIP_FINAL: u64 = 0xFF;
 /// previous one:
 /// ```text
 /// leak = max(0, leak - t)
-/// if t + 1 s >= M and leak + head < limit:  leak = leak + head - 2 s   → pass
+/// if t + 1.05 s >= M and leak + head < limit:  leak = leak + head - 2 s   → pass
 /// else if leak < limit:                      leak = limit + head        → over, one KoD allowed
 /// else:                                      (leak unchanged)           → over, silent drop
 /// ```
@@ -65,15 +71,18 @@ const SIP_FINAL: u64 = 0xFF;
 /// a burst of about `7 · head / (head - 2 s - t)` requests (12 at one per second with the
 /// defaults), then is limited until it slows down. Crossing the limit parks the score above `limit` for one `head`, which is
 /// what rate-limits the kiss-o'-death: at most one KoD per client per `2^A` seconds. The 1 s
-/// and 2 s graces are ntpd's. A request that breaks the minimum spacing `M` counts as over the
-/// limit straight away, as in ntpd.
+/// and 2 s graces are ntpd's (ntpd counted whole seconds; the spacing is measured here in
+/// microseconds, with 50 ms more grace for arrival jitter, so a client sending once a second
+/// passes the minimum check however its packets are timed). A request that breaks the
+/// minimum spacing `M` counts as over the limit straight away, as in ntpd.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct RateLimit {
     /// `discard average`: log2 of the minimum average interval between requests, in seconds
     /// (default 3, i.e. 8 s). Values above 16 are treated as 16.
     pub average_log2: u8,
     /// `discard minimum`: the minimum interval between two requests, in seconds (default 2).
-    /// ntpd gives one second of grace, so 2 rejects only requests less than 1 s apart.
+    /// ntpd gives one second of grace (here 1.05 s), so 2 rejects only requests less than
+    /// 0.95 s apart.
     pub minimum_secs: u8,
     /// Client slots in the table. Rounded up to a power of two and clamped to 16..=2^20.
     /// Each slot is 32 bytes; the default 4096 takes 128 KiB.
@@ -198,13 +207,14 @@ impl ClientTable {
 
     /// The score update of the module doc for a known client.
     fn account(slot: &mut Slot, now_ns: u64, head: u64, limit: &RateLimit) -> Verdict {
-        let interval = now_ns.saturating_sub(slot.last_ns) / NS_PER_MS;
+        let interval_us = now_ns.saturating_sub(slot.last_ns) / NS_PER_US;
+        let interval = interval_us / (NS_PER_MS / NS_PER_US);
         // Never move backwards: a driver handing us an older instant must not reset the drain.
         slot.last_ns = slot.last_ns.max(now_ns);
         let leak = u64::from(slot.leak_ms).saturating_sub(interval);
         let ceiling = BURST_HEADS * head;
-        let minimum = u64::from(limit.minimum_secs) * MS_PER_SEC;
-        if interval + MINIMUM_GRACE_MS >= minimum && leak + head < ceiling {
+        let minimum_us = u64::from(limit.minimum_secs) * US_PER_SEC;
+        if interval_us + MINIMUM_GRACE_US >= minimum_us && leak + head < ceiling {
             slot.leak_ms = to_u32((leak + head).saturating_sub(AVERAGE_GRACE_MS));
             Verdict::Pass
         } else if leak < ceiling {
@@ -278,6 +288,40 @@ mod tests {
             let msg = (u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64())).to_le_bytes();
             assert_eq!(siphash::<2, 4>(key, &msg), reference(key.0, key.1, &msg));
         }
+    }
+
+    /// The documented burst: a client sending once a second (with a little arrival jitter
+    /// either side) passes the minimum check every time and gets about 12 requests before
+    /// the average limit stops it.
+    #[test]
+    fn steady_one_per_second_gets_the_documented_burst() {
+        let limit = RateLimit::default();
+        for jitter_us in [0i64, 200, -200, 5_000, -5_000] {
+            let mut table = ClientTable::new(&limit, 7);
+            let client = super::super::restrict::Key::new("192.0.2.1".parse().unwrap());
+            let mut passed = 0;
+            for i in 0..40i64 {
+                let t = (i * 1_000_000 + if i % 2 == 1 { jitter_us } else { 0 }) * 1_000;
+                let at = Instant::from_nanos(u64::try_from(t).unwrap());
+                match table.check(at, client, &limit) {
+                    Verdict::Pass => passed += 1,
+                    _ => break,
+                }
+            }
+            // 7·head/(head − 2 s − t) = 56/5 ≈ 11, plus the first request.
+            assert!((11..=13).contains(&passed), "jitter {jitter_us} µs: {passed} passed");
+        }
+    }
+
+    #[test]
+    fn requests_closer_than_the_minimum_are_over() {
+        let limit = RateLimit::default();
+        let mut table = ClientTable::new(&limit, 7);
+        let client = super::super::restrict::Key::new("192.0.2.2".parse().unwrap());
+        assert_eq!(table.check(Instant::from_nanos(0), client, &limit), Verdict::Pass);
+        // 0.9 s later: under M − 1.05 s.
+        let v = table.check(Instant::from_nanos(900_000_000), client, &limit);
+        assert_eq!(v, Verdict::OverFirst);
     }
 
     #[test]

@@ -77,6 +77,11 @@ impl RestrictFlags {
         RestrictFlags(self.0 | other.0)
     }
 
+    /// The flags of `self` that are not in `other`.
+    pub const fn difference(self, other: RestrictFlags) -> Self {
+        RestrictFlags(self.0 & !other.0)
+    }
+
     /// Whether no flag is set.
     pub const fn is_empty(self) -> bool {
         self.0 == 0
@@ -266,5 +271,12 @@ impl RestrictList {
     /// scan allocates nothing and touches no shared state.
     pub(super) fn lookup(&self, key: &Key) -> RestrictFlags {
         self.rules.iter().find(|rule| rule.matches(key)).map_or(self.default_flags, |r| r.flags)
+    }
+
+    /// The flags of the most specific rule with a non-empty mask that matches, if any: a rule
+    /// written for this client's network, as opposed to a default (`restrict default`, or the
+    /// `/0` rules of `restrict -4 default` and `restrict -6 default`).
+    pub(super) fn lookup_specific(&self, key: &Key) -> Option<RestrictFlags> {
+        self.rules.iter().find(|rule| rule.mask != 0 && rule.matches(key)).map(|r| r.flags)
     }
 }

@@ -16,30 +16,38 @@
 //! Every `Resolve` action must be answered with exactly one `handle_resolved` for that source
 //! (or the source removed). A spurious `handle_timeout` is a no-op.
 //!
-//! # Policy (documented for administrators in docs/dns.md)
-//! * **Identity.** A source is its target (name or address) and port. Adding the same target and
-//!   port again is refused as a duplicate, so three `server pool.ntp.org` lines are one source.
-//!   No two associations ever share an address and port, across all sources.
-//! * **Server names** own at most one association. Its id survives address changes: when a
+//! # Policy (documented for administrators in docs/dns.md and docs/pool.md)
+//! * **Identity.** A source is its target (name or address), port and address family. Adding
+//!   the same again is refused as a duplicate, so three `server pool.ntp.org` lines are one
+//!   source, while `server -4 NAME` and `server -6 NAME` are two (as in ntpd). No two
+//!   associations ever share an address and port, across all sources.
+//! * **Server names** own at most one association. Its id survives address changes. A healthy
+//!   server still listed in the answer is never churned, whatever else the answer says; when a
 //!   re-resolution no longer lists the current address, the association moves to an address of
-//!   the answer that nobody else uses (filter and reach restart). If the current address is still
-//!   in the answer, nothing changes, whatever else the answer says.
+//!   the answer that nobody else uses (filter and reach restart). When the server fails
+//!   (unreachable, persistently unsynchronized, KoD DENY/RSTR) the name is asked at once and the
+//!   association fails over to another free address of the fresh answer; the failed address is
+//!   avoided for [`BAD_MEMBER_AVOID_SECS`].
 //! * **When names are resolved.** At start; then when the answer's TTL expires, clamped to
 //!   [`ResolvePolicy::floor`]..[`ResolvePolicy::ceiling`] with ±10 % jitter kept inside those
 //!   bounds (so a fleet does not query in step, and the daily query count stays between 1 and
-//!   86400/floor); early when the server becomes unreachable, then with exponential backoff while
-//!   it stays unreachable; after a failure, with exponential backoff from
-//!   [`ResolvePolicy::retry_min`] (2 s when nothing is known yet, 60 s otherwise) to
-//!   [`ResolvePolicy::retry_max`]. Last good addresses stay in use until they fail.
-//! * **Pools** own up to their target of associations (see [`SourceManager::pool_targets`]).
-//!   Members come from the cached answer while its TTL is valid, in random order, skipping
-//!   addresses in use anywhere or blocked; otherwise the pool re-queries. A member is never
-//!   retired because a later answer does not list it (pool answers are random subsets). It is
-//!   retired when unreachable, when it keeps reporting itself unsynchronized, on a falseticker
-//!   verdict, or at once on Kiss-o'-Death DENY/RSTR (the address is then blocked for
-//!   [`KOD_BLOCK_SECS`]).
+//!   86400/floor); early when the server fails, then with exponential backoff while it stays
+//!   failed; after a failure, with exponential backoff from [`ResolvePolicy::retry_min`] (2 s
+//!   when nothing is known yet, 60 s otherwise) to [`ResolvePolicy::retry_max`], or every
+//!   [`ResolvePolicy::local_retry`] when no DNS server is configured. Last good addresses stay
+//!   in use until they fail. At most [`MAX_ANSWER_ADDRS`] addresses of an answer are kept.
+//! * **Pools** own up to their target of associations (see [`SourceManager::pool_targets`]: pool
+//!   lines count toward `maxclock`, as in ntpd). Members come from the cached answer while its
+//!   TTL is valid, in random order, skipping addresses in use anywhere or blocked. A pool below
+//!   its target looks up again at most every [`POOL_REQUERY_MIN`], or, once an answer had
+//!   nothing new, on a healthy name's schedule unless it loses a member. An `iburst` first fill
+//!   probes up to `maxclock` and is not rate-limited until the target is reached once (or
+//!   [`FIRST_FILL_ROUNDS`] rounds are spent). A member is never retired because a later answer
+//!   does not list it (pool answers are random subsets). It is retired when unreachable, when it
+//!   keeps reporting itself unsynchronized, on a falseticker verdict, or at once on
+//!   Kiss-o'-Death DENY/RSTR (the address is then blocked for [`KOD_BLOCK_SECS`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -63,6 +71,17 @@ pub const POOL_REPLACE_BURST: f64 = 2.0;
 /// one and a half times this for each token, so a fleet that loses the same server does not
 /// re-query and re-mobilize in step.
 pub const POOL_REPLACE_INTERVAL: f64 = 900.0;
+/// Rounds of probes a pool's first fill may mobilize before the replacement rate limit applies
+/// even though the pool never reached its target (a round is what the pool wants at once: its
+/// target, or up to twice that with `iburst`). Without it, a pool whose probes never answer
+/// (NTP blocked on this network) would cycle through its name's addresses without pause.
+pub const FIRST_FILL_ROUNDS: usize = 4;
+/// Addresses kept from one DNS answer, at most (the first ones, in the server's order): a pool
+/// never needs more, and an answer over TCP could otherwise hold thousands.
+pub const MAX_ANSWER_ADDRS: usize = 64;
+/// Shortest spacing of a pool's lookups while it needs addresses and the name may have more to
+/// give (s).
+pub const POOL_REQUERY_MIN: f64 = 60.0;
 
 /// Identifies a source for its whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -153,6 +172,10 @@ pub struct ResolvePolicy {
     /// First early re-resolution interval while the server stays unreachable (default 60 s;
     /// the first one happens at once).
     pub unreachable_min: f64,
+    /// Longest retry interval after a failure that cost no query ([`ResolveError::is_local`]:
+    /// no DNS server configured), default 5 s, so a name resolves within seconds of the
+    /// resolver configuration being fixed.
+    pub local_retry: f64,
 }
 
 impl Default for ResolvePolicy {
@@ -163,6 +186,7 @@ impl Default for ResolvePolicy {
             retry_min: 2.0,
             retry_max: 3_600.0,
             unreachable_min: 60.0,
+            local_retry: 5.0,
         }
     }
 }
@@ -193,6 +217,12 @@ pub enum ResolveError {
     Refused,
     /// No answer in time from any configured DNS server.
     Timeout,
+    /// No DNS server is configured (the system's resolver configuration lists no `nameserver`).
+    /// Nothing was sent; the source asks again within [`ResolvePolicy::local_retry`].
+    NoNameServer,
+    /// The DNS server's port is closed (ICMP port unreachable, TCP reset): nothing listens
+    /// there.
+    ConnectionRefused,
     /// Anything else the resolver reported; the text is the resolver's.
     Other(String),
 }
@@ -208,8 +238,22 @@ impl fmt::Display for ResolveError {
             ResolveError::ServFail => f.write_str("DNS server failure (SERVFAIL)"),
             ResolveError::Refused => f.write_str("DNS server refused the query (REFUSED)"),
             ResolveError::Timeout => f.write_str("no answer from the DNS servers (timeout)"),
+            ResolveError::NoNameServer => f.write_str(
+                "no DNS server configured (/etc/resolv.conf lists no nameserver); retrying",
+            ),
+            ResolveError::ConnectionRefused => {
+                f.write_str("DNS server port refused the query (nothing listens there)")
+            }
             ResolveError::Other(s) => write!(f, "resolver error: {s}"),
         }
+    }
+}
+
+impl ResolveError {
+    /// The failure is on this host and cost no query (no DNS server configured): retrying
+    /// often is free, and the fix (a DHCP client writing resolv.conf) should take effect soon.
+    pub fn is_local(&self) -> bool {
+        matches!(self, ResolveError::NoNameServer)
     }
 }
 
@@ -217,7 +261,7 @@ impl fmt::Display for ResolveError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AddError {
-    /// The same target and port is already a source.
+    /// The same target, port and address family is already a source.
     #[error("{target} port {port} is already configured as source #{existing}")]
     Duplicate {
         /// The target.
@@ -230,6 +274,9 @@ pub enum AddError {
     /// The address is already used by another source's association.
     #[error("{0} is already polled by another source")]
     AddressInUse(SocketAddr),
+    /// The address is one of this rntpd's own server sockets: it would poll itself.
+    #[error("{0} is this rntpd's own server address (`interface listen`): it would poll itself")]
+    OwnAddress(SocketAddr),
 }
 
 /// What the driver must do.
@@ -267,6 +314,26 @@ pub enum SourceAction {
         /// Why.
         reason: DemobilizeReason,
     },
+}
+
+/// Why a server name's association moved to another address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveReason {
+    /// The name no longer lists the address in use.
+    AddressChanged,
+    /// The server stopped answering, answered unusably (unsynchronized) or refused service
+    /// (KoD), and the name lists another address.
+    Failover,
+}
+
+impl MoveReason {
+    /// Stable name for displays and history.
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveReason::AddressChanged => "address-changed",
+            MoveReason::Failover => "failover",
+        }
+    }
 }
 
 /// Why an association was started.
@@ -334,7 +401,7 @@ pub enum SourceEvent {
         /// Why.
         reason: MobilizeReason,
     },
-    /// A server name's association moved because the name no longer lists its address.
+    /// A server name's association moved to another address of the name.
     Moved {
         /// Owner.
         source: SourceId,
@@ -344,6 +411,8 @@ pub enum SourceEvent {
         from: SocketAddr,
         /// New address.
         to: SocketAddr,
+        /// Why.
+        reason: MoveReason,
     },
     /// An association was stopped.
     Retired {
@@ -362,6 +431,14 @@ pub enum SourceEvent {
         source: SourceId,
         /// Name.
         name: String,
+    },
+    /// An answer listed one of this rntpd's own server addresses; it is never polled (reported
+    /// once per address).
+    OwnAddressSkipped {
+        /// Source.
+        source: SourceId,
+        /// The address.
+        remote: SocketAddr,
     },
 }
 
@@ -416,6 +493,9 @@ struct Member {
     /// When it first answered, for "keep the first members that answer" after probing.
     reachable_since: Option<Instant>,
     unsync_run: u32,
+    /// Unreachable, persistently unsynchronized or refused service: a server name moves to
+    /// another address of its next answer (a healthy one never does).
+    failed: bool,
 }
 
 /// Per-name resolution state.
@@ -433,6 +513,10 @@ struct NameState {
     failures: u32,
     /// While the server is unreachable: the next early re-resolution interval.
     unreachable_backoff: Option<f64>,
+    /// Pools: the last answer had no address a new member could use (the name gave all it
+    /// has), so the next lookup waits until then, as a healthy name's would, unless a member
+    /// is lost meanwhile.
+    pool_idle_until: Option<Instant>,
 }
 
 impl NameState {
@@ -448,6 +532,21 @@ impl NameState {
             queries: 0,
             failures: 0,
             unreachable_backoff: None,
+            pool_idle_until: None,
+        }
+    }
+
+    /// Asks for an early lookup because the server in use failed: at once the first time,
+    /// then on the unreachable backoff (see [`SourceManager::handle_resolved`]).
+    fn lookup_after_failure(&mut self, now: Instant, policy: &ResolvePolicy) {
+        if self.unreachable_backoff.is_some() {
+            return;
+        }
+        self.unreachable_backoff = Some(policy.unreachable_min);
+        if self.in_flight {
+            self.again = true;
+        } else {
+            self.plan(now);
         }
     }
 
@@ -472,8 +571,11 @@ struct Source {
 /// A pool's fill and replacement state.
 #[derive(Debug, Clone)]
 struct PoolState {
-    /// The first fill is over: enough members answered, or one was already retired.
+    /// The pool has reached its target once (enough members answered at the same time):
+    /// the first fill is over, replacements are rate-limited from now on.
     filled: bool,
+    /// Members mobilized during the first fill (see [`FIRST_FILL_ROUNDS`]).
+    fill_tries: usize,
     /// Replacements available now (token bucket, at most [`POOL_REPLACE_BURST`]).
     tokens: f64,
     /// When the next token arrives, while the bucket is not full.
@@ -489,6 +591,10 @@ pub struct SourceManager {
     members: BTreeMap<AssocId, Member>,
     /// Addresses not to use until the given time (KoD DENY/RSTR).
     blocked: BTreeMap<SocketAddr, Instant>,
+    /// This rntpd's own server addresses: never polled (a timing loop).
+    own: BTreeSet<SocketAddr>,
+    /// Own addresses already reported as skipped.
+    own_reported: BTreeSet<SocketAddr>,
     next_source: u32,
     next_assoc: u32,
     actions: VecDeque<SourceAction>,
@@ -505,11 +611,19 @@ impl SourceManager {
             sources: BTreeMap::new(),
             members: BTreeMap::new(),
             blocked: BTreeMap::new(),
+            own: BTreeSet::new(),
+            own_reported: BTreeSet::new(),
             next_source: 1,
             next_assoc: 1,
             actions: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// This rntpd's own server addresses (`interface listen`, and any address a loop was
+    /// detected on): never mobilized, skipped in answers with an [`SourceEvent::OwnAddressSkipped`].
+    pub fn add_own_addresses(&mut self, addrs: impl IntoIterator<Item = SocketAddr>) {
+        self.own.extend(addrs);
     }
 
     /// Adds a source. Address literals mobilize at once; names are resolved first.
@@ -519,11 +633,14 @@ impl SourceManager {
         spec: SourceSpec,
         rng: &mut dyn RngSource,
     ) -> Result<SourceId, AddError> {
-        if let Some((id, _)) = self
-            .sources
-            .iter()
-            .find(|(_, s)| s.spec.target == spec.target && s.spec.port == spec.port)
-        {
+        // Identity: target, port and family (`server -4 NAME` and `server -6 NAME` are two
+        // sources, as ntpd makes them two associations). An address literal has one family.
+        let same = |s: &SourceSpec| {
+            s.target == spec.target
+                && s.port == spec.port
+                && (s.family == spec.family || matches!(spec.target, Target::Addr(_)))
+        };
+        if let Some((id, _)) = self.sources.iter().find(|(_, s)| same(&s.spec)) {
             return Err(AddError::Duplicate {
                 target: spec.target.clone(),
                 port: spec.port,
@@ -532,6 +649,9 @@ impl SourceManager {
         }
         if let Target::Addr(ip) = spec.target {
             let remote = SocketAddr::new(ip, spec.port);
+            if self.own.contains(&remote) {
+                return Err(AddError::OwnAddress(remote));
+            }
             if self.addr_in_use(remote) {
                 return Err(AddError::AddressInUse(remote));
             }
@@ -545,6 +665,7 @@ impl SourceManager {
         let target = spec.target.clone();
         let pool = matches!(spec.kind, SourceKind::Pool { .. }).then_some(PoolState {
             filled: false,
+            fill_tries: 0,
             tokens: POOL_REPLACE_BURST,
             next_token: None,
         });
@@ -625,6 +746,32 @@ impl SourceManager {
         }
     }
 
+    /// Asks again now for every name whose lookup is pending: it failed, never succeeded, or
+    /// its server failed and waits for another address (SIGHUP: the administrator fixed the
+    /// network or the resolver configuration). The failure backoff starts over. Returns the
+    /// sources asked for.
+    pub fn retry_lookups(&mut self, now: Instant, rng: &mut dyn RngSource) -> Vec<SourceId> {
+        let failed_servers: Vec<SourceId> =
+            self.members.values().filter(|m| m.failed || m.dead).map(|m| m.source).collect();
+        let mut asked = Vec::new();
+        for (id, source) in &mut self.sources {
+            let Some(dns) = source.dns.as_mut() else { continue };
+            let failed = matches!(dns.last, Some(ResolutionRecord { outcome: Err(_), .. }));
+            if !(failed || dns.addrs.is_empty() || failed_servers.contains(id)) {
+                continue;
+            }
+            dns.failures = 0;
+            if dns.in_flight {
+                dns.again = true;
+            } else {
+                dns.plan(now);
+            }
+            asked.push(*id);
+        }
+        self.handle_timeout(now, rng);
+        asked
+    }
+
     /// The answer to a `Resolve` action.
     pub fn handle_resolved(
         &mut self,
@@ -636,12 +783,17 @@ impl SourceManager {
         let policy = self.policy;
         let Some(source) = self.sources.get_mut(&id) else { return };
         let family = source.spec.family;
+        let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
         let Some(dns) = source.dns.as_mut() else { return };
         dns.in_flight = false;
 
         let result = result.and_then(|r| {
-            let usable: Vec<IpAddr> =
-                r.addrs.into_iter().filter(|ip| usable_addr(*ip) && family.allows(*ip)).collect();
+            let mut usable: Vec<IpAddr> = Vec::new();
+            for ip in r.addrs.into_iter().filter(|ip| usable_addr(*ip) && family.allows(*ip)) {
+                if !usable.contains(&ip) && usable.len() < MAX_ANSWER_ADDRS {
+                    usable.push(ip);
+                }
+            }
             if usable.is_empty() {
                 Err(ResolveError::NoUsableAddress)
             } else {
@@ -657,10 +809,10 @@ impl SourceManager {
                 // mobilizations it triggers now (otherwise a TTL-0 pool never fills).
                 dns.valid_until = Some(resolved.valid_until.max(now.add_secs_f64(1.0)));
                 dns.last = Some(ResolutionRecord { at: now, outcome: Ok((dns.addrs.len(), ttl)) });
-                let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
-                // Pools re-resolve only when they need addresses; servers follow the TTL.
-                let mut next_in =
-                    if is_pool { None } else { Some(ttl_interval(&policy, ttl, rng)) };
+                // Servers follow the TTL. Pools re-resolve only when they need addresses; a
+                // pool that got everything the name has waits as long as a server would.
+                let interval = ttl_interval(&policy, ttl, rng);
+                let mut next_in = if is_pool { None } else { Some(interval) };
                 if let (Some(back), Some(n)) = (dns.unreachable_backoff, next_in.as_mut()) {
                     *n = n.min(back);
                     dns.unreachable_backoff = Some((back * 2.0).min(policy.retry_max));
@@ -668,20 +820,46 @@ impl SourceManager {
                 if let Some(n) = next_in {
                     dns.plan(now.add_secs_f64(n));
                 }
-                self.events.push_back(SourceEvent::Resolved {
-                    source: id,
-                    name: dns.name.clone(),
-                    addrs: dns.addrs.len(),
-                    ttl,
-                    next_in: next_in.unwrap_or(f64::INFINITY),
-                });
                 if dns.again {
                     dns.again = false;
                     dns.plan(now);
                 }
-                match source.spec.kind {
-                    SourceKind::Server => self.place_server(now, id),
-                    SourceKind::Pool { .. } => self.fill_pools(now, rng),
+                let name = dns.name.clone();
+                let addrs = dns.addrs.len();
+                if is_pool {
+                    let fresh = self.pool_candidates(now, id).len();
+                    let members = self.members.values().filter(|m| m.source == id).count();
+                    let Some(dns) = self.dns_mut(id) else { return };
+                    dns.pool_idle_until = (fresh == 0).then(|| now.add_secs_f64(interval));
+                    next_in = dns.pool_idle_until.map(|t| t.secs_since(now));
+                    if fresh == 0 && members == 0 {
+                        // Not the normal case of a small name: this pool has nothing to poll.
+                        self.events.push_back(SourceEvent::NoFreeAddress {
+                            source: id,
+                            name: name.clone(),
+                        });
+                    }
+                }
+                self.events.push_back(SourceEvent::Resolved {
+                    source: id,
+                    name,
+                    addrs,
+                    ttl,
+                    next_in: next_in.unwrap_or(f64::INFINITY),
+                });
+                let listed_own: Vec<SocketAddr> = self
+                    .sources
+                    .get(&id)
+                    .and_then(|s| s.dns.as_ref().map(|d| (d, s.spec.port)))
+                    .map(|(d, port)| d.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+                    .unwrap_or_default();
+                for remote in listed_own {
+                    self.note_own(id, remote);
+                }
+                if is_pool {
+                    self.fill_pools(now, rng);
+                } else {
+                    self.place_server(now, id);
                 }
             }
             Err(error) => {
@@ -692,7 +870,12 @@ impl SourceManager {
                 } else {
                     60f64.max(policy.retry_min)
                 };
-                let backoff = base * 2f64.powi(dns.failures.saturating_sub(1).min(30) as i32);
+                let mut backoff = base * 2f64.powi(dns.failures.saturating_sub(1).min(30) as i32);
+                if error.is_local() {
+                    // Nothing was sent: asking again often is free, and the name resolves
+                    // within seconds of the resolver configuration being fixed.
+                    backoff = backoff.min(policy.local_retry);
+                }
                 // Up to 10 % less, so retries of many names spread out; never above the max.
                 let retry_in = backoff.min(policy.retry_max) * (1.0 - 0.1 * rng.next_f64());
                 dns.plan(now.add_secs_f64(retry_in));
@@ -719,14 +902,19 @@ impl SourceManager {
         event: &AssocEvent,
         rng: &mut dyn RngSource,
     ) {
+        let policy = self.policy;
         let Some(member) = self.members.get_mut(&assoc) else { return };
         let source_id = member.source;
         let Some(source) = self.sources.get_mut(&source_id) else { return };
         let is_pool = matches!(source.spec.kind, SourceKind::Pool { .. });
         match event {
-            AssocEvent::Sample(_) => member.unsync_run = 0,
+            AssocEvent::Sample(_) => {
+                member.unsync_run = 0;
+                member.failed = false;
+            }
             AssocEvent::Reachable => {
                 member.reachable = true;
+                member.failed = false;
                 member.reachable_since.get_or_insert(now);
                 if let Some(dns) = source.dns.as_mut() {
                     dns.unreachable_backoff = None;
@@ -738,37 +926,39 @@ impl SourceManager {
             AssocEvent::Unreachable => {
                 member.reachable = false;
                 if is_pool {
-                    // A member that never answered ends the first fill: from now on members
-                    // are replaced at the rate-limited pace.
-                    if let Some(pool) = source.pool.as_mut() {
-                        pool.filled = true;
-                    }
+                    // Retired and replaced at once (a probe of the first fill, or a member
+                    // that stopped answering, noticed within one burst or 8 probes).
                     self.retire(now, assoc, DemobilizeReason::Unreachable);
                     self.fill_pools(now, rng);
                 } else if let Some(dns) = source.dns.as_mut() {
-                    // The name may point elsewhere now: ask at once, then back off.
-                    if dns.unreachable_backoff.is_none() {
-                        dns.unreachable_backoff = Some(self.policy.unreachable_min);
-                        if dns.in_flight {
-                            dns.again = true;
-                        } else {
-                            dns.plan(now);
-                        }
-                    }
+                    // The name may list another address now: ask at once, then back off.
+                    member.failed = true;
+                    dns.lookup_after_failure(now, &policy);
                 }
             }
             AssocEvent::Unsynchronized => {
                 member.unsync_run = member.unsync_run.saturating_add(1);
-                if is_pool && member.unsync_run >= UNSYNC_RETIRE_REPLIES {
-                    self.retire(now, assoc, DemobilizeReason::Unsynchronized);
-                    self.fill_pools(now, rng);
+                if member.unsync_run >= UNSYNC_RETIRE_REPLIES {
+                    if is_pool {
+                        self.retire(now, assoc, DemobilizeReason::Unsynchronized);
+                        self.fill_pools(now, rng);
+                    } else if let Some(dns) = source.dns.as_mut() {
+                        member.failed = true;
+                        dns.lookup_after_failure(now, &policy);
+                    }
                 }
             }
             AssocEvent::Kod(_) => {}
             AssocEvent::Demobilized(reason) => {
                 let remote = member.remote;
-                if matches!(reason, DemobilizeReason::KodDeny | DemobilizeReason::KodRstr) {
+                if matches!(
+                    reason,
+                    DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop
+                ) {
                     self.blocked.insert(remote, now.add_secs_f64(KOD_BLOCK_SECS));
+                }
+                if *reason == DemobilizeReason::Loop {
+                    self.own.insert(remote);
                 }
                 if is_pool {
                     // The association stopped itself; retiring it also tells the driver to
@@ -777,8 +967,13 @@ impl SourceManager {
                     self.fill_pools(now, rng);
                 } else {
                     // A server keeps its (stopped) association so its id and the reason stay
-                    // visible; a later answer with another address revives it.
+                    // visible; an answer with another address revives it, and one is asked
+                    // for at once.
                     member.dead = true;
+                    member.failed = true;
+                    if let Some(dns) = source.dns.as_mut() {
+                        dns.lookup_after_failure(now, &policy);
+                    }
                     self.events.push_back(SourceEvent::Retired {
                         source: source_id,
                         assoc,
@@ -875,16 +1070,18 @@ impl SourceManager {
 
     /// How many members each pool aims for.
     ///
-    /// Configured servers always get their association. The pools share what is left of
-    /// `maxclock`: if every pool's `maxsources` fits, each gets its `maxsources`; otherwise the
-    /// remainder is split in proportion to `maxsources`, rounding down, and the leftover
-    /// associations go one by one to the pools with the largest fractional parts (earlier pool
-    /// first on ties). Example: `maxsources 5` and `maxsources 3` with `maxclock 6` and no
-    /// servers → 6·5/8 = 3.75 and 6·3/8 = 2.25 → 3 and 2, and the spare one goes to the first
-    /// pool: 4 and 2.
+    /// Configured servers always get their association. As in ntpd and NTPsec, each `pool`
+    /// row counts as one toward `maxclock` (Debian's `tos maxclock 11` with 4 pools means 7
+    /// servers). The pools share what is left: if every pool's `maxsources` fits, each gets its
+    /// `maxsources`; otherwise the remainder is split in proportion to `maxsources`, rounding
+    /// down, and the leftover associations go one by one to the pools with the largest
+    /// fractional parts (earlier pool first on ties). Example: `maxsources 5` and `maxsources
+    /// 3` with `maxclock 8` and no servers → budget 8 − 2 = 6 → 6·5/8 = 3.75 and 6·3/8 = 2.25
+    /// → 3 and 2, and the spare one goes to the first pool: 4 and 2.
     pub fn pool_targets(&self) -> BTreeMap<SourceId, usize> {
         let servers = self.sources.values().filter(|s| s.spec.kind == SourceKind::Server).count();
-        let budget = self.maxclock.saturating_sub(servers);
+        let pools = self.sources.len() - servers;
+        let budget = self.maxclock.saturating_sub(servers + pools);
         let pools: Vec<(SourceId, usize)> = self
             .sources
             .iter()
@@ -917,6 +1114,25 @@ impl SourceManager {
         shares.into_iter().map(|(id, n, _)| (id, n)).collect()
     }
 
+    fn dns_mut(&mut self, id: SourceId) -> Option<&mut NameState> {
+        self.sources.get_mut(&id).and_then(|s| s.dns.as_mut())
+    }
+
+    /// Addresses of a pool's cached answer that a new member could use now (free, not
+    /// blocked, of the allowed family), in the answer's order.
+    fn pool_candidates(&self, now: Instant, id: SourceId) -> Vec<SocketAddr> {
+        let Some(source) = self.sources.get(&id) else { return Vec::new() };
+        let Some(dns) = source.dns.as_ref().filter(|d| d.cache_valid(now)) else {
+            return Vec::new();
+        };
+        dns.addrs
+            .iter()
+            .filter(|ip| source.spec.family.allows(**ip))
+            .map(|ip| SocketAddr::new(*ip, source.spec.port))
+            .filter(|remote| self.addr_free(now, *remote))
+            .collect()
+    }
+
     fn addr_in_use(&self, remote: SocketAddr) -> bool {
         self.members.values().any(|m| m.remote == remote)
     }
@@ -924,11 +1140,22 @@ impl SourceManager {
     /// Like [`Self::addr_free`], but `except`'s own address does not count as in use.
     fn addr_free_for(&self, now: Instant, remote: SocketAddr, except: Option<AssocId>) -> bool {
         let in_use = self.members.iter().any(|(a, m)| m.remote == remote && Some(*a) != except);
-        !in_use && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !in_use
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
     }
 
     fn addr_free(&self, now: Instant, remote: SocketAddr) -> bool {
-        !self.addr_in_use(remote) && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+        !self.addr_in_use(remote)
+            && !self.own.contains(&remote)
+            && self.blocked.get(&remote).is_none_or(|until| now >= *until)
+    }
+
+    /// Reports (once) that an answer of `source` listed this rntpd's own address `remote`.
+    fn note_own(&mut self, source: SourceId, remote: SocketAddr) {
+        if self.own.contains(&remote) && self.own_reported.insert(remote) {
+            self.events.push_back(SourceEvent::OwnAddressSkipped { source, remote });
+        }
     }
 
     fn mobilize(&mut self, source: SourceId, remote: SocketAddr, reason: MobilizeReason) {
@@ -944,6 +1171,7 @@ impl SourceManager {
                 reachable: false,
                 reachable_since: None,
                 unsync_run: 0,
+                failed: false,
             },
         );
         self.actions.push_back(SourceAction::Mobilize {
@@ -961,7 +1189,9 @@ impl SourceManager {
     fn retire(&mut self, now: Instant, assoc: AssocId, reason: DemobilizeReason) {
         let Some(m) = self.members.remove(&assoc) else { return };
         let avoid = match reason {
-            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr => KOD_BLOCK_SECS,
+            DemobilizeReason::KodDeny | DemobilizeReason::KodRstr | DemobilizeReason::Loop => {
+                KOD_BLOCK_SECS
+            }
             DemobilizeReason::Unreachable
             | DemobilizeReason::Unsynchronized
             | DemobilizeReason::Falseticker => BAD_MEMBER_AVOID_SECS,
@@ -971,6 +1201,11 @@ impl SourceManager {
             let until = now.add_secs_f64(avoid);
             let entry = self.blocked.entry(m.remote).or_insert(until);
             *entry = (*entry).max(until);
+            // A pool that lost a member may look up early again, even if the name had
+            // nothing new last time.
+            if let Some(dns) = self.dns_mut(m.source) {
+                dns.pool_idle_until = None;
+            }
         }
         self.actions.push_back(SourceAction::Demobilize { assoc, reason });
         self.events.push_back(SourceEvent::Retired {
@@ -982,6 +1217,13 @@ impl SourceManager {
     }
 
     /// After a server name resolved: keep, move or mobilize its association.
+    ///
+    /// A healthy server still listed is never churned. One no longer listed moves to the first
+    /// free address of the answer (`address-changed`). A failed one (unreachable, persistently
+    /// unsynchronized, refused by KoD) moves to another free address of the answer
+    /// (`failover`), and the address it leaves is avoided for [`BAD_MEMBER_AVOID_SECS`] so two
+    /// dead addresses are not alternated; with no other address it stays and the name is asked
+    /// again on the unreachable backoff.
     fn place_server(&mut self, now: Instant, id: SourceId) {
         let Some(source) = self.sources.get(&id) else { return };
         let Some(dns) = source.dns.as_ref() else { return };
@@ -989,32 +1231,55 @@ impl SourceManager {
         let name = dns.name.clone();
         let current =
             self.members.iter().find(|(_, m)| m.source == id).map(|(a, m)| (*a, m.clone()));
-        if let Some((_, m)) = &current {
-            if !m.dead && dns.addrs.contains(&m.remote.ip()) {
-                // Still listed: a healthy (or at least current) server is never churned.
-                return;
-            }
-        }
+        let listed = |m: &Member| dns.addrs.contains(&m.remote.ip());
+        let reason = match &current {
+            Some((_, m)) if !m.failed && !m.dead && listed(m) => return,
+            Some((_, m)) if m.failed || m.dead => MoveReason::Failover,
+            _ => MoveReason::AddressChanged,
+        };
+        let answer: Vec<SocketAddr> =
+            dns.addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
+        let own = current.as_ref().map(|(a, _)| *a);
+        let here = current.as_ref().map(|(_, m)| m.remote);
+        let other = answer
+            .iter()
+            .copied()
+            .find(|remote| Some(*remote) != here && self.addr_free_for(now, *remote, own));
         // The association's own (stopped) address counts as free for itself: a server that
         // refused us once may be polled again when its KoD block has expired.
-        let own = current.as_ref().map(|(a, _)| *a);
-        let candidate = dns
-            .addrs
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .find(|remote| self.addr_free_for(now, *remote, own));
+        let candidate = match (&current, other) {
+            (_, Some(remote)) => Some(remote),
+            (Some((_, m)), None)
+                if m.dead && listed(m) && self.addr_free_for(now, m.remote, own) =>
+            {
+                Some(m.remote)
+            }
+            _ => None,
+        };
         let Some(remote) = candidate else {
-            self.events.push_back(SourceEvent::NoFreeAddress { source: id, name });
+            if reason == MoveReason::AddressChanged {
+                self.events.push_back(SourceEvent::NoFreeAddress { source: id, name });
+            }
             return;
         };
         match current {
             Some((assoc, m)) => {
+                if reason == MoveReason::Failover && remote != m.remote {
+                    let until = now.add_secs_f64(BAD_MEMBER_AVOID_SECS);
+                    let entry = self.blocked.entry(m.remote).or_insert(until);
+                    *entry = (*entry).max(until);
+                }
                 if let Some(member) = self.members.get_mut(&assoc) {
                     member.remote = remote;
                     member.dead = false;
+                    member.failed = false;
                     member.reachable = false;
                     member.reachable_since = None;
                     member.unsync_run = 0;
+                }
+                if let Some(dns) = self.dns_mut(id) {
+                    // A fresh start: if the new address fails too, ask again at once.
+                    dns.unreachable_backoff = None;
                 }
                 self.actions.push_back(SourceAction::Move { assoc, remote });
                 self.events.push_back(SourceEvent::Moved {
@@ -1022,6 +1287,7 @@ impl SourceManager {
                     assoc,
                     from: m.remote,
                     to: remote,
+                    reason,
                 });
             }
             None => self.mobilize(id, remote, MobilizeReason::Configured),
@@ -1059,92 +1325,105 @@ impl SourceManager {
         }
     }
 
-    /// How many members a pool mobilizes now: its target, or during an `iburst` first fill up
-    /// to twice that ("probes"), as far as `maxclock` leaves room beyond every source's target.
+    /// How many members a pool mobilizes now: its target, or during an `iburst` first fill as
+    /// many as `maxclock` leaves room for beside every other source, each counted at its target
+    /// or its current number of associations, whichever is more ("probes": as ntpd, which
+    /// mobilizes a pool's answer up to `maxclock`). The first `target` to answer are kept.
     fn pool_want(&self, id: SourceId, target: usize, targets: &BTreeMap<SourceId, usize>) -> usize {
         let Some(source) = self.sources.get(&id) else { return target };
         let probing = source.pool.as_ref().is_some_and(|p| !p.filled) && source.spec.assoc.iburst;
         if !probing {
             return target;
         }
-        let servers = self.sources.values().filter(|s| s.spec.kind == SourceKind::Server).count();
-        let planned: usize = servers + targets.values().sum::<usize>();
-        let in_use = self.members.len();
-        let headroom = self.maxclock.saturating_sub(planned.max(in_use));
-        target + target.min(headroom)
+        let pools = targets.len();
+        let others: usize = self
+            .sources
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(other, s)| {
+                let count = self.members.values().filter(|m| m.source == *other).count();
+                let reserved = match s.spec.kind {
+                    SourceKind::Server => 1,
+                    SourceKind::Pool { .. } => targets.get(other).copied().unwrap_or(0),
+                };
+                count.max(reserved)
+            })
+            .sum();
+        let room = self.maxclock.saturating_sub(pools).saturating_sub(others);
+        room.max(target)
     }
 
     /// Brings every pool up to what it wants from cached answers, within its replacement
-    /// budget; plans lookups for pools whose cache is stale or exhausted.
+    /// budget; plans lookups for pools below their target whose cache is stale or exhausted.
+    ///
+    /// A lookup is planned only for the target (never for extra probes), at most every
+    /// [`POOL_REQUERY_MIN`] while the name may have more addresses to give, and no sooner
+    /// than a healthy name's TTL schedule once an answer had nothing new (a small name that
+    /// has fewer addresses than the pool wants), unless a member is lost meanwhile.
     fn fill_pools(&mut self, now: Instant, rng: &mut dyn RngSource) {
         let targets = self.pool_targets();
         for (&id, &target) in &targets {
             let want = self.pool_want(id, target, &targets);
-            let have = self.members.values().filter(|m| m.source == id).count();
+            let mut have = self.members.values().filter(|m| m.source == id).count();
             if have >= want {
                 continue;
             }
-            let Some(source) = self.sources.get(&id) else { continue };
-            let Some(dns) = source.dns.as_ref() else { continue };
-            let port = source.spec.port;
-            let family = source.spec.family;
-            let filled = source.pool.as_ref().is_some_and(|p| p.filled);
-            let mut candidates: Vec<SocketAddr> = if dns.cache_valid(now) {
-                dns.addrs
-                    .iter()
-                    .filter(|ip| family.allows(**ip))
-                    .map(|ip| SocketAddr::new(*ip, port))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let mut candidates = self.pool_candidates(now, id);
             shuffle(&mut candidates, rng);
-            let mut need = want - have;
             for remote in candidates {
-                if need == 0 {
+                if have >= want {
                     break;
                 }
                 if !self.addr_free(now, remote) {
                     continue;
                 }
-                if filled && !self.take_token(id, now, rng) {
+                // The rate limit applies once the pool has reached its target once (or spent
+                // its first-fill rounds without getting there).
+                let limited = self.rate_limited(id, want);
+                if limited && !self.take_token(id, now, rng) {
                     // Out of replacements for now; the next token re-runs this.
-                    need = 0;
                     break;
                 }
+                if let Some(pool) = self.sources.get_mut(&id).and_then(|s| s.pool.as_mut()) {
+                    if !pool.filled {
+                        pool.fill_tries += 1;
+                    }
+                }
                 let reason =
-                    if filled { MobilizeReason::Replacement } else { MobilizeReason::PoolFill };
+                    if limited { MobilizeReason::Replacement } else { MobilizeReason::PoolFill };
                 self.mobilize(id, remote, reason);
-                need -= 1;
+                have += 1;
             }
-            let budget_left = !filled
+            if have >= target {
+                continue;
+            }
+            let budget_left = !self.rate_limited(id, want)
                 || self
                     .sources
                     .get(&id)
                     .and_then(|s| s.pool.as_ref())
                     .is_some_and(|p| p.tokens >= 1.0);
-            if need > 0 && budget_left {
-                // The cache cannot fill the pool: ask DNS again, but not more often than once a
-                // minute (an answer that only lists addresses in use would otherwise make us
-                // re-query in a loop).
-                let policy = self.policy;
-                let Some(dns) = self.sources.get_mut(&id).and_then(|s| s.dns.as_mut()) else {
-                    continue;
-                };
-                if dns.in_flight || dns.next.is_some() {
-                    continue;
-                }
-                let fresh = dns.last.as_ref().map_or(f64::INFINITY, |l| now.secs_since(l.at));
-                let wait = (policy.unreachable_min - fresh).max(0.0);
-                if wait > 0.0 && dns.cache_valid(now) {
-                    self.events.push_back(SourceEvent::NoFreeAddress {
-                        source: id,
-                        name: dns.name.clone(),
-                    });
-                }
-                dns.plan(now.add_secs_f64(wait));
+            let Some(dns) = self.dns_mut(id) else { continue };
+            if !budget_left || dns.in_flight {
+                continue;
             }
+            let at = match (dns.pool_idle_until, &dns.last) {
+                // A failed lookup has planned its retry on the failure backoff.
+                (_, Some(ResolutionRecord { outcome: Err(_), .. })) => continue,
+                (Some(idle), _) => idle,
+                (None, Some(last)) => last.at.add_secs_f64(POOL_REQUERY_MIN),
+                (None, None) => now,
+            };
+            dns.plan(at.max(now));
         }
+    }
+
+    /// Whether a pool's new members need a replacement token.
+    fn rate_limited(&self, id: SourceId, want: usize) -> bool {
+        self.sources
+            .get(&id)
+            .and_then(|s| s.pool.as_ref())
+            .is_some_and(|p| p.filled || p.fill_tries >= FIRST_FILL_ROUNDS * want.max(1))
     }
 
     /// Spends one replacement token of a pool; false when none is left.

@@ -132,7 +132,8 @@ fn changed_record_moves_association_keeping_its_id() {
         source: id,
         assoc: AssocId(1),
         from: sa(3),
-        to: sa(7)
+        to: sa(7),
+        reason: MoveReason::AddressChanged,
     }));
 }
 
@@ -381,7 +382,8 @@ fn unsynchronized_pool_member_is_retired_after_a_run() {
 
 #[test]
 fn pool_shares_under_maxclock_are_proportional() {
-    let mut h = H::new(6);
+    // ntpd's rule: each pool row counts toward maxclock, so 8 - 2 = 6 for the members.
+    let mut h = H::new(8);
     let a = h.add(t(0.0), pool("a.test", 5));
     let b = h.add(t(0.0), pool("b.test", 3));
     let targets = h.m.pool_targets();
@@ -429,15 +431,15 @@ fn pool_iburst(name: &str, maxsources: u8) -> SourceSpec {
 }
 
 #[test]
-fn iburst_first_fill_probes_twice_the_target_and_keeps_the_first_to_answer() {
+fn iburst_first_fill_probes_up_to_maxclock_and_keeps_the_first_to_answer() {
     let mut h = H::new(10);
     let id = h.add(t(0.0), pool_iburst("pool.test", 4));
     h.actions();
     h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]));
     let probes = H::mobilized(&h.actions());
-    assert_eq!(probes.len(), 8, "2 x maxsources 4, room under maxclock 10");
+    assert_eq!(probes.len(), 9, "all the room under maxclock 10 (the pool row counts)");
     // Members answer in some order; the first four are kept.
-    let order = [5usize, 2, 7, 0, 1, 3, 4, 6];
+    let order = [5usize, 2, 7, 0, 1, 3, 4, 6, 8];
     for (i, k) in order.iter().enumerate() {
         h.assoc_event(t(1.0 + i as f64), probes[*k].0, AssocEvent::Reachable);
     }
@@ -451,7 +453,7 @@ fn iburst_first_fill_probes_twice_the_target_and_keeps_the_first_to_answer() {
             _ => None,
         })
         .collect();
-    let expect: Vec<AssocId> = [1usize, 3, 4, 6].iter().map(|k| probes[*k].0).collect();
+    let expect: Vec<AssocId> = [1usize, 3, 4, 6, 8].iter().map(|k| probes[*k].0).collect();
     let mut pruned_sorted = pruned.clone();
     pruned_sorted.sort();
     assert_eq!(pruned_sorted, expect);
@@ -461,7 +463,7 @@ fn iburst_first_fill_probes_twice_the_target_and_keeps_the_first_to_answer() {
 
 #[test]
 fn probes_respect_maxclock_in_the_mixed_case() {
-    let mut h = H::new(6);
+    let mut h = H::new(8);
     let a = h.add(t(0.0), pool_iburst("a.test", 5));
     let b = h.add(t(0.0), pool_iburst("b.test", 3));
     h.actions();
@@ -482,7 +484,11 @@ fn replacements_after_first_fill_are_rate_limited() {
     h.resolved(t(0.0), id, answer(t(0.0), 86_400.0, &addrs));
     let mut members = H::mobilized(&h.actions());
     assert_eq!(members.len(), 4);
-    // Three members die at once (first Unreachable ends the first fill).
+    // They answer: the pool reached its target, from now on replacements are rate-limited.
+    for (a, _) in &members {
+        h.assoc_event(t(1.0), *a, AssocEvent::Reachable);
+    }
+    // Three members die at once.
     for (a, _) in members.drain(..3) {
         h.assoc_event(t(600.0), a, AssocEvent::Unreachable);
     }
@@ -589,10 +595,9 @@ fn server_denied_once_is_polled_again_after_the_block() {
     h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[3]));
     let (a, addr) = H::mobilized(&h.actions())[0];
     h.assoc_event(t(10.0), a, AssocEvent::Demobilized(DemobilizeReason::KodRstr));
-    h.actions();
+    // Refused service: the name is asked at once for another address.
+    assert!(matches!(h.actions()[..], [SourceAction::Resolve { .. }]));
     // Within the block: the only address is not used again.
-    h.m.refresh(t(100.0), id, &mut h.rng);
-    h.actions();
     h.resolved(t(100.0), id, answer(t(100.0), 300.0, &[3]));
     assert!(h.actions().is_empty());
     // After it: the stopped association moves back to it (same id).
@@ -611,4 +616,329 @@ fn pool_fills_from_an_answer_with_ttl_zero() {
     h.actions();
     h.resolved(t(0.5), id, answer(t(0.5), 0.0, &[1, 2, 3]));
     assert_eq!(H::mobilized(&h.actions()).len(), 2);
+}
+
+// ---- issue 14: identity, failover, DNS load, fast fill, ntpd counting, resolver failures
+
+fn resolves(actions: &[SourceAction]) -> usize {
+    actions.iter().filter(|a| matches!(a, SourceAction::Resolve { .. })).count()
+}
+
+fn moved(events: &[SourceEvent]) -> Vec<(SocketAddr, SocketAddr, MoveReason)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SourceEvent::Moved { from, to, reason, .. } => Some((*from, *to, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn server_minus_4_and_minus_6_of_one_name_are_two_sources() {
+    let mut h = H::new(10);
+    let v4 = h.add(t(0.0), SourceSpec { family: AddrFamily::V4, ..server("ntp.test") });
+    let v6 = h.add(t(0.0), SourceSpec { family: AddrFamily::V6, ..server("ntp.test") });
+    assert_ne!(v4, v6);
+    let again =
+        h.m.add(t(0.0), SourceSpec { family: AddrFamily::V4, ..server("ntp.test") }, &mut h.rng);
+    assert!(matches!(again, Err(AddError::Duplicate { .. })), "{again:?}");
+    // An address literal has one family whatever the line says.
+    let lit = SourceSpec { target: Target::Addr(ip(9)), ..server("x") };
+    h.add(t(0.0), lit.clone());
+    let dup = h.m.add(t(0.0), SourceSpec { family: AddrFamily::V4, ..lit }, &mut h.rng);
+    assert!(matches!(dup, Err(AddError::Duplicate { .. })), "{dup:?}");
+}
+
+#[test]
+fn unreachable_server_name_fails_over_to_another_address_and_keeps_its_id() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    // Dead .30 first, live .2 second (the issue's case).
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[30, 2]));
+    let (a, first) = H::mobilized(&h.actions())[0];
+    assert_eq!(first, sa(30));
+    h.events();
+    h.assoc_event(t(20.0), a, AssocEvent::Unreachable);
+    assert_eq!(resolves(&h.actions()), 1, "a fresh answer is asked for at once");
+    h.resolved(t(20.1), id, answer(t(20.1), 300.0, &[30, 2]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: sa(2) }]);
+    assert_eq!(moved(&h.events()), vec![(sa(30), sa(2), MoveReason::Failover)]);
+    // Healthy at .2: later answers listing both never move it back.
+    h.assoc_event(t(22.0), a, AssocEvent::Reachable);
+    for k in 1..5 {
+        let now = t(22.0 + 4000.0 * f64::from(k));
+        h.m.refresh(now, id, &mut h.rng);
+        h.actions();
+        h.resolved(now, id, answer(now, 300.0, &[30, 2]));
+        assert!(h.actions().is_empty(), "a healthy server was churned");
+    }
+}
+
+#[test]
+fn failed_server_with_no_other_address_stays_and_asks_on_the_backoff() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[3]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    h.assoc_event(t(10.0), a, AssocEvent::Unreachable);
+    assert_eq!(resolves(&h.actions()), 1);
+    h.resolved(t(10.0), id, answer(t(10.0), 300.0, &[3]));
+    assert!(h.actions().is_empty());
+    assert!(!h.events().iter().any(|e| matches!(e, SourceEvent::NoFreeAddress { .. })));
+    // Next lookup on the unreachable backoff (60 s), not the TTL floor.
+    let next = h.m.poll_timeout().unwrap().secs_since(t(10.0));
+    assert!(next <= 60.0 + 1e-6, "{next}");
+}
+
+#[test]
+fn two_dead_addresses_are_not_alternated() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[30, 31]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    h.assoc_event(t(20.0), a, AssocEvent::Unreachable);
+    h.actions();
+    h.resolved(t(20.0), id, answer(t(20.0), 300.0, &[30, 31]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: sa(31) }]);
+    h.assoc_event(t(40.0), a, AssocEvent::Unreachable);
+    h.actions();
+    h.resolved(t(40.0), id, answer(t(40.0), 300.0, &[30, 31]));
+    assert!(h.actions().is_empty(), ".30 failed a minute ago: not back to it yet");
+    // After the avoidance period, the other address gets another chance.
+    let later = t(40.0 + BAD_MEMBER_AVOID_SECS);
+    h.m.refresh(later, id, &mut h.rng);
+    h.actions();
+    h.resolved(later, id, answer(later, 300.0, &[30, 31]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: sa(30) }]);
+}
+
+#[test]
+fn unusable_server_name_fails_over_unsynchronized_and_kod() {
+    // Persistently unsynchronized.
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[3, 4]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    for i in 0..UNSYNC_RETIRE_REPLIES {
+        h.assoc_event(t(f64::from(i)), a, AssocEvent::Unsynchronized);
+    }
+    assert_eq!(resolves(&h.actions()), 1);
+    h.resolved(t(10.0), id, answer(t(10.0), 300.0, &[3, 4]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: sa(4) }]);
+    // KoD DENY.
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[3, 4]));
+    let (a, _) = H::mobilized(&h.actions())[0];
+    h.assoc_event(t(5.0), a, AssocEvent::Demobilized(DemobilizeReason::KodDeny));
+    assert_eq!(resolves(&h.actions()), 1);
+    h.resolved(t(5.0), id, answer(t(5.0), 300.0, &[3, 4]));
+    assert_eq!(h.actions(), vec![SourceAction::Move { assoc: a, remote: sa(4) }]);
+}
+
+/// A week of one healthy pool (every member answers) over a name with `n` addresses; returns
+/// (lookups, NoFreeAddress events).
+fn pool_week(n: u8, iburst: bool) -> (u64, usize) {
+    let mut h = H::new(10);
+    let spec = if iburst { pool_iburst("pool.test", 4) } else { pool("pool.test", 4) };
+    let id = h.add(t(0.0), spec);
+    let addrs: Vec<u8> = (1..=n).collect();
+    let mut now = t(0.0);
+    let mut warnings = 0;
+    let week = 7.0 * 86_400.0;
+    loop {
+        let actions = h.actions();
+        for a in &actions {
+            match a {
+                SourceAction::Resolve { .. } => h.resolved(now, id, answer(now, 300.0, &addrs)),
+                SourceAction::Mobilize { assoc, .. } => {
+                    h.assoc_event(now, *assoc, AssocEvent::Reachable)
+                }
+                _ => {}
+            }
+        }
+        warnings +=
+            h.events().iter().filter(|e| matches!(e, SourceEvent::NoFreeAddress { .. })).count();
+        if !actions.is_empty() {
+            continue;
+        }
+        let Some(next) = h.m.poll_timeout() else { break };
+        if next.secs_since(t(0.0)) > week {
+            break;
+        }
+        now = next;
+        h.timeout(now);
+    }
+    (h.m.snapshot()[0].queries, warnings)
+}
+
+#[test]
+fn pools_of_any_size_cost_at_most_24_lookups_a_day_and_no_warning() {
+    for n in [1u8, 2, 3, 4, 8, 60] {
+        for iburst in [false, true] {
+            let (lookups, warnings) = pool_week(n, iburst);
+            let per_day = lookups as f64 / 7.0;
+            assert!(per_day <= 24.0, "{n} addresses: {per_day} lookups/day");
+            assert_eq!(warnings, 0, "{n} addresses: a WARN for the normal case");
+            if n >= 4 {
+                assert_eq!(lookups, 1, "{n} addresses, iburst {iburst}: a needless lookup");
+            }
+        }
+    }
+}
+
+#[test]
+fn exhausted_pool_looks_up_early_only_when_it_loses_a_member() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 4));
+    h.actions();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &[1, 2, 3]));
+    let members = H::mobilized(&h.actions());
+    for (a, _) in &members {
+        h.assoc_event(t(1.0), *a, AssocEvent::Reachable);
+    }
+    // The name had more to give: asked again a minute later, and then it has nothing new.
+    let next = h.m.poll_timeout().unwrap();
+    assert!((next.secs_since(t(0.0)) - 60.0).abs() < 1e-6);
+    h.timeout(next);
+    h.actions();
+    h.resolved(next, id, answer(next, 300.0, &[1, 2, 3]));
+    let idle = h.m.poll_timeout().unwrap().secs_since(next);
+    assert!((3_600.0..=3_960.0).contains(&idle), "exhausted: next lookup in {idle} s");
+    // A member is lost: an early lookup (the answer may have changed).
+    h.assoc_event(t(500.0), members[0].0, AssocEvent::Unreachable);
+    let acts = h.actions();
+    assert_eq!(resolves(&acts), 1, "{acts:?}");
+}
+
+#[test]
+fn first_fill_replaces_silent_probes_without_the_rate_limit() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool_iburst("pool.test", 4));
+    h.actions();
+    let addrs: Vec<u8> = (1..=60).collect();
+    h.resolved(t(0.0), id, answer(t(0.0), 300.0, &addrs));
+    let mut round = H::mobilized(&h.actions());
+    assert_eq!(round.len(), 9);
+    let mut live = 0;
+    for r in 1..=3 {
+        // One probe answers each round, the others' bursts go unanswered.
+        let now = t(16.0 * f64::from(r));
+        h.assoc_event(now, round[0].0, AssocEvent::Reachable);
+        live += 1;
+        for (a, _) in &round[1..] {
+            h.assoc_event(now, *a, AssocEvent::Unreachable);
+        }
+        round = H::mobilized(&h.actions());
+        assert_eq!(round.len(), 9 - live, "round {r}: probes replaced at once");
+        let events = h.events();
+        assert!(events.iter().all(|e| !matches!(
+            e,
+            SourceEvent::Mobilized { reason: MobilizeReason::Replacement, .. }
+        )));
+    }
+    h.assoc_event(t(64.0), round[0].0, AssocEvent::Reachable);
+    assert!(!h.m.snapshot()[0].filling, "target reached");
+    assert_eq!(h.m.snapshot()[0].assocs.len(), 4, "extra probes pruned");
+}
+
+#[test]
+fn first_fill_that_never_answers_slows_down_to_the_replacement_pace() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool_iburst("pool.test", 4));
+    h.actions();
+    let addrs: Vec<u8> = (1..=250).collect();
+    h.resolved(t(0.0), id, answer(t(0.0), 86_400.0, &addrs));
+    let mut mobilized = 0;
+    let mut round = H::mobilized(&h.actions());
+    for r in 1..=20 {
+        mobilized += round.len();
+        let now = t(16.0 * f64::from(r));
+        for (a, _) in &round {
+            h.assoc_event(now, *a, AssocEvent::Unreachable);
+        }
+        round = H::mobilized(&h.actions());
+    }
+    // 4 rounds of 9 at once, then the bucket's 2; then one per token.
+    assert!(mobilized <= FIRST_FILL_ROUNDS * 9 + 2, "{mobilized} probes in 20 rounds");
+}
+
+#[test]
+fn debian_ntpsec_maxclock_11_with_4_pools_gives_7_servers() {
+    let mut h = H::new(11);
+    let ids: Vec<SourceId> = (0..4)
+        .map(|i| h.add(t(0.0), pool_iburst(&format!("{i}.debian.pool.ntp.org"), 4)))
+        .collect();
+    let targets = h.m.pool_targets();
+    let per: Vec<usize> = ids.iter().map(|id| targets[id]).collect();
+    assert_eq!(per, vec![2, 2, 2, 1]);
+    // And no probes beyond it: maxclock leaves no headroom.
+    h.actions();
+    for (k, id) in ids.iter().enumerate() {
+        let base = 10 * k as u8;
+        h.resolved(t(0.0), *id, answer(t(0.0), 300.0, &[base + 1, base + 2, base + 3, base + 4]));
+    }
+    assert_eq!(H::mobilized(&h.actions()).len(), 7);
+}
+
+#[test]
+fn retry_lookups_asks_every_pending_name_now_and_restarts_the_backoff() {
+    let mut h = H::new(10);
+    let bad = h.add(t(0.0), server("bad.test"));
+    let good = h.add(t(0.0), server("good.test"));
+    h.actions();
+    h.resolved(t(0.0), good, answer(t(0.0), 300.0, &[3]));
+    let mut now = t(0.0);
+    for _ in 0..6 {
+        h.resolved(now, bad, Err(ResolveError::Timeout));
+        now = h.m.poll_timeout().unwrap();
+        h.timeout(now);
+        h.actions();
+    }
+    h.resolved(now, bad, Err(ResolveError::Timeout));
+    let waiting = h.m.poll_timeout().unwrap().secs_since(now);
+    assert!(waiting > 30.0, "{waiting}");
+    let asked = h.m.retry_lookups(now, &mut h.rng);
+    assert_eq!(asked, vec![bad]);
+    assert_eq!(h.actions(), vec![SourceAction::Resolve { source: bad, name: "bad.test".into() }]);
+    h.resolved(now, bad, Err(ResolveError::Timeout));
+    let retry = h.m.poll_timeout().unwrap().secs_since(now);
+    assert!(retry <= 2.0, "backoff restarted: {retry}");
+}
+
+#[test]
+fn no_nameserver_is_retried_every_few_seconds_for_ever() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), server("ntp.test"));
+    h.actions();
+    let mut now = t(0.0);
+    for _ in 0..30 {
+        h.resolved(now, id, Err(ResolveError::NoNameServer));
+        let next = h.m.poll_timeout().unwrap();
+        assert!(next.secs_since(now) <= ResolvePolicy::default().local_retry + 1e-9);
+        now = next;
+        h.timeout(now);
+        h.actions();
+    }
+    assert!(ResolveError::ConnectionRefused.to_string().contains("refused"));
+}
+
+#[test]
+fn an_answer_keeps_at_most_64_distinct_addresses() {
+    let mut h = H::new(10);
+    let id = h.add(t(0.0), pool("pool.test", 4));
+    h.actions();
+    let mut addrs: Vec<IpAddr> =
+        (0..200u32).map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0001 + i))).collect();
+    addrs.insert(1, addrs[0]);
+    h.resolved(t(0.0), id, Ok(Resolved { addrs: addrs.clone(), valid_until: t(300.0) }));
+    let snap = &h.m.snapshot()[0];
+    assert_eq!(snap.addrs.len(), MAX_ANSWER_ADDRS);
+    assert_eq!(snap.addrs[..2], [addrs[0], addrs[2]], "first ones kept, duplicates dropped");
 }

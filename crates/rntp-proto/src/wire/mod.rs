@@ -380,17 +380,23 @@ impl ReferenceId {
         core::str::from_utf8(text).ok()
     }
 
-    /// The reference ID as ntpq shows it: `.LOCL.` (ASCII in dots) for stratum 0 and 1 and for
-    /// 16 and above (unsynchronized peers, whose ID is a kiss code like `.INIT.`), dotted quad
-    /// for stratum 2–15 and for IDs that are not printable ASCII.
+    /// The reference ID as ntpq shows it. Stratum 0 and 1 (and 16 and above: unsynchronized
+    /// peers, whose ID is a kiss code like `.INIT.`): the ASCII text in dots, up to the first
+    /// NUL, with each unprintable byte shown as `.` (ntpd's `ctl_putrefid`: `.LOCL.`, `.GPS.`,
+    /// and chrony's `local` 0x7F7F0101 as `......`). Stratum 2 to 15: the dotted quad (an IPv4
+    /// address, or for an IPv6 upstream the first four bytes of its hash). All-zero IDs show
+    /// as `0.0.0.0`. [`ReferenceId::to_bits`] keeps the exact value.
     pub fn display_for_stratum(&self, stratum: u8) -> String {
-        // ntpd's ctl_putpeer uses the same split: 2..=15 carry an address. A stratum-1 refid
-        // that is not printable ASCII (chrony's `local` uses 127.127.1.1) reads best as an
-        // address too.
-        match self.as_ascii() {
-            Some(text) if !(0x02..0x10).contains(&stratum) => format!(".{text}."),
-            _ => Ipv4Addr::from(self.0).to_string(),
+        if (0x02..0x10).contains(&stratum) || self.0 == [0; 4] {
+            return Ipv4Addr::from(self.0).to_string();
         }
+        let text: String = self
+            .0
+            .iter()
+            .take_while(|b| **b != 0)
+            .map(|&b| if is_printable(b) { char::from(b) } else { '.' })
+            .collect();
+        format!(".{text}.")
     }
 
     /// The bytes without trailing NULs, which pad names shorter than four characters.
@@ -1057,12 +1063,11 @@ mod tests {
         assert_eq!(ReferenceId::from_bytes(*b"INIT").display_for_stratum(16), ".INIT.");
         assert_eq!(ReferenceId::ZERO.to_string(), "0.0.0.0");
         assert_eq!(ReferenceId::ZERO.display_for_stratum(0), "0.0.0.0");
-        assert_eq!(
-            ReferenceId::from_bytes([b'A', 0x01, b'B', 0]).display_for_stratum(1),
-            "65.1.66.0"
-        );
-        // chronyd's `local stratum 1` refid.
-        assert_eq!(ReferenceId::from_bytes([127, 127, 1, 1]).display_for_stratum(1), "127.127.1.1");
+        assert_eq!(ReferenceId::from_bytes([b'A', 0x01, b'B', 0]).display_for_stratum(1), ".A.B.");
+        // chrony's `local stratum 1` (127.127.1.1): ASCII as ntpq shows it, not an address.
+        assert_eq!(ReferenceId::from_bits(0x7F7F_0101).display_for_stratum(1), "......");
+        assert_eq!(ReferenceId::from_bytes(*b"LOCL").display_for_stratum(1), ".LOCL.");
+        assert_eq!(ReferenceId::from_bits(0x7F7F_0101).display_for_stratum(2), "127.127.1.1");
         assert_eq!(ReferenceId::from_bits(0x4C4F_434C), locl);
         assert_eq!(format!("{locl:?}"), "ReferenceId(LOCL = 4c4f434c)");
     }

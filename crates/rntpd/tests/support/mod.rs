@@ -41,7 +41,7 @@
 pub mod chrony;
 pub mod clients;
 pub mod dns;
-pub mod fakedns;
+pub use rntp_testkit::fakedns;
 pub mod ntp;
 pub mod ntpsec;
 pub mod rntpd;

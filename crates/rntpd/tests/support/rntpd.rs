@@ -68,6 +68,12 @@ impl Rntpd {
     /// (`--observe`, debug log to DIR/rntpd.log) and waits until its control socket accepts
     /// connections.
     pub fn start(dir: impl AsRef<Path>, config: &str) -> Rntpd {
+        Rntpd::start_with_env(dir, config, &[])
+    }
+
+    /// [`Rntpd::start`] with these environment variables set for rntpd (e.g. its test hooks
+    /// `RNTPD_RESOLV_CONF` and `RNTPD_HOSTS`, which name the files its resolver follows).
+    pub fn start_with_env(dir: impl AsRef<Path>, config: &str, env: &[(&str, &Path)]) -> Rntpd {
         let d = unique_subdir(dir.as_ref(), "rntpd");
         let conf = d.join("ntp.conf");
         fs::write(&conf, config).expect("write ntp.conf");
@@ -76,6 +82,9 @@ impl Rntpd {
         let mut cmd = nocap(env!("CARGO_BIN_EXE_rntpd"));
         cmd.arg("-c").arg(&conf).arg("--observe").arg("--control-socket").arg(&socket);
         cmd.env("RUST_LOG", std::env::var("RNTP_TEST_LOG").unwrap_or_else(|_| "debug".into()));
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         let spawned_at = Instant::now();
         let daemon = Daemon::spawn("rntpd", cmd, &log, &[]);
         let rntpd = Rntpd { dir: d, socket, log, spawned_at, daemon };

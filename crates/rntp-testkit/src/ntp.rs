@@ -1,8 +1,6 @@
-//! The few NTP packet facts the load generator needs: building a client request around a
-//! nonce, recognising a valid server reply, and a one-shot query for readiness checks.
-//!
-//! Deliberately independent of rntp-proto (the code under test): a benchmark that validated
-//! replies with the parser it measures could not catch that parser's mistakes.
+//! The few NTP packet facts tests and load generators need: building a client request around a
+//! nonce, recognising a valid server reply, a one-shot query for readiness checks, and nonces
+//! that map back to sequence numbers.
 
 use std::io::{self, Read};
 use std::net::{SocketAddr, UdpSocket};
@@ -30,10 +28,22 @@ pub fn request(nonce: u64) -> [u8; HEADER_LEN] {
 /// What a datagram from the server is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {
-    /// A server reply (mode 4, version 4, stratum 1..=15) with this origin timestamp.
-    Time { origin: u64, stratum: u8, leap: u8 },
-    /// A kiss-o'-death (stratum 0) with this code and origin.
-    Kiss { origin: u64, code: [u8; 4] },
+    /// A server reply (mode 4, version 4, stratum 1..=15).
+    Time {
+        /// Its origin timestamp: the nonce of the request it answers.
+        origin: u64,
+        /// Stratum.
+        stratum: u8,
+        /// Leap indicator.
+        leap: u8,
+    },
+    /// A kiss-o'-death (stratum 0).
+    Kiss {
+        /// Its origin timestamp.
+        origin: u64,
+        /// The kiss code (reference id field).
+        code: [u8; 4],
+    },
     /// Anything else: short, wrong mode or version, stratum 16.
     Invalid,
 }
@@ -86,6 +96,105 @@ pub fn query(src: SocketAddr, server: SocketAddr, timeout: Duration) -> io::Resu
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The fields of a server reply a test cares about, with the offset and delay of the exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NtpReply {
+    /// Leap indicator (0 = no warning, 3 = unsynchronized).
+    pub leap: u8,
+    /// Version number of the reply.
+    pub version: u8,
+    /// Stratum (0 = kiss-o'-death).
+    pub stratum: u8,
+    /// Reference id, raw.
+    pub refid: [u8; 4],
+    /// θ in seconds, positive = server ahead of us.
+    pub offset: f64,
+    /// δ in seconds (round trip minus server processing).
+    pub delay: f64,
+}
+
+impl NtpReply {
+    /// The reference id as ntpq shows it: ASCII for stratum 0/1 (hex if not printable, e.g.
+    /// chronyd's 7F7F0101 for `local`), dotted quad otherwise.
+    pub fn refid_string(&self) -> String {
+        let ascii = self.refid.iter().take_while(|&&b| b != 0);
+        if self.stratum > 1 {
+            std::net::Ipv4Addr::from(self.refid).to_string()
+        } else if ascii.clone().all(|b| b.is_ascii_graphic()) {
+            ascii.map(|&b| b as char).collect()
+        } else {
+            self.refid.iter().map(|b| format!("{b:02X}")).collect()
+        }
+    }
+}
+
+/// `a - b` of two NTP timestamps, in seconds (wrapping difference: exact near an era boundary
+/// and with no f64 rounding of the absolute values).
+fn diff(a: u64, b: u64) -> f64 {
+    a.wrapping_sub(b) as i64 as f64 / 4_294_967_296.0
+}
+
+fn ts(packet: &[u8], at: usize) -> u64 {
+    packet.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
+}
+
+/// One SNTP exchange (RFC 4330 request, RFC 5905 offset and delay) from 127.0.0.1 to `server`:
+/// the harness's own oracle. Waits up to `timeout` for the matching reply; only the wall clock
+/// is read, never changed.
+pub fn exchange(server: SocketAddr, timeout: Duration) -> io::Result<NtpReply> {
+    let sock = UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    sock.connect(server)?;
+    // The transmit timestamp is our nonce, and our T1: the server echoes it as origin.
+    let t1 = now_ntp();
+    sock.send(&request(t1))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no reply from {server}")));
+        }
+        sock.set_read_timeout(Some(left))?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                continue
+            }
+            Err(e) => return Err(e), // e.g. ECONNREFUSED: nothing listens there
+        };
+        let t4 = now_ntp();
+        let p = &buf[..n];
+        if n < HEADER_LEN || p[0] & 7 != 4 || ts(p, ORIGIN_AT) != t1 {
+            continue; // not a server reply to this request
+        }
+        let (t2, t3) = (ts(p, 32), ts(p, TRANSMIT_AT));
+        return Ok(NtpReply {
+            leap: p[0] >> 6,
+            version: (p[0] >> 3) & 7,
+            stratum: p[1],
+            refid: [p[12], p[13], p[14], p[15]],
+            offset: (diff(t2, t1) + diff(t3, t4)) / 2.0,
+            delay: diff(t4, t1) - diff(t3, t2),
+        });
+    }
+}
+
+/// The lowest-delay reply of `count` exchanges (an NTP clock filter in miniature): one exchange
+/// on a loaded 2-core machine can be preempted between its timestamps and err by milliseconds;
+/// the least delayed one cannot err by more than half its delay.
+pub fn exchange_best(server: SocketAddr, count: usize, timeout: Duration) -> io::Result<NtpReply> {
+    let mut best: Option<NtpReply> = None;
+    let mut last_err = None;
+    for _ in 0..count.max(1) {
+        match exchange(server, timeout) {
+            Ok(r) if best.as_ref().is_none_or(|b| r.delay < b.delay) => best = Some(r),
+            Ok(_) => {}
+            Err(e) => last_err = Some(e),
+        }
+    }
+    best.ok_or_else(|| last_err.unwrap_or_else(|| io::Error::other("no reply")))
 }
 
 /// A keyed permutation of `u64` that turns a sequence number into a random-looking transmit

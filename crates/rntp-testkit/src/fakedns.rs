@@ -108,16 +108,19 @@ pub struct FakeDns {
 
 impl FakeDns {
     /// Binds UDP and TCP on `addr` (port 0: any free port, the same for both) and starts
-    /// serving. Panics if either cannot be bound.
+    /// serving. Panics if either cannot be bound (tests); see [`FakeDns::try_start`].
     pub fn start(addr: SocketAddr) -> FakeDns {
-        let udp =
-            UdpSocket::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind UDP {addr}: {e}"));
-        let addr = udp.local_addr().expect("local addr");
-        let tcp =
-            TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake DNS: bind TCP {addr}: {e}"));
-        udp.set_read_timeout(Some(TICK)).expect("UDP read timeout");
+        FakeDns::try_start(addr).unwrap_or_else(|e| panic!("fake DNS on {addr}: {e}"))
+    }
+
+    /// [`FakeDns::start`], with the error instead of a panic (benchmarks).
+    pub fn try_start(addr: SocketAddr) -> std::io::Result<FakeDns> {
+        let udp = UdpSocket::bind(addr)?;
+        let addr = udp.local_addr()?;
+        let tcp = TcpListener::bind(addr)?;
+        udp.set_read_timeout(Some(TICK))?;
         // Non-blocking accept, polled every TICK: std has no accept timeout.
-        tcp.set_nonblocking(true).expect("TCP non-blocking");
+        tcp.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             rules: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
@@ -125,16 +128,12 @@ impl FakeDns {
             conns: Mutex::new(Vec::new()),
         });
         let s = Arc::clone(&shared);
-        let udp_thread = thread::Builder::new()
-            .name("fakedns-udp".into())
-            .spawn(move || serve_udp(&udp, &s))
-            .expect("spawn UDP thread");
+        let udp_thread =
+            thread::Builder::new().name("fakedns-udp".into()).spawn(move || serve_udp(&udp, &s))?;
         let s = Arc::clone(&shared);
-        let tcp_thread = thread::Builder::new()
-            .name("fakedns-tcp".into())
-            .spawn(move || serve_tcp(&tcp, &s))
-            .expect("spawn TCP thread");
-        FakeDns { addr, shared, threads: vec![udp_thread, tcp_thread] }
+        let tcp_thread =
+            thread::Builder::new().name("fakedns-tcp".into()).spawn(move || serve_tcp(&tcp, &s))?;
+        Ok(FakeDns { addr, shared, threads: vec![udp_thread, tcp_thread] })
     }
 
     /// Where it listens (UDP and TCP).
