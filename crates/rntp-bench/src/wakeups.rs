@@ -220,6 +220,7 @@ fn count_timer_wakeups(log: &Path, timer_fds: &[String]) -> u64 {
         // "PID call(args) = result ..." (with -f every line starts with the thread id).
         let call = line.split_once(' ').map_or(line, |(_, rest)| rest).trim_start();
         let Some((head, result)) = call.rsplit_once(" = ") else { continue };
+        let head = head.trim_end();
         let result = result.split_whitespace().next().unwrap_or("");
         let poller = ["epoll_wait(", "epoll_pwait(", "epoll_pwait2(", "select(", "pselect6("]
             .iter()
