@@ -9,6 +9,8 @@
 //!   sources, memory flat, time still served.
 //! * `dns-stall`: server-mode latency and association timing while 60 name lookups hang on a
 //!   slow or silent DNS server, against idle.
+//! * `wakeups`: an idle client's cost, rntpd next to chronyd in the same run: timer wakeups and
+//!   requests per poll interval.
 //!
 //! These are benchmarks, not tests: they take minutes, print numbers and their ratios, and
 //! make no pass/fail claim about speed (docs/benchmarks.md has the commands and the last
@@ -25,6 +27,7 @@ mod load;
 mod mode6_flood;
 use rntp_testkit::ntp;
 mod procs;
+mod wakeups;
 
 use clap::{Parser, Subcommand};
 use load::{Generator, Search, SearchParams};
@@ -62,6 +65,8 @@ enum Cmd {
     Mode6Flood(mode6_flood::Mode6FloodArgs),
     /// Latency and association timing while DNS answers are slow or never come, vs idle.
     DnsStall(dns_stall::DnsStallArgs),
+    /// Timer wakeups and requests per poll interval of an idle client, rntpd vs chronyd.
+    Wakeups(wakeups::WakeupsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +134,11 @@ fn run(args: Args) -> Result<(), String> {
             let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
             let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
             dns_stall::run(&rntpd, &rntpctl, &work.path, &block, &d)
+        }
+        Cmd::Wakeups(w) => {
+            let rntpd = procs::sibling_binary(args.rntpd, "rntpd")?;
+            let rntpctl = procs::sibling_binary(args.rntpctl, "rntpctl")?;
+            wakeups::run(&rntpd, &rntpctl, &work.path, &block, &w)
         }
     }
 }

@@ -40,6 +40,15 @@ pub struct Config {
     /// chrony-style initial stepping from `makestep` (rntpd extension);
     /// `None` when the file has no `makestep` line.
     pub makestep: Option<MakeStepConfig>,
+    /// The leap second table (IANA `leap-seconds.list`) from `leapfile`.
+    pub leapfile: Option<PathBuf>,
+    /// `leapsmear SECONDS` (rntpd extension; ntpd's `leapsmearinterval` is read as the
+    /// same): serve time smeared over this many seconds before a leap second instead of
+    /// announcing it. 60..=172800.
+    pub leapsmear_secs: Option<u32>,
+    /// `maxslewrate PPM` (chrony's directive, an rntpd extension in ntp.conf): the fastest rate
+    /// at which an offset is slewed. 1..=83333; `None`: the default, 83 333 ppm.
+    pub maxslewrate_ppm: Option<u32>,
     /// Statistics files from `statsdir`, `statistics` and `filegen`.
     pub stats: StatsConfig,
     /// The Prometheus/OpenMetrics endpoint from `metrics` (rntpd extension);

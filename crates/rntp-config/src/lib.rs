@@ -15,13 +15,13 @@
 //! ```
 //! use std::path::Path;
 //!
-//! let text = "pool pool.example.org iburst\nleapfile /usr/share/zoneinfo/leap-seconds.list\n";
+//! let text = "pool pool.example.org iburst\npidfile /run/ntpd.pid\n";
 //! let no_includes = &mut |_: &Path| Err(std::io::ErrorKind::NotFound.into());
 //! let loaded = rntp_config::parse_str(Path::new("/etc/ntp.conf"), text, no_includes)?;
 //! assert_eq!(loaded.config.sources[0].host.to_string(), "pool.example.org");
 //! assert_eq!(
 //!     loaded.warnings[0].to_string(),
-//!     "/etc/ntp.conf:2:1: warning: `leapfile` is not supported by rntpd yet; line ignored"
+//!     "/etc/ntp.conf:2:1: warning: `pidfile` is not supported by rntpd yet; line ignored"
 //! );
 //!
 //! let err = rntp_config::parse_str(Path::new("/etc/ntp.conf"), "server a.example minpoll abc", no_includes)
@@ -146,6 +146,31 @@
 //!   for a machine whose clock may be far off at boot. Exactly two
 //!   arguments. Given twice, the last one wins (with a warning). Without a
 //!   `makestep` line only the `tinker` thresholds apply.
+//!
+//! * `maxslewrate PPM` — **rntpd extension**, chrony's directive: the fastest
+//!   rate at which an offset is corrected, in ppm (1-83333; default 83333,
+//!   chrony's default and Linux maximum). rntpd corrects offsets by running
+//!   the clock slightly faster or slower (through the kernel's tick length
+//!   beyond 500 ppm), so 50 ms takes 0.6 s at the default and 100 s at 500.
+//!   One integer. Given twice, the last one wins (with a warning). ntpd's
+//!   `tinker` has no slew rate; its `step`, `panic` and `stepout` are above.
+//!
+//! * `leapfile PATH` — the leap second table, IANA's `leap-seconds.list`
+//!   (tzdata ships it as `/usr/share/zoneinfo/leap-seconds.list`). Leap
+//!   seconds it lists are announced to clients during the month they end
+//!   and armed in the kernel on their day; the sources' leap warnings are
+//!   then believed only where the table agrees. rntpd warns at start when
+//!   the file has expired (update tzdata) and ignores an expired table.
+//!   Given twice, the last one wins (with a warning).
+//!
+//! * `leapsmear SECONDS` — **rntpd extension** (ntpd's `leapsmearinterval`
+//!   is read as the same): instead of announcing a leap second to clients,
+//!   serve time that runs 1 s slower (faster for a deleted second) over the
+//!   `SECONDS` (60-172800; 86400 is usual) before it, so clients that
+//!   cannot handle leap seconds see none. It applies to every address rntpd
+//!   serves (smeared and unsmeared time are never mixed); only use it when
+//!   every client of this server wants smeared time. The system clock itself
+//!   still takes the leap second from the kernel.
 //!
 //! * `includefile PATH` — reads another file at this point. A relative
 //!   `PATH` is relative to the directory of the file that includes it.
@@ -423,6 +448,7 @@ mod error;
 mod host;
 pub mod keys;
 mod known;
+pub mod leapfile;
 mod lex;
 pub mod node;
 mod raw;

@@ -13,6 +13,7 @@ use rntp_proto::server::{RateLimit, RestrictFlags, RestrictRule, ServerConfig};
 use rntp_proto::source::{
     AddrFamily, ResolvePolicy, SourceKind, SourceSpec, Target, DEFAULT_MANYCAST_TTL,
 };
+use rntp_proto::steer::leap::LeapConfig;
 use rntp_proto::time::PollInterval;
 
 use crate::config::{AddressFamily, AuthConfig, Config, RestrictTarget, SourceConfig};
@@ -44,6 +45,8 @@ pub fn node_config(config: &Config, clock: ClockMode) -> NodeConfig {
         listen: config.listen.iter().map(|l| SocketAddr::new(l.addr, l.port)).collect(),
         orphan: config.tos.orphan,
         ttl_ring: config.ttl.clone(),
+        // The table itself is read by the driver (`leapfile::load_leapfile`).
+        leap: LeapConfig { table: None, smear: config.leapsmear_secs.map(f64::from) },
         ..NodeConfig::default()
     }
 }
@@ -139,7 +142,7 @@ pub fn source_spec(source: &SourceConfig) -> SourceSpec {
     }
 }
 
-/// `tinker step/panic/stepout` and `makestep`; the poll bounds come from the sources
+/// `tinker step/panic/stepout`, `makestep` and `maxslewrate`; the poll bounds come from the sources
 /// ([`NodeConfig::discipline`]).
 fn discipline_config(config: &Config) -> DisciplineConfig {
     let defaults = DisciplineConfig::default();
@@ -152,6 +155,7 @@ fn discipline_config(config: &Config) -> DisciplineConfig {
             threshold: m.threshold_secs(),
             limit: m.limit.unwrap_or(u32::MAX),
         }),
+        max_slew_ppm: config.maxslewrate_ppm.map_or(defaults.max_slew_ppm, f64::from),
         ..defaults
     }
 }

@@ -50,6 +50,9 @@ struct TosLoc {
 pub(crate) struct Resolver {
     config: Config,
     driftfile_at: Option<(PathBuf, u32)>,
+    /// Where single-valued steering directives (`leapfile`, `leapsmear`, `maxslewrate`) were
+    /// last set, to warn about repeats.
+    single_at: std::collections::BTreeMap<&'static str, (PathBuf, u32)>,
     statsdir_at: Option<(PathBuf, u32)>,
     metrics_at: Option<(PathBuf, u32)>,
     logfile_at: Option<(PathBuf, u32)>,
@@ -272,6 +275,19 @@ impl Resolver {
             "discard" => self.discard(&mut line),
             "tinker" => self.tinker(&mut line),
             "makestep" => self.makestep(&mut line),
+            "leapfile" => self.leapfile(&mut line),
+            "leapsmear" | "leapsmearinterval" => {
+                let v = self.single_int(&mut line, "leapsmear", 60, 172_800);
+                if let Some(v) = v {
+                    self.config.leapsmear_secs = Some(v);
+                }
+            }
+            "maxslewrate" => {
+                let v = self.single_int(&mut line, "maxslewrate", 1, 83_333);
+                if let Some(v) = v {
+                    self.config.maxslewrate_ppm = Some(v);
+                }
+            }
             "statsdir" => self.statsdir(&mut line),
             "statistics" => self.statistics(&mut line),
             "filegen" => self.filegen(&mut line),
@@ -646,6 +662,72 @@ impl Resolver {
             );
         }
         self.config.logfile = Some(PathBuf::from(path));
+    }
+
+    fn leapfile(&mut self, line: &mut Line<'_, '_>) {
+        let Some(path) = line.next() else {
+            line.missing("leapfile", Expected::Path);
+            return;
+        };
+        if path.text.is_empty() || self.single_extra(line, "leapfile", "exactly one path") {
+            return;
+        }
+        self.note_single(line, "leapfile");
+        self.config.leapfile = Some(PathBuf::from(&path.text));
+    }
+
+    /// One integer within `min..=max` and nothing else (`leapsmear`, `maxslewrate`).
+    fn single_int(
+        &mut self,
+        line: &mut Line<'_, '_>,
+        directive: &'static str,
+        min: u32,
+        max: u32,
+    ) -> Option<u32> {
+        if line.peek().is_none() {
+            line.missing(directive, Expected::Integer { min: min.into(), max: max.into() });
+            return None;
+        }
+        let v = line.int(directive, min, max, &[])?;
+        if self.single_extra(line, directive, "one number") {
+            return None;
+        }
+        self.note_single(line, directive);
+        Some(v)
+    }
+
+    /// Reports a word after the value of a single-valued directive.
+    fn single_extra(
+        &mut self,
+        line: &mut Line<'_, '_>,
+        directive: &str,
+        takes: &'static str,
+    ) -> bool {
+        let Some(extra) = line.next() else { return false };
+        line.report_at(
+            extra,
+            DiagnosticKind::UnexpectedArgument {
+                directive: directive.into(),
+                takes,
+                found: extra.text.clone(),
+            },
+        );
+        true
+    }
+
+    /// Warns when a single-valued directive was already set (the last one wins).
+    fn note_single(&mut self, line: &mut Line<'_, '_>, directive: &'static str) {
+        let here = (line.d.line.file.path.clone(), line.d.line.number);
+        if let Some((previous_file, previous_line)) = self.single_at.insert(directive, here) {
+            line.report_at(
+                &line.d.keyword,
+                DiagnosticKind::RepeatedDirective {
+                    directive: directive.into(),
+                    previous_file,
+                    previous_line,
+                },
+            );
+        }
     }
 
     fn resolver(&mut self, line: &mut Line<'_, '_>) {

@@ -92,19 +92,9 @@ fn debian_ntpsec_default_loads_with_warnings_only() {
     assert!(c.listen.is_empty());
     assert_eq!(c.discard, DiscardConfig::default());
 
-    // The restrict lines no longer warn.
-    assert_eq!(
-        warning_lines(&loaded.warnings),
-        vec![(5, "`leapfile` is not supported by rntpd yet; line ignored".to_string())]
-    );
-    // Warnings are one line each and carry the file and position.
-    assert_eq!(
-        loaded.warnings[0].to_string(),
-        format!(
-            "{}:5:1: warning: `leapfile` is not supported by rntpd yet; line ignored",
-            path.display()
-        )
-    );
+    // The restrict lines no longer warn, and `leapfile` is supported.
+    assert_eq!(warning_lines(&loaded.warnings), vec![]);
+    assert_eq!(c.leapfile, Some(std::path::PathBuf::from("/usr/share/zoneinfo/leap-seconds.list")));
 }
 
 #[test]
@@ -197,7 +187,6 @@ fn typical_ntpd_428_config_loads_with_warnings_only() {
     assert_eq!(
         w,
         vec![
-            unsupported(8, "leapfile"),
             // loopstats and peerstats are written (issue 13); clockstats is not.
             clockstats(13, "statistics"),
             clockstats(16, "filegen"),

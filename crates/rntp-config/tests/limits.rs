@@ -276,7 +276,7 @@ fn valid_file_with_a_warning_per_word_loads_with_capped_warnings() {
 #[test]
 fn dropping_the_warnings_frees_the_text() {
     // 900 KB of comments and one warning that points into the text.
-    let mut text = String::from("server a.example\nleapfile /x\n");
+    let mut text = String::from("server a.example\npidfile /x\n");
     while text.len() < 900 * 1024 {
         text.push_str("# a long comment line that takes up room in the file, as comments do\n");
     }
@@ -284,7 +284,7 @@ fn dropping_the_warnings_frees_the_text() {
     let parsed = measure(|| loaded = Some(parse_str(Path::new("/etc/ntp.conf"), &text, &mut none)));
     let Loaded { config, warnings } = loaded.unwrap().unwrap();
     assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0].source_line(), Some("leapfile /x"));
+    assert_eq!(warnings[0].source_line(), Some("pidfile /x"));
     // Dropping the warnings frees the shared copy of the text.
     let dropped = measure(|| drop(warnings));
     println!(

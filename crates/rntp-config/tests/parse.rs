@@ -596,12 +596,12 @@ fn resolver_extension() {
 
 #[test]
 fn known_and_unknown_directives() {
-    let l = ok("leapfile /x\nmru maxdepth 100\nrefclock shm unit 0\nnts enable\n");
+    let l = ok("pidfile /x\nmru maxdepth 100\nrefclock shm unit 0\nnts enable\n");
     assert!(l.warnings.iter().all(|w| w.severity == Severity::Warning));
     assert_eq!(
         l.warnings.iter().map(|w| w.kind.to_string()).collect::<Vec<_>>(),
         [
-            "`leapfile` is not supported by rntpd yet; line ignored",
+            "`pidfile` is not supported by rntpd yet; line ignored",
             "`mru` is not supported by rntpd yet; line ignored",
             "`refclock` is not supported by rntpd yet; line ignored",
             "`nts` is not supported by rntpd yet; line ignored",

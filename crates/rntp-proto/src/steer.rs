@@ -29,6 +29,9 @@
 //! 4. Drain [`Steering::poll_action`] and execute each action on the real clock (the model is
 //!    already updated), then [`Steering::poll_event`] for logging and pool management.
 //!
+//! Besides: when [`Steering::poll_timeout`] has passed (a slew has removed its phase), call
+//! [`Steering::handle_timeout`] and drain the actions again. Spurious calls are no-ops.
+//!
 //! # Reference
 //!
 //! Offsets are measured against some clock. [`Reference::Disciplined`]: against the clock this
@@ -104,7 +107,6 @@ pub struct SteeringConfig {
     /// The discipline. Its `minpoll`/`maxpoll` must be the associations' poll bounds (the
     /// lowest `minpoll` and highest `maxpoll` of all sources): the start-up hold lasts at most
     /// one `minpoll` after the first fit source, and the correction log keeps 16 `maxpoll`.
-    /// Its `slew_rate_ppm` must be the rate at which the driver's clock slews.
     pub discipline: DisciplineConfig,
     /// Selection settings; `current` is ignored (the system peer is kept here).
     pub select: SelectConfig,
@@ -252,6 +254,9 @@ pub struct Steering {
     applied: VirtualClock,
     /// `applied.offset_at(t)` at each sample time `t`, to refer stale estimates to now.
     corrections: HashMap<AssocId, VecDeque<(Instant, f64)>>,
+    /// Per association: (time, delay) of its last [`NSTAGE`] samples, the filter's stages as
+    /// far as samples go, to take the filter's own aging out of its dispersion exactly.
+    stages: HashMap<AssocId, VecDeque<(Instant, f64)>>,
     /// Per association: the delay history that weighs its samples.
     noise: HashMap<AssocId, DelayNoise>,
     /// Per association: samples in its filter, as far as start-up needs to know (capped).
@@ -277,13 +282,15 @@ pub struct Steering {
     events: VecDeque<SteeringEvent>,
     last_offset: Option<f64>,
     leap: Option<LeapIndicator>,
+    /// Leap seconds: table, smear, what to announce and arm.
+    leap_state: leap::LeapState,
     stats: SteeringStats,
 }
 
 impl Steering {
     /// A new steering. `initial_freq_ppm` is the drift file's frequency, if any: it is set at
     /// once, and the first [`Steering::poll_action`] is the corresponding
-    /// `Slew { offset: 0, freq_ppm }` for the driver to execute.
+    /// [`ClockAction::Rate`] for the driver to execute.
     pub fn new(config: SteeringConfig, initial_freq_ppm: Option<f64>) -> Self {
         #[cfg(feature = "research")]
         let config = {
@@ -294,23 +301,21 @@ impl Steering {
             }
             config
         };
-        let mut applied = VirtualClock::with_slew_rate(config.discipline.slew_rate_ppm);
+        let discipline = Discipline::new(config.discipline, initial_freq_ppm);
+        let mut applied = VirtualClock::new();
         let mut actions = VecDeque::new();
-        if let Some(freq_ppm) = initial_freq_ppm {
-            let action = ClockAction::Slew { offset: 0.0, freq_ppm };
+        if initial_freq_ppm.is_some_and(f64::is_finite) {
+            // The discipline's own rounding of the file's frequency, so model and kernel agree.
+            let action = ClockAction::Rate(discipline.slewer().base());
             applied.apply(Instant::ZERO, action);
-            if freq_ppm.is_finite() {
-                actions.push_back(ClockAction::Slew {
-                    offset: 0.0,
-                    freq_ppm: applied.frequency_ppm(),
-                });
-            }
+            actions.push_back(action);
         }
         Steering {
             config,
-            discipline: Discipline::new(config.discipline, initial_freq_ppm),
+            discipline,
             applied,
             corrections: HashMap::new(),
+            stages: HashMap::new(),
             noise: HashMap::new(),
             fill: HashMap::new(),
             pending: Vec::new(),
@@ -327,6 +332,7 @@ impl Steering {
             events: VecDeque::new(),
             last_offset: None,
             leap: None,
+            leap_state: leap::LeapState::default(),
             stats: SteeringStats::default(),
         }
     }
@@ -352,6 +358,11 @@ impl Steering {
             log.pop_front();
         }
         log.push_back((sample.time, then));
+        let stages = self.stages.entry(assoc).or_default();
+        if stages.len() >= NSTAGE {
+            stages.pop_front();
+        }
+        stages.push_back((sample.time, sample.delay));
         self.fresh |= is_filter_best;
         let sigma = self.noise.entry(assoc).or_default().add(sample.delay);
         let n = self.fill.entry(assoc).or_default();
@@ -373,6 +384,7 @@ impl Steering {
     /// start-up fill count and falseticker run are forgotten (another path, another story).
     pub fn handle_reset(&mut self, assoc: AssocId) {
         self.corrections.remove(&assoc);
+        self.stages.remove(&assoc);
         self.noise.remove(&assoc);
         self.fill.remove(&assoc);
         self.falseticker_runs.remove(&assoc);
@@ -447,6 +459,20 @@ impl Steering {
         }
     }
 
+    /// When a slew has removed its phase: [`Steering::handle_timeout`] is due then (`None`: no
+    /// slew running).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.discipline.poll_timeout()
+    }
+
+    /// Ends a slew whose time has come (its action is then queued); a no-op before.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let action = self.discipline.handle_timeout(now);
+        if action != ClockAction::None {
+            self.apply(now, action);
+        }
+    }
+
     /// The next action to execute on the real clock, oldest first. Each one has already been
     /// applied to the model ([`Steering::offset_at`]). `ClockAction::None` is never returned.
     pub fn poll_action(&mut self) -> Option<ClockAction> {
@@ -490,9 +516,9 @@ impl Steering {
         self.applied.offset_at(now)
     }
 
-    /// The frequency correction applied (ppm).
+    /// The frequency correction set (ppm), without any slew in progress.
     pub fn frequency_ppm(&self) -> f64 {
-        self.applied.frequency_ppm()
+        self.discipline.frequency_ppm()
     }
 
     /// The discipline's frequency uncertainty (ppm).
@@ -518,6 +544,34 @@ impl Steering {
     /// The leap indicator of the last combined estimate used for the clock.
     pub fn leap(&self) -> Option<LeapIndicator> {
         self.leap
+    }
+
+    /// Sets the leap-second table and smear (see [`leap`]).
+    pub fn set_leap_config(&mut self, config: leap::LeapConfig) {
+        self.leap_state = leap::LeapState::new(config);
+    }
+
+    /// The leap-second settings.
+    pub fn leap_config(&self) -> &leap::LeapConfig {
+        self.leap_state.config()
+    }
+
+    /// What to tell clients and the kernel about leap seconds at `now`, when the clock the
+    /// node serves reads `utc` (Unix seconds): the sources' vote is the system peer's leap
+    /// indicator of the latest selection, checked against the leap table ([`leap`]).
+    pub fn leap_decision(&mut self, now: Instant, utc: f64) -> leap::LeapDecision {
+        let sources = self
+            .selection
+            .as_ref()
+            .and_then(|s| s.combined)
+            .map_or(LeapIndicator::NoWarning, |c| c.leap);
+        self.leap_state.decide(now, utc, sources)
+    }
+
+    /// The leap smear to add to the time served at `now` (s; 0 unless `leapsmear` is on and a
+    /// leap second is less than its interval away).
+    pub fn leap_smear(&self, now: Instant) -> f64 {
+        self.leap_state.smear_at(now)
     }
 
     /// What to add to the measured-against clock to get the time to serve:
@@ -580,7 +634,8 @@ impl Steering {
         // Phase corrections (slews, steps) applied since `t`. The frequency part is left out:
         // it cancels the oscillator's own drift over the same interval.
         let age = now.secs_since(t).max(0.0);
-        let since = self.applied.offset_at(now) - then - self.applied.frequency_ppm() * 1e-6 * age;
+        let base = self.discipline.slewer().base().correction();
+        let since = self.applied.offset_at(now) - then - base * age;
         match self.config.reference {
             // Measured against the free-running clock: refer it to the virtual clock as it was
             // at `t` (minus `then`), then bring it to now like a disciplined measurement.
@@ -601,6 +656,25 @@ impl Steering {
         known.clamp(MIN_AGING_RATE, PHI)
     }
 
+    /// Σₖ age(stage k) / 2^(k+1) at `at` over an association's filter stages in delay order:
+    /// what its dispersion grew by per unit of aging rate (the filter's clock_filter weights).
+    /// Every stage has its own age, so taking PHI × the best sample's age out (as if all were
+    /// as old) left up to ~2 ms of noise in λ on a LAN at a 64 s poll: enough to make three
+    /// equal servers take turns as system peer 240 times a day. Unanswered polls (gaps) are
+    /// not seen here; a filter with gaps is dominated by their MAXDISP stages anyway.
+    fn stage_age(&self, assoc: AssocId, at: Instant, est: FilterEstimate) -> f64 {
+        let Some(stages) = self.stages.get(&assoc).filter(|s| !s.is_empty()) else {
+            return at.secs_since(est.time).max(0.0) * (1.0 - 1.0 / 256.0);
+        };
+        let mut order: Vec<(Instant, f64)> = stages.iter().copied().collect();
+        order.sort_by(|a, b| a.1.total_cmp(&b.1));
+        order
+            .iter()
+            .zip(0..)
+            .map(|((t, _), k)| at.secs_since(*t).max(0.0) / f64::from(2u32 << k))
+            .sum()
+    }
+
     fn candidates(&self, now: Instant, inputs: &[SourceInput]) -> Vec<Candidate> {
         let freq_sigma = self.discipline.frequency_error_ppm() * 1e-6;
         let rate = self.aging_rate();
@@ -616,12 +690,11 @@ impl Steering {
                     // the best sample, so PHI x its age (x the stage weights' sum, 1 - 2^-8)
                     // is aging that we re-apply at the known rate instead.
                     dispersion: {
-                        let age = now.secs_since(est.time).max(0.0);
                         // Only the aging the filter applied (up to when the estimate was
                         // computed) can be taken out again.
-                        let aged = i.aged_to.unwrap_or(now).secs_since(est.time).max(0.0);
-                        let unaged = est.dispersion - PHI * aged * (1.0 - 1.0 / 256.0);
-                        unaged.max(0.0) + rate * age
+                        let aged_to = i.aged_to.unwrap_or(now);
+                        let unaged = est.dispersion - PHI * self.stage_age(i.id, aged_to, est);
+                        unaged.max(0.0) + rate * self.stage_age(i.id, now, est)
                     },
                     // A stale estimate is also off by the frequency error times its age; say
                     // so, so that selection's 1/λ weights prefer fresh estimates while the
@@ -834,5 +907,6 @@ fn median_combine(list: &[Candidate]) -> Option<(f64, f64, LeapIndicator)> {
     Some((offset, jitter, usable[n / 2].leap))
 }
 
+pub mod leap;
 #[cfg(test)]
 mod tests;

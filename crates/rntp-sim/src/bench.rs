@@ -1,42 +1,48 @@
 //! The accuracy benchmark: fixed scenarios, several seeds, a table against chronyd 4.3's
 //! figures, and one SVG plot of the true offset per scenario.
 //!
-//! It does not compare against a live chronyd: the reference column is the published figure
-//! for the same scenario shapes (docs/accuracy.md explains where it comes from).
+//! It does not run chronyd: the reference columns are the figures measured for chronyd 4.3 on
+//! the same scenario shapes in an independent simulation of the Linux kernel clock
+//! (docs/accuracy.md says where each comes from). Every host clock is the Linux-faithful
+//! kernel model ([`crate::kernel::LinuxClock`]) unless [`Variant::clock`] says otherwise.
 
 use std::fmt::Write as _;
 
 use rntp_proto::discipline::DisciplineKind;
 
-use crate::{run, ClientSpec, Feed, LinkSpec, RunResult, Scenario, Stats};
+use crate::{run, ClientSpec, ClockModel, Feed, LinkSpec, RunResult, Scenario, Stats};
 
 /// Frequency wander of the benchmark's client clock (1/√s).
 pub const WANDER: f64 = 1e-9;
 
-/// The benchmark client's slew rate (ppm).
-pub const SLEW_RATE_PPM: f64 = rntp_proto::discipline::DEFAULT_SLEW_RATE_PPM;
+/// chronyd 4.3's figures for a row, where measured (`None`: not published for that row).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Chrony {
+    /// RMS of the true offset after the first hour (s).
+    pub rms: Option<f64>,
+    /// Largest |true offset| after the first hour (s).
+    pub max: Option<f64>,
+    /// Time until |offset| stays below 1 ms (s).
+    pub t1ms: Option<f64>,
+    /// Largest correction within one second in steady state (s).
+    pub max_correction_per_s: Option<f64>,
+    /// RMS frequency error in steady state (ppm; the worst of its seeds).
+    pub rms_freq_ppm: Option<f64>,
+    /// System-peer changes per day.
+    pub peer_changes_per_day: Option<f64>,
+}
 
-/// One benchmark row: a scenario and chronyd's RMS and max (s) on it.
+/// One benchmark row: a scenario and chronyd's figures on it.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// The scenario.
     pub scenario: Scenario,
-    /// chronyd 4.3 RMS (s), if published.
-    pub chrony_rms: Option<f64>,
-    /// chronyd 4.3 max (s), if published.
-    pub chrony_max: Option<f64>,
-    /// chronyd 4.3 time to |offset| < 1 ms (s), if published.
-    pub chrony_t1ms: Option<f64>,
+    /// chronyd 4.3 on the same shape.
+    pub chrony: Chrony,
 }
 
 fn client(freq_ppm: f64, initial_offset: f64, drift: Option<f64>) -> ClientSpec {
-    ClientSpec {
-        freq_ppm,
-        wander: WANDER,
-        initial_offset,
-        drift_file_ppm: drift,
-        slew_rate_ppm: SLEW_RATE_PPM,
-    }
+    ClientSpec { freq_ppm, wander: WANDER, initial_offset, drift_file_ppm: drift }
 }
 
 /// The benchmark rows. Warm rows have a drift file 0.1 ppm off the truth (a correction of
@@ -54,51 +60,132 @@ pub fn rows(duration: f64) -> Vec<Row> {
     let cold_wan = Scenario::three_servers("cold WAN", LinkSpec::WAN, client(20.0, 0.01, None));
     let slew = Scenario::three_servers("slew 50 ms", LinkSpec::LAN, client(1.0, 0.05, Some(-0.9)));
     let step = Scenario::three_servers("step 0.5 s", LinkSpec::LAN, client(1.0, 0.5, Some(-0.9)));
-    let r = |s: Scenario, rms: Option<f64>, max: Option<f64>, t: Option<f64>| Row {
-        scenario: Scenario { duration, ..s },
-        chrony_rms: rms,
-        chrony_max: max,
-        chrony_t1ms: t,
-    };
+    let r = |s: Scenario, chrony: Chrony| Row { scenario: Scenario { duration, ..s }, chrony };
+    let accuracy =
+        |rms: f64, max: f64| Chrony { rms: Some(rms), max: Some(max), ..Chrony::default() };
     vec![
-        r(lan, Some(20e-6), Some(59e-6), None),
-        r(wan, Some(69e-6), Some(230e-6), None),
-        r(adaptive, Some(109e-6), Some(356e-6), None),
-        r(cold, Some(194e-6), Some(562e-6), None),
-        r(cold_wan, Some(362e-6), Some(1.14e-3), None),
-        r(slew, None, None, Some(7.0)),
-        r(step, None, None, Some(11.0)),
+        r(
+            lan,
+            Chrony {
+                max_correction_per_s: Some(3e-6),
+                rms_freq_ppm: Some(0.15),
+                peer_changes_per_day: Some(3.0 * 24.0 / 28.0),
+                ..accuracy(20e-6, 59e-6)
+            },
+        ),
+        r(wan, accuracy(69e-6, 230e-6)),
+        r(adaptive, accuracy(109e-6, 356e-6)),
+        r(cold, Chrony { t1ms: Some(6.0), ..accuracy(194e-6, 562e-6) }),
+        r(cold_wan, accuracy(362e-6, 1.14e-3)),
+        r(slew, Chrony { t1ms: Some(7.0), ..Chrony::default() }),
+        r(step, Chrony { t1ms: Some(11.0), ..Chrony::default() }),
     ]
 }
 
 /// Aggregate of one row over seeds.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Aggregate {
+    /// Seeds.
+    pub seeds: usize,
     /// √(mean of the seeds' RMS²) (s).
     pub rms: f64,
     /// Largest max over seeds (s).
     pub max: f64,
+    /// Mean of the seeds' maxima (s): the max column without its luck of the draw.
+    pub mean_max: f64,
+    /// Median of the seeds' maxima (s).
+    pub median_max: f64,
     /// Worst time to stay below 1 ms (s); `None` if some seed never did.
     pub time_to_1ms: Option<f64>,
+    /// Worst first time below 1 ms (s); `None` if some seed never got there.
+    pub first_below_1ms: Option<f64>,
+    /// Worst |offset| after the first time below 1 ms (s).
+    pub max_after_below_1ms: f64,
     /// Worst final frequency error (ppm).
     pub freq_error_ppm: f64,
+    /// Worst largest correction within one second, after the first hour (s).
+    pub max_correction_per_s: f64,
+    /// Worst seed's RMS frequency error after the first hour (ppm).
+    pub rms_freq_ppm: f64,
+    /// Mean system-peer changes per day.
+    pub peer_changes_per_day: f64,
+    /// Most system-peer changes in one run.
+    pub peer_changes_max: u32,
+    /// Requests sent per association poll interval (1.0: exactly the configured polling).
+    pub requests_per_poll: f64,
+    /// Timer wakeups per request sent.
+    pub wakeups_per_request: f64,
+    /// Timer wakeups that ended a slew, per request sent.
+    pub slew_wakeups_per_request: f64,
 }
 
-/// Combines per-seed stats.
-pub fn aggregate(stats: &[Stats]) -> Aggregate {
+/// Combines the runs of one row.
+pub fn aggregate(sc: &Scenario, runs: &[RunResult]) -> Aggregate {
+    let stats: Vec<Stats> = runs.iter().map(|r| r.stats).collect();
     let n = stats.len().max(1) as f64;
     let rms = (stats.iter().map(|s| s.rms * s.rms).sum::<f64>() / n).sqrt();
     let max = stats.iter().fold(0.0f64, |m, s| m.max(s.max));
-    let time_to_1ms = stats.iter().try_fold(0.0f64, |m, s| s.time_to_1ms.map(|t| m.max(t)));
-    let freq_error_ppm = stats.iter().fold(0.0f64, |m, s| m.max(s.final_freq_error_ppm));
-    Aggregate { rms, max, time_to_1ms, freq_error_ppm }
+    let mut maxima: Vec<f64> = stats.iter().map(|s| s.max).collect();
+    maxima.sort_by(f64::total_cmp);
+    let median_max = maxima.get(maxima.len() / 2).copied().unwrap_or(0.0);
+    let worst =
+        |f: fn(&Stats) -> Option<f64>| stats.iter().try_fold(0.0f64, |m, s| f(s).map(|t| m.max(t)));
+    let fold = |f: fn(&Stats) -> f64| stats.iter().fold(0.0f64, |m, s| m.max(f(s)));
+    let days = sc.duration / 86_400.0;
+    let polls: f64 = runs.iter().map(poll_intervals).sum();
+    let requests: u64 = runs.iter().map(|r| r.requests_sent).sum();
+    let wakeups: u64 = runs.iter().map(|r| r.timer_wakeups).sum();
+    let slew_wakeups: u64 = runs.iter().map(|r| r.slew_wakeups).sum();
+    let per_request = |n: u64| if requests > 0 { n as f64 / requests as f64 } else { 0.0 };
+    Aggregate {
+        seeds: stats.len(),
+        rms,
+        max,
+        mean_max: maxima.iter().sum::<f64>() / n,
+        median_max,
+        time_to_1ms: worst(|s| s.time_to_1ms),
+        first_below_1ms: worst(|s| s.first_below_1ms),
+        max_after_below_1ms: fold(|s| s.max_after_below_1ms),
+        freq_error_ppm: fold(|s| s.final_freq_error_ppm),
+        max_correction_per_s: fold(|s| s.max_correction_per_s),
+        rms_freq_ppm: fold(|s| s.rms_freq_error_ppm),
+        peer_changes_per_day: runs.iter().map(|r| f64::from(r.peer_changes)).sum::<f64>()
+            / n
+            / days,
+        peer_changes_max: runs.iter().map(|r| r.peer_changes).max().unwrap_or(0),
+        requests_per_poll: if polls > 0.0 { requests as f64 / polls } else { 0.0 },
+        wakeups_per_request: per_request(wakeups),
+        slew_wakeups_per_request: per_request(slew_wakeups),
+    }
+}
+
+/// Poll intervals host 0's associations spent over a run: Σ over associations of ∫ dt / poll,
+/// from the series points (each point's poll counts until the next point).
+fn poll_intervals(r: &RunResult) -> f64 {
+    let mut last: std::collections::BTreeMap<u32, (f64, i8)> = std::collections::BTreeMap::new();
+    let mut total = 0.0;
+    for &(t, id, poll, _) in &r.polls {
+        if let Some((t0, p0)) = last.insert(id.0, (t, poll)) {
+            total += (t - t0) / 2f64.powi(i32::from(p0));
+        }
+    }
+    total
 }
 
 fn us(s: f64) -> String {
-    if s >= 1e-3 {
+    if !s.is_finite() {
+        "–".into()
+    } else if s >= 1e-3 {
         format!("{:.2} ms", s * 1e3)
     } else {
         format!("{:.1} µs", s * 1e6)
+    }
+}
+
+fn secs_or_never(t: Option<f64>) -> String {
+    match t {
+        Some(v) => format!("{v:.1} s"),
+        None => "never".into(),
     }
 }
 
@@ -108,85 +195,212 @@ fn us(s: f64) -> String {
 pub struct Variant {
     /// What the discipline is fed.
     pub feed: Feed,
-    /// The client's slew rate (ppm): how the daemon slews (500: `adjtime`; 83 333: tick).
-    pub slew_rate_ppm: f64,
+    /// The discipline's maximum slew rate (ppm; `maxslewrate`).
+    pub max_slew_ppm: f64,
     /// The clock-control algorithm ([`DisciplineKind::RfcPllFll`] is always fed RFC-style,
     /// whatever `feed` says).
     pub discipline: DisciplineKind,
     /// Caps every row's `maxpoll` (and `minpoll`) at this (log2 s): the RFC loop controls the
     /// system poll itself, which the associations here do not follow.
     pub maxpoll: Option<i8>,
+    /// The hosts' kernel model.
+    pub clock: ClockModel,
+    /// The discipline's correction ratio (`None`: its default).
+    pub correction_ratio: Option<f64>,
+    /// The discipline's assumed frequency wander (`None`: its default).
+    pub wander: Option<f64>,
 }
 
 impl Default for Variant {
     fn default() -> Self {
         Variant {
             feed: Feed::Samples,
-            slew_rate_ppm: SLEW_RATE_PPM,
+            max_slew_ppm: rntp_proto::discipline::DEFAULT_MAX_SLEW_PPM,
             discipline: DisciplineKind::Kalman,
             maxpoll: None,
+            clock: ClockModel::default(),
+            correction_ratio: None,
+            wander: None,
         }
     }
 }
 
-/// Runs every row over `seeds` seeds; returns the Markdown table and each row's first run.
+impl Variant {
+    /// Applies the variant to a row's scenario.
+    pub fn apply(&self, sc: &mut Scenario) {
+        sc.feed = self.feed;
+        sc.discipline.max_slew_ppm = self.max_slew_ppm;
+        sc.discipline.kind = self.discipline;
+        sc.clock = self.clock;
+        if let Some(r) = self.correction_ratio {
+            sc.discipline.correction_ratio = r;
+        }
+        if let Some(w) = self.wander {
+            sc.discipline.wander = w;
+        }
+        if let Some(m) = self.maxpoll {
+            sc.maxpoll = sc.maxpoll.min(m);
+            sc.minpoll = sc.minpoll.min(m);
+        }
+    }
+}
+
+/// Runs every row (or only `only`) over seeds `1..=seeds`: each row's aggregate and first run.
+pub fn measure(
+    seeds: u64,
+    duration: f64,
+    variant: Variant,
+    only: Option<&str>,
+) -> Vec<(Row, Aggregate, RunResult)> {
+    let mut out = Vec::new();
+    for mut row in rows(duration) {
+        if only.is_some_and(|name| name != row.scenario.name) {
+            continue;
+        }
+        variant.apply(&mut row.scenario);
+        let runs: Vec<RunResult> = (1..=seeds).map(|s| run(&row.scenario, s)).collect();
+        let agg = aggregate(&row.scenario, &runs);
+        let first = runs.into_iter().next().unwrap_or_default();
+        out.push((row, agg, first));
+    }
+    out
+}
+
+/// A ratio cell: ours ÷ chronyd's, or "–".
+fn ratio(ours: f64, theirs: Option<f64>) -> String {
+    theirs.map_or_else(|| "–".into(), |c| format!("{:.2}", ours / c))
+}
+
+/// Runs every row over `seeds` seeds; returns the Markdown tables and each row's first run.
 pub fn bench(
     seeds: u64,
     duration: f64,
     variant: Variant,
 ) -> (String, Vec<(Row, Aggregate, RunResult)>) {
-    let mut out = Vec::new();
-    for mut row in rows(duration) {
-        row.scenario.feed = variant.feed;
-        row.scenario.client.slew_rate_ppm = variant.slew_rate_ppm;
-        row.scenario.discipline.kind = variant.discipline;
-        if let Some(m) = variant.maxpoll {
-            row.scenario.maxpoll = row.scenario.maxpoll.min(m);
-            row.scenario.minpoll = row.scenario.minpoll.min(m);
-        }
-        let runs: Vec<RunResult> = (1..=seeds).map(|s| run(&row.scenario, s)).collect();
-        let stats: Vec<Stats> = runs.iter().map(|r| r.stats).collect();
-        let agg = aggregate(&stats);
-        let first = runs.into_iter().next().unwrap_or_default();
-        out.push((row, agg, first));
-    }
+    let out = measure(seeds, duration, variant, None);
+    (table(&out), out)
+}
+
+/// The accuracy table and the steering table of measured rows.
+pub fn table(out: &[(Row, Aggregate, RunResult)]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| scenario | RMS | max | chronyd 4.3 RMS (max) | ratio RMS (max) | time to <1 ms \
-         (chronyd) | freq error at end |"
+        "| scenario | RMS | max | mean of seed maxima | chronyd 4.3 RMS (max) | ratio RMS (max) \
+         [mean max] | stays < 1 ms after (chronyd) | first < 1 ms | worst after first < 1 ms \
+         | freq error at end |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|");
-    for (row, agg, _) in &out {
-        let chrony = match (row.chrony_rms, row.chrony_max) {
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+    for (row, agg, _) in out {
+        let c = row.chrony;
+        let chrony = match (c.rms, c.max) {
             (Some(r), Some(m)) => format!("{} ({})", us(r), us(m)),
             _ => "–".into(),
         };
-        let ratio = match (row.chrony_rms, row.chrony_max) {
-            (Some(r), Some(m)) => format!("{:.2} ({:.2})", agg.rms / r, agg.max / m),
+        let ratios = match (c.rms, c.max) {
+            (Some(_), Some(_)) => format!(
+                "{} ({}) [{}]",
+                ratio(agg.rms, c.rms),
+                ratio(agg.max, c.max),
+                ratio(agg.mean_max, c.max)
+            ),
             _ => "–".into(),
         };
-        let t1 = match agg.time_to_1ms {
-            Some(v) => format!("{v:.0} s"),
-            None => "never".into(),
-        };
-        let t1 = match row.chrony_t1ms {
-            Some(c) => format!("{t1} ({c:.0} s)"),
-            None => t1,
-        };
+        let mut t1 = secs_or_never(agg.time_to_1ms);
+        if let Some(ct) = c.t1ms {
+            let _ = write!(
+                t1,
+                " ({ct:.0} s; ratio {})",
+                agg.time_to_1ms.map_or("–".into(), |v| format!("{:.2}", v / ct))
+            );
+        }
         let _ = writeln!(
             t,
-            "| {} | {} | {} | {} | {} | {} | {:.3} ppm |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} ppm |",
             row.scenario.name,
             us(agg.rms),
             us(agg.max),
+            us(agg.mean_max),
             chrony,
-            ratio,
+            ratios,
             t1,
+            secs_or_never(agg.first_below_1ms),
+            us(agg.max_after_below_1ms),
             agg.freq_error_ppm
         );
     }
-    (t, out)
+    let _ = writeln!(t);
+    let _ = writeln!(
+        t,
+        "| scenario | largest correction in 1 s (chronyd) | RMS frequency error (chronyd) \
+         | system-peer changes/day, mean (max) (chronyd) | requests per poll | node timer wakeups \
+         per request (slew ends) |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|");
+    for (row, agg, _) in out {
+        let c = row.chrony;
+        let with = |ours: String, theirs: Option<String>, r: String| match theirs {
+            Some(th) => format!("{ours} ({th}; ratio {r})"),
+            None => ours,
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {:.3} | {:.2} ({:.3}) |",
+            row.scenario.name,
+            with(
+                us(agg.max_correction_per_s),
+                c.max_correction_per_s.map(us),
+                ratio(agg.max_correction_per_s, c.max_correction_per_s)
+            ),
+            with(
+                format!("{:.3} ppm", agg.rms_freq_ppm),
+                c.rms_freq_ppm.map(|v| format!("{v:.2} ppm")),
+                ratio(agg.rms_freq_ppm, c.rms_freq_ppm)
+            ),
+            with(
+                format!("{:.1} ({})", agg.peer_changes_per_day, agg.peer_changes_max),
+                c.peer_changes_per_day.map(|v| format!("{v:.1}")),
+                ratio(agg.peer_changes_per_day, c.peer_changes_per_day)
+            ),
+            agg.requests_per_poll,
+            agg.wakeups_per_request,
+            agg.slew_wakeups_per_request
+        );
+    }
+    t
+}
+
+/// The `stats` table: many seeds, RMS and the distribution of the per-seed maxima, against
+/// chronyd's figures.
+pub fn stats_table(out: &[(Row, Aggregate, RunResult)]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "| scenario | seeds | RMS | ratio | mean of seed maxima | ratio | median seed max | worst \
+         max | ratio | stays < 1 ms after (worst) | first < 1 ms (worst) | worst after first < 1 \
+         ms |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (row, agg, _) in out {
+        let c = row.chrony;
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.scenario.name,
+            agg.seeds,
+            us(agg.rms),
+            ratio(agg.rms, c.rms),
+            us(agg.mean_max),
+            ratio(agg.mean_max, c.max),
+            us(agg.median_max),
+            us(agg.max),
+            ratio(agg.max, c.max),
+            secs_or_never(agg.time_to_1ms),
+            secs_or_never(agg.first_below_1ms),
+            us(agg.max_after_below_1ms)
+        );
+    }
+    t
 }
 
 /// A hand-written SVG plot of true offset (µs) over time (h). Each pixel column keeps its

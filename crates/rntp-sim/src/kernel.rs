@@ -1000,28 +1000,61 @@ impl LinuxClock {
         self.adjtimex(now, &mut tx)
     }
 
-    /// Carries out a discipline action exactly as rntpd's `rntp_sys::KernelClock` does on a
-    /// real kernel: a slew is `ADJ_FREQUENCY` (ppm × 65 536, rounded) followed by
-    /// `ADJ_OFFSET_SINGLESHOT` (µs, rounded); a step is `ADJ_SETOFFSET | ADJ_NANO` (floor
-    /// seconds, rounded ns). Non-finite values are ignored.
+    /// Carries out a discipline action exactly as rntpd's executor does on a real kernel
+    /// (`rntp_sys::KernelClock`): a rate is one `ADJ_FREQUENCY | ADJ_TICK` call with the
+    /// action's integers; a step is one `ADJ_SETOFFSET | ADJ_NANO | ADJ_FREQUENCY | ADJ_TICK`
+    /// call (floor seconds, rounded ns), which steps first and then sets the rate. Non-finite
+    /// steps are ignored.
     pub fn apply(&mut self, now: Instant, action: ClockAction) -> Result<(), AdjtimexError> {
-        match action {
-            ClockAction::Slew { offset, freq_ppm } => {
-                self.set_frequency_ppm(now, freq_ppm)?;
-                if offset.is_finite() {
-                    let micros = (offset * 1e6).round().clamp(-(i32::MAX as f64), i32::MAX as f64);
-                    self.adjtime(now, micros as i64);
-                }
-                Ok(())
-            }
-            ClockAction::Step { offset } if offset.is_finite() => {
+        let mut tx = match action {
+            ClockAction::Rate(rate) => Timex {
+                modes: ADJ_FREQUENCY | ADJ_TICK,
+                freq: rate.freq_scaled,
+                tick: rate.tick_usec,
+                ..Timex::default()
+            },
+            ClockAction::Step { offset, rate } if offset.is_finite() => {
                 let whole = offset.floor();
                 let nanos = ((offset - whole) * 1e9).round().clamp(0.0, 999_999_999.0);
-                let ts = Timespec { sec: whole as i64, nsec: nanos as i64 };
-                self.step_ns(now, ts.as_nanos())
+                Timex {
+                    modes: ADJ_SETOFFSET | ADJ_NANO | ADJ_FREQUENCY | ADJ_TICK,
+                    time_sec: whole as i64,
+                    time_usec: nanos as i64,
+                    freq: rate.freq_scaled,
+                    tick: rate.tick_usec,
+                    ..Timex::default()
+                }
             }
-            _ => Ok(()),
+            _ => return Ok(()),
+        };
+        self.adjtimex(now, &mut tx).map(|_| ())
+    }
+
+    /// The synchronization status as rntpd's executor sets it: the current status read first,
+    /// its PLL, leap, unsync and frequency-hold bits replaced, then one `ADJ_STATUS |
+    /// ADJ_MAXERROR | ADJ_ESTERROR` call. `leap`: `STA_INS`, `STA_DEL` or 0.
+    pub fn set_sync_status(
+        &mut self,
+        now: Instant,
+        synchronized: bool,
+        leap: i32,
+        maxerror_us: i64,
+        esterror_us: i64,
+    ) -> Result<TimeState, AdjtimexError> {
+        let (_, current) = self.read(now);
+        let mut bits = current.status & !(STA_PLL | STA_INS | STA_DEL | STA_UNSYNC | STA_FREQHOLD);
+        if !synchronized {
+            bits |= STA_UNSYNC;
         }
+        bits |= leap & (STA_INS | STA_DEL);
+        let mut tx = Timex {
+            modes: ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR,
+            status: bits,
+            maxerror: maxerror_us,
+            esterror: esterror_us,
+            ..Timex::default()
+        };
+        self.adjtimex(now, &mut tx)
     }
 
     // ---------------------------------------------------------------------------------------

@@ -10,27 +10,28 @@
 //! clock model. Host 0 is the client under test; a scenario may add a downstream host that
 //! polls host 0's server (a chain: upstream servers → node → downstream node).
 //!
-//! Virtual time is the true time, in nanoseconds ([`Instant`]). A host's wall clock is
-//! `true time + natural error + correction`; the natural error integrates a frequency error
-//! that wanders as a random walk, and the correction is what the node asked for, modelled by a
-//! [`VirtualClock`] (slews at the configured rate). The node's monotonic `now` is true time:
-//! only the wall clock (the timestamps on the wire) drifts, which is what matters for offsets.
+//! Virtual time is the true time, in seconds. A host's wall clock is true time plus its natural
+//! error (a frequency that wanders as a random walk) plus the corrections its node asked for,
+//! as the host's kernel executes them ([`ClockModel`]): by default the Linux-faithful
+//! `adjtimex` model ([`kernel::LinuxClock`]), whose `CLOCK_MONOTONIC` is also the node's `now`
+//! (slewed with the clock, as the daemon's `CLOCK_BOOTTIME` is), or the core's idealized
+//! [`rntp_proto::discipline::VirtualClock`] with true time as `now`.
 //!
 //! # What it does not do
 //! No sockets, no threads, no real clocks (nothing here can change this machine's clock), no
-//! leap-second insertion (the leap indicator is only carried to the output), no packet
-//! reordering beyond what independent delays produce.
+//! packet reordering beyond what independent delays produce.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bench;
+mod host;
 pub mod kernel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rntp_proto::assoc::{AssocEvent, AssocId, AssocSnapshot, AssocState, DemobilizeReason};
-use rntp_proto::discipline::{ClockAction, DisciplineConfig, VirtualClock};
+use rntp_proto::discipline::DisciplineConfig;
 use rntp_proto::node::{
     ClockMode, ClockRequest, ConfiguredSource, Local, Node, NodeConfig, NodeEvent, Research,
 };
@@ -41,6 +42,7 @@ use rntp_proto::source::{
     AddrFamily, MobilizeReason, ResolveError, ResolvePolicy, Resolved, SourceEvent, SourceId,
     SourceKind, SourceSpec, Target,
 };
+use rntp_proto::steer::leap::LeapConfig;
 use rntp_proto::time::{Instant, NtpDuration, NtpShort, NtpTimestamp, PollInterval};
 use rntp_proto::wire::{LeapIndicator, Mode, NtpHeader, ReferenceId};
 
@@ -50,8 +52,11 @@ pub use rntp_proto::steer::Combine as CombineMode;
 /// What the discipline is fed (the core's [`rntp_proto::steer::Feed`]).
 pub use rntp_proto::steer::Feed;
 
-/// Unix time of virtual time zero (an arbitrary 2026 date).
-const EPOCH_UNIX: i64 = 1_795_675_301;
+pub use host::ClockModel;
+use host::HostClock;
+
+/// Unix time of virtual time zero unless a scenario says otherwise (an arbitrary 2026 date).
+pub const EPOCH_UNIX: i64 = 1_795_675_301;
 /// Server processing time between receive and transmit timestamps (s).
 const SERVER_PROCESSING: f64 = 5e-6;
 /// The simulated clocks' reading precision (log2 s): about 120 ns.
@@ -140,8 +145,6 @@ pub struct ClientSpec {
     pub initial_offset: f64,
     /// Drift file contents (ppm), if the client has one.
     pub drift_file_ppm: Option<f64>,
-    /// Slew rate of the client's clock (ppm): 500 as the kernel's `adjtime`.
-    pub slew_rate_ppm: f64,
 }
 
 /// One scripted DNS answer.
@@ -274,6 +277,13 @@ pub struct Scenario {
     pub downstream: Option<ClientSpec>,
     /// The path between host 0 and the downstream host.
     pub downstream_link: LinkSpec,
+    /// The kernel model of every host's clock.
+    pub clock: ClockModel,
+    /// Unix time (UTC) at virtual time zero: servers answer with it plus true time; host
+    /// clocks start there plus their initial error.
+    pub start_unix: i64,
+    /// Host 0's leap-second settings (`leapfile` table, `leapsmear`).
+    pub leap: LeapConfig,
 }
 
 impl Scenario {
@@ -297,6 +307,9 @@ impl Scenario {
             serve: false,
             downstream: None,
             downstream_link: LinkSpec::LAN,
+            clock: ClockModel::default(),
+            start_unix: EPOCH_UNIX,
+            leap: LeapConfig::default(),
         }
     }
 
@@ -343,6 +356,16 @@ pub struct Stats {
     pub time_to_1ms: Option<f64>,
     /// |residual frequency error| at the end (ppm): natural error minus correction.
     pub final_freq_error_ppm: f64,
+    /// First time |true offset| was below 1 ms (s); `None` if never.
+    pub first_below_1ms: Option<f64>,
+    /// Largest |true offset| after `first_below_1ms` (s): above 1 ms means it went back.
+    pub max_after_below_1ms: f64,
+    /// Largest correction the node's requests made within one second (s), after `settle`:
+    /// |change of (clock error − natural error)| over each whole second of true time.
+    pub max_correction_per_s: f64,
+    /// RMS over the whole seconds after `settle` of the clock's frequency error (ppm): its
+    /// error's change over the second, natural drift and corrections together.
+    pub rms_freq_error_ppm: f64,
 }
 
 /// What happened in one run.
@@ -394,6 +417,27 @@ pub struct RunResult {
     pub downstream: Option<DownstreamResult>,
     /// Entries in host 0's steering correction log at the end.
     pub correction_log_len: usize,
+    /// Host 0's system-peer changes after the first selection (to another peer or to none).
+    pub peer_changes: u32,
+    /// Requests host 0 sent (its counter).
+    pub requests_sent: u64,
+    /// Times host 0's timer fired (one `handle_timeout` per distinct deadline reached).
+    pub timer_wakeups: u64,
+    /// Those of `timer_wakeups` that ended a slew.
+    pub slew_wakeups: u64,
+    /// Host 0's kernel at the end (the Linux model only).
+    pub kernel: Option<KernelEnd>,
+}
+
+/// The Linux model's leap-second state at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelEnd {
+    /// `time_state`.
+    pub time_state: kernel::TimeState,
+    /// `time_status` bits.
+    pub status: i32,
+    /// TAI − UTC as the kernel keeps it: +1 for every inserted second.
+    pub tai: i32,
 }
 
 /// What the downstream host of a chain saw.
@@ -464,7 +508,7 @@ enum Flight {
 }
 
 /// A standard normal variate (Box–Muller).
-fn gauss(rng: &mut SplitMix64) -> f64 {
+pub(crate) fn gauss(rng: &mut SplitMix64) -> f64 {
     let u1 = rng.next_f64().max(1e-300);
     let u2 = rng.next_f64();
     (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
@@ -474,53 +518,14 @@ fn exp(rng: &mut SplitMix64, mean: f64) -> f64 {
     -mean * (1.0 - rng.next_f64()).ln()
 }
 
-fn wall(t_true: f64) -> NtpTimestamp {
-    NtpTimestamp::from_unix(EPOCH_UNIX, 0).add_duration(NtpDuration::from_secs_f64(t_true))
+pub(crate) fn wall(epoch: i64, t_true: f64) -> NtpTimestamp {
+    NtpTimestamp::from_unix(epoch, 0).add_duration(NtpDuration::from_secs_f64(t_true))
 }
 
-fn secs(t: f64) -> Instant {
+pub(crate) fn secs(t: f64) -> Instant {
     // Rounded, so that an Instant converted to seconds and back is the same Instant (exact for
     // any time below 2^53 ns, 104 days).
     Instant::from_nanos((t.max(0.0) * 1e9).round() as u64)
-}
-
-/// A host's clock: its natural error and what its node asked for.
-#[derive(Debug, Clone)]
-struct HostClock {
-    /// Natural clock error e (s) and its rate f (s/s), at the simulator's `now`.
-    e: f64,
-    f: f64,
-    wander: f64,
-    /// Every correction the node requested, with the kernel's slew semantics.
-    applied: VirtualClock,
-}
-
-impl HostClock {
-    fn new(spec: &ClientSpec) -> Self {
-        HostClock {
-            e: -spec.initial_offset,
-            f: spec.freq_ppm * 1e-6,
-            wander: spec.wander,
-            applied: VirtualClock::with_slew_rate(spec.slew_rate_ppm),
-        }
-    }
-
-    /// The wall clock at true time `t` (not before `now`, the time `e` and `f` are at).
-    fn wall(&self, now: f64, t: f64) -> NtpTimestamp {
-        wall(t + self.e + self.f * (t - now) + self.applied.offset_at(secs(t)))
-    }
-
-    /// True offset (true time minus the clock) at `now`.
-    fn true_offset(&self, now: f64) -> f64 {
-        -(self.e + self.applied.offset_at(secs(now)))
-    }
-
-    fn advance(&mut self, dt: f64, rng: &mut SplitMix64) {
-        let df = self.wander * dt.sqrt() * gauss(rng);
-        // Trapezoid: the frequency moves linearly over the step.
-        self.e += (self.f + df / 2.0) * dt;
-        self.f += df;
-    }
 }
 
 /// One simulated machine running a node.
@@ -574,8 +579,7 @@ fn scenario_sources(sc: &Scenario) -> Vec<ConfiguredSource> {
 /// The node configuration of a simulated host: control mode (the host's clock is the one
 /// being steered), the scenario's discipline and research knobs.
 fn host_config(sc: &Scenario, client: &ClientSpec, sources: Vec<ConfiguredSource>) -> NodeConfig {
-    // The discipline must model the clock's slew as the driver performs it.
-    let discipline = DisciplineConfig { slew_rate_ppm: client.slew_rate_ppm, ..sc.discipline };
+    let discipline = sc.discipline;
     NodeConfig {
         sources,
         maxclock: sc.maxclock,
@@ -602,6 +606,19 @@ struct Sim<'a> {
     flights: Vec<(f64, u64, Flight)>,
     seq: u64,
     res: RunResult,
+    probe: Probe,
+}
+
+/// Per-second measurements of host 0's clock after `settle`.
+#[derive(Debug, Default)]
+struct Probe {
+    /// The next whole second to measure at.
+    next: f64,
+    /// (error, correction) at the previous measurement.
+    last: Option<(f64, f64)>,
+    max_correction: f64,
+    freq_sq_sum: f64,
+    count: u64,
 }
 
 impl Sim<'_> {
@@ -610,16 +627,33 @@ impl Sim<'_> {
         self.flights.push((at, self.seq, flight));
     }
 
-    /// Moves every clock to `t`.
+    /// Moves every clock to `t`, measuring host 0 at every whole second on the way.
     fn advance(&mut self, t: f64) {
-        let dt = t - self.now;
-        if dt <= 0.0 {
+        if t <= self.now {
             return;
         }
+        while self.probe.next <= t {
+            let p = self.probe.next;
+            let (error, correction) = self.hosts[0].clock.error(p);
+            if let Some((e0, c0)) = self.probe.last {
+                self.probe.max_correction = self.probe.max_correction.max((correction - c0).abs());
+                let freq = (error - e0) * 1e6;
+                self.probe.freq_sq_sum += freq * freq;
+                self.probe.count += 1;
+            }
+            self.probe.last = Some((error, correction));
+            self.probe.next += 1.0;
+        }
         for host in &mut self.hosts {
-            host.clock.advance(dt, &mut self.wander);
+            host.clock.advance(t, &mut self.wander);
         }
         self.now = t;
+    }
+
+    /// Host `h`'s monotonic time now: the `now` its node is given.
+    fn mono(&mut self, h: usize) -> Instant {
+        let t = self.now;
+        self.hosts[h].clock.mono(t)
     }
 
     fn server_index(&self, ip: IpAddr) -> Option<usize> {
@@ -653,10 +687,10 @@ impl Sim<'_> {
             self.serve(i, from, to, bytes);
             return;
         }
-        let now = secs(self.now);
         for h in 0..self.hosts.len() {
+            let now = self.mono(h);
             let host = &mut self.hosts[h];
-            let t4 = host.clock.wall(self.now, self.now);
+            let t4 = host.clock.wall(self.now);
             if host.listen == Some(to) {
                 host.node.handle_packet(now, Local::Server(to), from, t4, bytes);
             } else if host.addr == to.ip() {
@@ -688,10 +722,10 @@ impl Sim<'_> {
             root_delay: NtpShort::ZERO,
             root_dispersion: NtpShort::from_secs_f64(1e-4),
             reference_id: ReferenceId::from_bytes(*b"GPS\0"),
-            reference_ts: wall(t2 - 16.0),
+            reference_ts: wall(self.sc.start_unix, t2 - 16.0),
             origin_ts: req.transmit_ts,
-            receive_ts: wall(t2),
-            transmit_ts: wall(t3),
+            receive_ts: wall(self.sc.start_unix, t2),
+            transmit_ts: wall(self.sc.start_unix, t3),
         };
         self.send(to, from, reply.to_bytes().to_vec(), SERVER_PROCESSING);
     }
@@ -699,10 +733,10 @@ impl Sim<'_> {
     /// Drains host `h`'s node: datagrams onto the wire, lookups to the resolver, clock
     /// requests onto its clock, events into the result.
     fn drain(&mut self, h: usize) {
-        let now = secs(self.now);
+        let now = self.mono(h);
         loop {
             let host = &mut self.hosts[h];
-            let t1 = host.clock.wall(self.now, self.now);
+            let t1 = host.clock.wall(self.now);
             let Some(tx) = host.node.poll_transmit(now, t1) else { break };
             let from = match tx.local {
                 Local::Client(id) => {
@@ -726,10 +760,10 @@ impl Sim<'_> {
             self.push(at, Flight::Dns { host: h, source: lookup.source, name: lookup.name });
         }
         while let Some(request) = self.hosts[h].node.poll_clock() {
-            if let ClockRequest::Adjust(action) = request {
-                if action != ClockAction::None {
-                    self.hosts[h].clock.applied.apply(now, action);
-                }
+            let host = &mut self.hosts[h];
+            let result = host.clock.execute(self.now, &request);
+            if !matches!(request, ClockRequest::SaveDrift { .. }) {
+                host.node.handle_clock_result(now, result);
             }
         }
         while let Some(event) = self.hosts[h].node.poll_event() {
@@ -737,6 +771,7 @@ impl Sim<'_> {
                 continue;
             }
             match event {
+                NodeEvent::SystemPeer { from: Some(_), .. } => self.res.peer_changes += 1,
                 NodeEvent::Source { event, .. } => self.res.source_events.push((self.now, event)),
                 NodeEvent::Assoc { assoc, event: AssocEvent::Reachable, .. } => {
                     self.res.reach_events.push((self.now, assoc, true));
@@ -754,6 +789,7 @@ impl Sim<'_> {
 
     /// After a counted selection round of host 0: who was a falseticker, who survived.
     fn tally_verdicts(&mut self) {
+        let now = self.mono(0);
         let host = &mut self.hosts[0];
         let stats = host.node.steering().stats();
         let counted = stats.rounds - stats.held;
@@ -763,12 +799,8 @@ impl Sim<'_> {
         }
         host.rounds_seen = counted;
         let Some(selection) = host.node.steering().selection() else { return };
-        let remotes: BTreeMap<AssocId, IpAddr> = host
-            .node
-            .associations(secs(self.now))
-            .into_iter()
-            .map(|(_, a)| (a.id, a.remote.ip()))
-            .collect();
+        let remotes: BTreeMap<AssocId, IpAddr> =
+            host.node.associations(now).into_iter().map(|(_, a)| (a.id, a.remote.ip())).collect();
         for (id, v) in &selection.verdicts {
             let Some(idx) = remotes
                 .get(id)
@@ -785,9 +817,9 @@ impl Sim<'_> {
     }
 
     /// The pool's state now (pool scenarios only).
-    fn pool_sample(&self) -> Option<PoolSample> {
+    fn pool_sample(&mut self) -> Option<PoolSample> {
         self.sc.pool.as_ref()?;
-        let now = secs(self.now);
+        let now = self.mono(0);
         let node = &self.hosts[0].node;
         let snap = node.sources().into_iter().map(|v| v.snapshot).find(|s| s.target.is_some())?;
         let mut sample = PoolSample {
@@ -819,20 +851,21 @@ impl Sim<'_> {
         if let Some(p) = self.pool_sample() {
             self.res.pool_samples.push(p);
         }
-        for (_, a) in self.hosts[0].node.associations(secs(self.now)) {
+        let now = self.mono(0);
+        for (_, a) in self.hosts[0].node.associations(now) {
             self.res.polls.push((t, a.id, a.poll.as_log2(), a.state));
         }
-        if let Some(down) = self.hosts.get(1) {
+        if let Some(down) = self.hosts.get_mut(1) {
             let off = down.clock.true_offset(self.now);
             self.res.downstream.get_or_insert_with(DownstreamResult::default).series.push((t, off));
         }
     }
 
-    fn next_event(&self) -> f64 {
+    fn next_event(&mut self) -> f64 {
         let mut next = self.sc.duration;
-        for host in &self.hosts {
+        for host in &mut self.hosts {
             if let Some(t) = host.node.poll_timeout() {
-                next = next.min(t.secs_since(Instant::ZERO));
+                next = next.min(host.clock.true_at(self.now, t));
             }
         }
         for (t, _, _) in &self.flights {
@@ -859,6 +892,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     }
     let serve = sc.serve || sc.downstream.is_some();
     let mut config = host_config(sc, &sc.client, scenario_sources(sc));
+    config.leap = sc.leap.clone();
     if serve {
         config.listen = vec![node_listen_addr(0)];
     }
@@ -866,7 +900,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
         addr: node_addr(0),
         listen: serve.then(|| node_listen_addr(0)),
-        clock: HostClock::new(&sc.client),
+        clock: HostClock::new(&sc.client, sc.clock, sc.start_unix),
         rounds_seen: 0,
     }];
     if let Some(client) = &sc.downstream {
@@ -896,7 +930,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             node: Node::new(Instant::ZERO, config, Box::new(SplitMix64::new(seed))),
             addr: node_addr(1),
             listen: None,
-            clock: HostClock::new(client),
+            clock: HostClock::new(client, sc.clock, sc.start_unix),
             rounds_seen: 0,
         });
     }
@@ -915,11 +949,13 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             survivor_rounds: vec![0; n],
             ..RunResult::default()
         },
+        probe: Probe { next: sc.settle.max(0.0).ceil(), ..Probe::default() },
     };
     for h in 0..sim.hosts.len() {
         sim.drain(h);
     }
 
+    let mut records = 0u32;
     let mut next_record = 0.0;
     let mut guard: HashMap<u64, u32> = HashMap::new();
     loop {
@@ -930,7 +966,8 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
         sim.advance(t);
         if t >= next_record {
             sim.record(t);
-            next_record += if t < 600.0 { 1.0 } else { 16.0 };
+            records += 1;
+            next_record = record_time(records);
         }
         // Flights due now, in order.
         sim.flights.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
@@ -939,7 +976,7 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             match flight {
                 Flight::Packet { from, to, bytes } => sim.deliver(from, to, &bytes),
                 Flight::Dns { host, source, name } => {
-                    let now = secs(sim.now);
+                    let now = sim.mono(host);
                     let answer = sim.dns.resolve(now, &name);
                     sim.hosts[host].node.handle_resolved(now, source, answer);
                     sim.drain(host);
@@ -947,8 +984,13 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
             }
         }
         for h in 0..sim.hosts.len() {
-            let now = secs(sim.now);
+            let now = sim.mono(h);
             if sim.hosts[h].node.poll_timeout().is_some_and(|t| t <= now) {
+                if h == 0 {
+                    sim.res.timer_wakeups += 1;
+                    let slew = sim.hosts[0].node.steering().poll_timeout();
+                    sim.res.slew_wakeups += u64::from(slew.is_some_and(|t| t <= now));
+                }
                 sim.hosts[h].node.handle_timeout(now);
                 sim.drain(h);
             }
@@ -970,6 +1012,19 @@ pub fn run(sc: &Scenario, seed: u64) -> RunResult {
     finish(sim)
 }
 
+/// When the `n`th series point is taken (s): every 0.1 s for the first minute (the start-up
+/// rows are judged to the second), every second to 10 minutes, then every 16 s.
+fn record_time(n: u32) -> f64 {
+    let n = f64::from(n);
+    if n < 600.0 {
+        n * 0.1
+    } else if n < 1_140.0 {
+        60.0 + (n - 600.0)
+    } else {
+        600.0 + (n - 1_140.0) * 16.0
+    }
+}
+
 /// Summary statistics and the final state of every host.
 fn finish(mut sim: Sim<'_>) -> RunResult {
     let sc = sim.sc;
@@ -985,15 +1040,36 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
         None => Some(0.0),
         Some(i) => sim.res.series.get(i + 1).map(|(t, _)| *t),
     };
-    let now = secs(sim.now);
+    let below = sim.res.series.iter().position(|(_, o)| o.abs() < 1e-3);
+    let first_below_1ms = below.map(|i| sim.res.series[i].0);
+    let max_after_below_1ms = below.map_or(f64::INFINITY, |i| {
+        sim.res.series[i..].iter().fold(0.0f64, |m, (_, o)| m.max(o.abs()))
+    });
+    let now = sim.mono(0);
+    let down_now = if sim.hosts.len() > 1 { sim.mono(1) } else { now };
+    let probe = &sim.probe;
     let host = &sim.hosts[0];
     let steering = host.node.steering();
     sim.res.stats = Stats {
         rms,
         max,
         time_to_1ms,
-        final_freq_error_ppm: (host.clock.f * 1e6 + steering.frequency_ppm()).abs(),
+        final_freq_error_ppm: (host.clock.natural_freq() * 1e6 + steering.frequency_ppm()).abs(),
+        first_below_1ms,
+        max_after_below_1ms,
+        max_correction_per_s: probe.max_correction,
+        rms_freq_error_ppm: if probe.count == 0 {
+            0.0
+        } else {
+            (probe.freq_sq_sum / probe.count as f64).sqrt()
+        },
     };
+    sim.res.requests_sent = host.node.status(now).counters.sent;
+    sim.res.kernel = host.clock.linux().map(|k| KernelEnd {
+        time_state: k.time_state(),
+        status: k.status(),
+        tai: k.tai(),
+    });
     let stats = steering.stats();
     sim.res.steps = u32::try_from(stats.steps).unwrap_or(u32::MAX);
     sim.res.panics = u32::try_from(stats.panics).unwrap_or(u32::MAX);
@@ -1008,7 +1084,7 @@ fn finish(mut sim: Sim<'_>) -> RunResult {
     sim.res.correction_log_len = steering.correction_log_len();
     if let Some(down) = sim.hosts.get(1) {
         let result = sim.res.downstream.get_or_insert_with(DownstreamResult::default);
-        result.upstream = down.node.associations(now).into_iter().map(|(_, a)| a).next();
+        result.upstream = down.node.associations(down_now).into_iter().map(|(_, a)| a).next();
         result.system = Some(down.node.system_state());
     }
     sim.res

@@ -2,7 +2,7 @@
 //! behaviour pinned with numbers. Sources: kernel/time/ntp.c and kernel/time/timekeeping.c
 //! (Linux 6.x), adjtimex(2).
 
-use rntp_proto::discipline::ClockAction;
+use rntp_proto::discipline::{ClockAction, ClockRate};
 use rntp_proto::time::Instant;
 use rntp_sim::kernel::modes::*;
 use rntp_sim::kernel::status::*;
@@ -343,17 +343,29 @@ fn the_oscillator_error_multiplies_with_the_kernel_rate() {
 #[test]
 fn discipline_actions_are_carried_out_as_rntpd_does_on_a_real_kernel() {
     let mut c = clock();
-    c.apply(at(0.0), ClockAction::Slew { offset: 0.012_345_6, freq_ppm: 12.345_678_9 }).unwrap();
+    let rate = ClockRate::from_ppm(12.345_678_9);
+    c.apply(at(0.0), ClockAction::Rate(rate)).unwrap();
     let (_, tx) = c.read(at(0.0));
-    assert_eq!(tx.freq, 809_086);
-    assert_eq!(c.adjtime_pending(at(0.0)), 12_346);
+    assert_eq!((tx.freq, tx.tick), (809_086, 10_000));
+    assert_eq!(c.adjtime_pending(at(0.0)), 0, "never adjtime()");
+    // A fast slew goes through the tick, at once.
+    let fast = ClockRate::from_ppm(83_333.333);
+    c.apply(at(0.2), ClockAction::Rate(fast)).unwrap();
+    assert_eq!(c.tick_usec(), 10_833);
+    assert!((c.rate() - fast.ppm() * 1e-6).abs() < 1e-12, "{}", c.rate());
     let before = c.realtime_ns(at(0.5));
-    c.apply(at(0.5), ClockAction::Step { offset: -0.25 }).unwrap();
+    c.apply(at(0.5), ClockAction::Step { offset: -0.25, rate }).unwrap();
     assert_eq!(c.realtime_ns(at(0.5)) - before, -250_000_000);
-    assert_eq!(c.adjtime_pending(at(0.5)), 0, "a step drops the pending slew");
+    assert_eq!(c.tick_usec(), 10_000, "the step's rate ends the slew");
+    assert_eq!(c.read(at(0.5)).1.freq, 809_086);
+    assert_eq!(c.read(at(0.5)).0, TimeState::Error, "a step sets STA_UNSYNC");
     c.apply(at(0.5), ClockAction::None).unwrap();
     c.apply(at(0.5), ClockAction::Panic { offset: 5000.0 }).unwrap();
     assert_eq!(c.realtime_ns(at(0.5)) - before, -250_000_000);
+    // The status call: synchronized, a leap second armed, the error bounds.
+    assert_eq!(c.set_sync_status(at(0.5), true, STA_INS, 1_000, 100), Ok(TimeState::Ok));
+    assert_eq!(c.status() & (STA_UNSYNC | STA_INS), STA_INS);
+    assert_eq!(c.maxerror(), 1_000);
 }
 
 #[test]

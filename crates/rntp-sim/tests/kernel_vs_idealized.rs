@@ -1,12 +1,34 @@
-//! Where the idealized `rntp_proto::discipline::VirtualClock` (a slew runs continuously at
-//! 500 ppm from the call; a new slew replaces the old at once) and the Linux-faithful
-//! `rntp_sim::kernel::LinuxClock` (a chunk of at most 500 µs is committed at each second
-//! boundary of CLOCK_REALTIME; a new adjtime() replaces what is pending but not the running
-//! chunk) disagree, for the same action sequences. Run with `--nocapture` for the table.
+//! Where an idealized `adjtime()` (a slew runs continuously at 500 ppm from the call; a new
+//! slew replaces the old at once: what rntpd's discipline assumed before it slewed through the
+//! frequency) and the Linux-faithful `rntp_sim::kernel::LinuxClock` (a chunk of at most 500 µs
+//! is committed at each second boundary of CLOCK_REALTIME; a new adjtime() replaces what is
+//! pending but not the running chunk) disagree, for the same call sequences. Run with
+//! `--nocapture` for the table. These quirks are why rntpd never calls `adjtime()`.
 
-use rntp_proto::discipline::{ClockAction, VirtualClock};
 use rntp_proto::time::Instant;
 use rntp_sim::kernel::{LinuxClock, LinuxClockConfig, Timespec};
+
+/// The idealized single-shot slew: 500 ppm from the call until the phase is done.
+#[derive(Default)]
+struct IdealAdjtime {
+    phase: f64,
+    pending: f64,
+    at: f64,
+}
+
+impl IdealAdjtime {
+    fn offset_at(&self, t: f64) -> f64 {
+        let done = (500e-6 * (t - self.at).max(0.0)).min(self.pending.abs());
+        self.phase + done.copysign(self.pending)
+    }
+
+    fn adjtime(&mut self, t: f64, offset: f64) {
+        let done = (500e-6 * (t - self.at).max(0.0)).min(self.pending.abs());
+        self.phase += done.copysign(self.pending);
+        self.at = t;
+        self.pending = offset;
+    }
+}
 
 fn at(secs: f64) -> Instant {
     Instant::from_nanos((secs * 1e9).round() as u64)
@@ -14,34 +36,33 @@ fn at(secs: f64) -> Instant {
 
 /// Runs `actions` (time, action) on both models and returns the correction (µs) of each at
 /// every time in `samples`: (idealized, faithful).
-fn run(actions: &[(f64, ClockAction)], samples: &[f64]) -> Vec<(f64, f64)> {
+fn run(actions: &[(f64, f64)], samples: &[f64]) -> Vec<(f64, f64)> {
     // CLOCK_REALTIME at .25 s at true time zero: the first second boundary is 0.75 s after
     // the first action (any phase would do; this one is fixed so the numbers are).
     let mut linux = LinuxClock::new(LinuxClockConfig {
         start: Timespec { sec: 1_767_225_600, nsec: 250_000_000 },
         ..LinuxClockConfig::default()
     });
-    let mut ideal = VirtualClock::new();
-    let mut events: Vec<(f64, Option<ClockAction>)> =
-        actions.iter().map(|&(t, a)| (t, Some(a))).collect();
+    let mut ideal = IdealAdjtime::default();
+    let mut events: Vec<(f64, Option<f64>)> = actions.iter().map(|&(t, a)| (t, Some(a))).collect();
     events.extend(samples.iter().map(|&t| (t, None)));
     // Actions before samples at the same time.
     events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.is_none().cmp(&b.1.is_none())));
     let mut out = Vec::new();
     for (t, action) in events {
         match action {
-            Some(a) => {
-                ideal.apply(at(t), a);
-                linux.apply(at(t), a).expect("valid action");
+            Some(offset) => {
+                ideal.adjtime(t, offset);
+                linux.adjtime(at(t), (offset * 1e6).round() as i64);
             }
-            None => out.push((ideal.offset_at(at(t)) * 1e6, linux.error_at(at(t)) * 1e6)),
+            None => out.push((ideal.offset_at(t) * 1e6, linux.error_at(at(t)) * 1e6)),
         }
     }
     out
 }
 
-fn slew(offset: f64) -> ClockAction {
-    ClockAction::Slew { offset, freq_ppm: 0.0 }
+fn slew(offset: f64) -> f64 {
+    offset
 }
 
 /// Checks each row against (idealized, faithful) µs, to 0.01 µs.

@@ -14,13 +14,7 @@ const HOUR: f64 = 3_600.0;
 const BURST: f64 = 16.0;
 
 fn client() -> ClientSpec {
-    ClientSpec {
-        freq_ppm: 1.0,
-        wander: 1e-9,
-        initial_offset: 0.0,
-        drift_file_ppm: Some(-1.0),
-        slew_rate_ppm: 500.0,
-    }
+    ClientSpec { freq_ppm: 1.0, wander: 1e-9, initial_offset: 0.0, drift_file_ppm: Some(-1.0) }
 }
 
 /// 60 servers behind one name, the first `dead` of them (in address order) down for good.

@@ -11,13 +11,7 @@ use rntp_sim::{
 };
 
 fn client(freq_ppm: f64, initial_offset: f64) -> ClientSpec {
-    ClientSpec {
-        freq_ppm,
-        wander: 1e-9,
-        initial_offset,
-        drift_file_ppm: Some(-freq_ppm),
-        slew_rate_ppm: 500.0,
-    }
+    ClientSpec { freq_ppm, wander: 1e-9, initial_offset, drift_file_ppm: Some(-freq_ppm) }
 }
 
 /// Upstream stratum-1 servers → host 0 (rntpd, serving) → host 1 (rntpd, a client of host 0).

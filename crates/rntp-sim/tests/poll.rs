@@ -52,13 +52,7 @@ use rntp_sim::{run, server_addr, ClientSpec, DnsAnswer, LinkSpec, Scenario, Scri
 const HOUR: f64 = 3_600.0;
 
 fn warm() -> ClientSpec {
-    ClientSpec {
-        freq_ppm: 1.0,
-        wander: 1e-9,
-        initial_offset: 0.0,
-        drift_file_ppm: Some(-0.9),
-        slew_rate_ppm: 500.0,
-    }
+    ClientSpec { freq_ppm: 1.0, wander: 1e-9, initial_offset: 0.0, drift_file_ppm: Some(-0.9) }
 }
 
 /// The association polling server `i` in a run's final poll records.

@@ -25,13 +25,7 @@ const TOKEN_MIN: f64 = POOL_REPLACE_INTERVAL * 0.5;
 const TOKEN_MAX: f64 = POOL_REPLACE_INTERVAL * 1.5;
 
 fn client() -> ClientSpec {
-    ClientSpec {
-        freq_ppm: 1.0,
-        wander: 1e-9,
-        initial_offset: 0.0,
-        drift_file_ppm: Some(-1.0),
-        slew_rate_ppm: 500.0,
-    }
+    ClientSpec { freq_ppm: 1.0, wander: 1e-9, initial_offset: 0.0, drift_file_ppm: Some(-1.0) }
 }
 
 fn addrs(n: usize) -> Vec<IpAddr> {

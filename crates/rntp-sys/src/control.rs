@@ -7,10 +7,14 @@
 //! and benchmark of this project is) cannot change the clock even through a bug.
 //!
 //! The model is ntpd's with `disable kernel`: the daemon's own discipline decides; the kernel
-//! only executes. A step is one `clock_adjtime(ADJ_SETOFFSET)`; a slew is the kernel's
-//! `adjtime()` single-shot slew (at most 500 ppm); the frequency is set directly; the status
-//! call tells the kernel (and so other programs) whether the clock is synchronized and whether
-//! a leap second is pending. The kernel PLL is never enabled.
+//! only executes. Offsets are slewed through the clock's rate: [`KernelClock::set_rate`] sets
+//! the frequency and the tick length in one `clock_adjtime(ADJ_FREQUENCY | ADJ_TICK)` (both
+//! take effect at once, so the daemon's model of the clock stays exact); `adjtime()`'s
+//! single-shot slew, whose chunks the kernel commits at second boundaries and cannot cancel, is
+//! never used. A step is one `clock_adjtime(ADJ_SETOFFSET | ADJ_NANO)` that also sets the rate
+//! to run at afterwards. The status call tells the kernel (and so other programs) whether the
+//! clock is synchronized and arms a leap second (`STA_INS`/`STA_DEL`). The kernel PLL is never
+//! enabled.
 //!
 //! Nothing in the test suite calls the mutating functions; they are reviewed, not exercised,
 //! on development machines (the project rule: never change a development machine's clock).
@@ -19,6 +23,10 @@ use std::io;
 
 /// The kernel's frequency limit: ±500 ppm.
 pub const MAX_FREQ_PPM: f64 = 500.0;
+/// `timex.freq` units per ppm.
+const FREQ_SCALE: i64 = 65_536;
+/// The tick lengths (µs per 1/100 s) Linux accepts: ±10 % of 10 000.
+pub const TICK_USEC_RANGE: std::ops::RangeInclusive<i64> = 9_000..=11_000;
 
 /// A pending leap second, as the kernel's STA_INS/STA_DEL bits express it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,34 +70,32 @@ impl KernelClock {
         Ok(KernelClock { _private: () })
     }
 
-    /// Steps the clock by `offset` seconds (positive: forward).
-    pub fn step(&self, offset: f64) -> io::Result<()> {
-        if !offset.is_finite() {
+    /// Runs the clock at `tick_usec` µs per 1/100 s (9 000..=11 000) plus `freq_scaled`
+    /// (ppm × 65 536, within ±500 ppm) from now on: one `ADJ_FREQUENCY | ADJ_TICK` call.
+    /// Values out of range are refused without a system call.
+    pub fn set_rate(&self, tick_usec: i64, freq_scaled: i64) -> io::Result<()> {
+        check_rate(tick_usec, freq_scaled)?;
+        imp::adjust(imp::Adjust::Rate { tick_usec, freq_scaled })
+    }
+
+    /// Steps the clock by `offset` seconds (positive: forward) and runs it at the given rate
+    /// afterwards (as [`KernelClock::set_rate`]): one `ADJ_SETOFFSET | ADJ_NANO |
+    /// ADJ_FREQUENCY | ADJ_TICK` call, which the kernel executes step first. The step clears
+    /// the kernel's NTP state (`STA_UNSYNC`, a pending leap second disarmed): set the status
+    /// again afterwards.
+    pub fn step(&self, offset: f64, tick_usec: i64, freq_scaled: i64) -> io::Result<()> {
+        if !offset.is_finite() || offset.abs() > 1e12 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "step offset is not finite"));
         }
+        check_rate(tick_usec, freq_scaled)?;
         let whole = offset.floor();
         let nanos = ((offset - whole) * 1e9).round().clamp(0.0, 999_999_999.0);
-        imp::adjust(imp::Adjust::SetOffset { secs: whole as i64, nanos: nanos as i64 })
-    }
-
-    /// Starts a kernel slew of `offset` seconds (positive: forward), replacing any slew in
-    /// progress. The kernel slews at 500 ppm, so 1 ms takes 2 s.
-    pub fn slew(&self, offset: f64) -> io::Result<()> {
-        if !offset.is_finite() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "slew offset is not finite"));
-        }
-        // adjtime() takes microseconds; the kernel clamps very large values itself.
-        let micros = (offset * 1e6).round().clamp(-(i32::MAX as f64), i32::MAX as f64);
-        imp::adjust(imp::Adjust::Slew { micros: micros as i64 })
-    }
-
-    /// Sets the clock's frequency correction in ppm, clamped to ±[`MAX_FREQ_PPM`].
-    pub fn set_frequency(&self, ppm: f64) -> io::Result<()> {
-        if !ppm.is_finite() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "frequency is not finite"));
-        }
-        let scaled = (ppm.clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM) * 65_536.0).round();
-        imp::adjust(imp::Adjust::Frequency { scaled_ppm: scaled as i64 })
+        imp::adjust(imp::Adjust::Step {
+            secs: whole as i64,
+            nanos: nanos as i64,
+            tick_usec,
+            freq_scaled,
+        })
     }
 
     /// Tells the kernel whether the clock is synchronized, its error bounds (s), and any
@@ -111,6 +117,18 @@ impl KernelClock {
     }
 }
 
+/// Refuses a rate the kernel would reject or clamp, before any system call.
+fn check_rate(tick_usec: i64, freq_scaled: i64) -> io::Result<()> {
+    let max = MAX_FREQ_PPM as i64 * FREQ_SCALE;
+    if !TICK_USEC_RANGE.contains(&tick_usec) || !(-max..=max).contains(&freq_scaled) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("clock rate out of range: tick {tick_usec} µs, frequency {freq_scaled} (ppm × 65536)"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
     use std::io;
@@ -119,9 +137,8 @@ mod imp {
 
     /// One kind of change.
     pub(super) enum Adjust {
-        SetOffset { secs: i64, nanos: i64 },
-        Slew { micros: i64 },
-        Frequency { scaled_ppm: i64 },
+        Step { secs: i64, nanos: i64, tick_usec: i64, freq_scaled: i64 },
+        Rate { tick_usec: i64, freq_scaled: i64 },
         Status { synchronized: bool, leap: KernelLeap, maxerror_micros: i64, esterror_micros: i64 },
     }
 
@@ -138,19 +155,20 @@ mod imp {
         let mut tx: libc::timex = unsafe { std::mem::zeroed() };
         #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // c_long/c_int widths vary
         match what {
-            Adjust::SetOffset { secs, nanos } => {
-                tx.modes = libc::ADJ_SETOFFSET | libc::ADJ_NANO;
+            Adjust::Step { secs, nanos, tick_usec, freq_scaled } => {
+                // do_adjtimex() injects the offset first, then sets frequency and tick.
+                tx.modes =
+                    libc::ADJ_SETOFFSET | libc::ADJ_NANO | libc::ADJ_FREQUENCY | libc::ADJ_TICK;
                 tx.time.tv_sec = secs as libc::time_t;
                 // With ADJ_NANO the kernel reads nanoseconds from tv_usec.
                 tx.time.tv_usec = nanos as libc::suseconds_t;
+                tx.freq = freq_scaled as libc::c_long;
+                tx.tick = tick_usec as libc::c_long;
             }
-            Adjust::Slew { micros } => {
-                tx.modes = libc::ADJ_OFFSET_SINGLESHOT;
-                tx.offset = micros as libc::c_long;
-            }
-            Adjust::Frequency { scaled_ppm } => {
-                tx.modes = libc::ADJ_FREQUENCY;
-                tx.freq = scaled_ppm as libc::c_long;
+            Adjust::Rate { tick_usec, freq_scaled } => {
+                tx.modes = libc::ADJ_FREQUENCY | libc::ADJ_TICK;
+                tx.freq = freq_scaled as libc::c_long;
+                tx.tick = tick_usec as libc::c_long;
             }
             Adjust::Status { synchronized, leap, maxerror_micros, esterror_micros } => {
                 // Read the current status first so the bits we do not own are kept.
@@ -195,13 +213,30 @@ mod imp {
     use super::KernelLeap;
 
     pub(super) enum Adjust {
-        SetOffset { secs: i64, nanos: i64 },
-        Slew { micros: i64 },
-        Frequency { scaled_ppm: i64 },
+        Step { secs: i64, nanos: i64, tick_usec: i64, freq_scaled: i64 },
+        Rate { tick_usec: i64, freq_scaled: i64 },
         Status { synchronized: bool, leap: KernelLeap, maxerror_micros: i64, esterror_micros: i64 },
     }
 
     pub(super) fn adjust(_: Adjust) -> io::Result<()> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "clock control is Linux-only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the refusals that happen before any system call are tested: nothing here may
+    /// reach the kernel.
+    #[test]
+    fn out_of_range_rates_are_refused_before_the_kernel() {
+        assert!(check_rate(10_000, 0).is_ok());
+        assert!(check_rate(9_000, -500 * 65_536).is_ok());
+        assert!(check_rate(11_000, 500 * 65_536).is_ok());
+        for (tick, freq) in [(8_999, 0), (11_001, 0), (10_000, 500 * 65_536 + 1), (0, 0)] {
+            let e = check_rate(tick, freq).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{tick} {freq}");
+        }
     }
 }

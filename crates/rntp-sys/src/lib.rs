@@ -12,6 +12,8 @@
 //! * **Privilege queries** ([`has_cap_sys_time`], [`has_capability`], [`geteuid`],
 //!   [`peer_credentials`]) and **dropping root** ([`lookup_user`], [`drop_privileges`]:
 //!   `setgroups`/`setgid`/`setuid` keeping only the capabilities asked for).
+//! * **A `CLOCK_BOOTTIME` timer as a file descriptor** ([`TimerFd`], `timerfd_create`), so the
+//!   daemon's event loop wakes exactly once at its next deadline.
 //! * **UDP receive timestamps** ([`enable_rx_timestamps`], [`recv_from_with_timestamp`]):
 //!   kernel `SO_TIMESTAMPNS` (or `SO_TIMESTAMP`) timestamps read with `recvmsg`.
 //!
@@ -48,14 +50,16 @@ mod clock;
 mod control;
 mod net;
 mod privilege;
+mod timer;
 
 pub use caps::{geteuid, has_cap_sys_time, has_capability, peer_credentials, PeerCred};
 pub use clock::{
     boottime_nanos, clock_precision_log2, kernel_clock_state, monotonic_nanos, realtime,
     KernelClockState, KernelTimeState, WallTime,
 };
-pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM};
+pub use control::{ClockControlError, KernelClock, KernelLeap, MAX_FREQ_PPM, TICK_USEC_RANGE};
 pub use net::{
     enable_rx_timestamps, recv_batch, recv_from_with_timestamp, RecvBatch, RecvMeta, BATCH_SLOT_LEN,
 };
 pub use privilege::{drop_privileges, getuid, lookup_user, Capability, PrivilegeError, User};
+pub use timer::TimerFd;

@@ -11,7 +11,7 @@
 use std::io;
 
 use rand::{RngCore, SeedableRng};
-use rntp_proto::discipline::ClockAction;
+use rntp_proto::discipline::ClockRate;
 use rntp_proto::node::ClockRequest;
 use rntp_proto::rng::RngSource;
 use rntp_proto::time::{Instant, NtpTimestamp};
@@ -51,23 +51,56 @@ impl Clock {
     pub fn precision_log2(&self) -> i8 {
         self.precision_log2
     }
-
-    /// How long from now until `deadline` (zero if it has passed). Computed from the boot
-    /// clock at every call, so a sleep that spans a suspend is shortened by the time spent
-    /// asleep on the next computation.
-    pub fn until(&self, deadline: Instant) -> std::time::Duration {
-        until(self.now(), deadline)
-    }
-}
-
-/// The time from `now` to `deadline` as a sleep duration (zero if it has passed).
-pub fn until(now: Instant, deadline: Instant) -> std::time::Duration {
-    std::time::Duration::from_nanos(deadline.as_nanos().saturating_sub(now.as_nanos()))
 }
 
 /// Converts a kernel wall-clock reading to an NTP timestamp.
 pub fn wall_to_ntp(t: WallTime) -> NtpTimestamp {
     NtpTimestamp::from_unix(t.secs, t.nanos)
+}
+
+/// A warning this long before the leap file expires (s): tzdata updates come in time, but a
+/// machine that stopped updating should be noticed before the table goes stale.
+const LEAPFILE_EXPIRY_WARNING: f64 = 28.0 * 86_400.0;
+
+/// Reads the `leapfile` (at start and at each reload), logging what an administrator must know: unreadable or not a
+/// leap table (then the sources' leap warnings are used alone), expired (ignored), or expiring
+/// within four weeks.
+pub fn read_leapfile(path: &std::path::Path) -> Option<rntp_proto::steer::leap::LeapTable> {
+    let t = rntp_sys::realtime();
+    let unix_now = t.secs as f64 + f64::from(t.nanos) / 1e9;
+    let table = match rntp_config::leapfile::load_leapfile(path) {
+        Ok(table) => table,
+        Err(e) => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %e,
+                "leap second file unusable; leap seconds come from the sources alone (check the `leapfile` line)"
+            );
+            return None;
+        }
+    };
+    let expires = table.expires() as f64;
+    if unix_now >= expires {
+        tracing::warn!(
+            path = %path.display(),
+            expired_unix = table.expires(),
+            "leap second file has expired and is ignored: update the tzdata package (or the file)"
+        );
+    } else if expires - unix_now < LEAPFILE_EXPIRY_WARNING {
+        tracing::warn!(
+            path = %path.display(),
+            days_left = ((expires - unix_now) / 86_400.0).floor(),
+            "leap second file expires soon: update the tzdata package (or the file)"
+        );
+    } else {
+        tracing::info!(
+            path = %path.display(),
+            leap_seconds = table.leaps().len(),
+            expires_unix = table.expires(),
+            "leap second file loaded"
+        );
+    }
+    Some(table)
 }
 
 /// The daemon's random source: a CSPRNG seeded from the OS, so request nonces are unguessable
@@ -88,15 +121,17 @@ impl RngSource for DaemonRng {
     }
 }
 
-/// Write access to a clock: what the executor needs.
+/// Write access to a clock: what the executor needs. Each method is one `adjtimex` call on
+/// Linux ([`rntp_sys::KernelClock`]); the values are the kernel's own units, passed unchanged,
+/// because the node's model of the clock is exact only if the kernel gets exactly them.
 pub trait ClockControl {
-    /// Steps by `offset` seconds (positive: forward).
-    fn step(&mut self, offset: f64) -> io::Result<()>;
-    /// Starts a single-shot slew of `offset` seconds, replacing one in progress.
-    fn slew(&mut self, offset: f64) -> io::Result<()>;
-    /// Sets the frequency correction (ppm).
-    fn set_frequency(&mut self, ppm: f64) -> io::Result<()>;
-    /// Tells the kernel the synchronization state and any pending leap second.
+    /// Runs the clock at `rate` from now on (`ADJ_FREQUENCY | ADJ_TICK`).
+    fn set_rate(&mut self, rate: ClockRate) -> io::Result<()>;
+    /// Steps by `offset` seconds (positive: forward), then runs at `rate` (`ADJ_SETOFFSET |
+    /// ADJ_NANO | ADJ_FREQUENCY | ADJ_TICK`). The kernel clears its NTP state on a step.
+    fn step(&mut self, offset: f64, rate: ClockRate) -> io::Result<()>;
+    /// Tells the kernel the synchronization state and arms (or disarms) a leap second at the
+    /// end of the UTC day (`ADJ_STATUS | ADJ_MAXERROR | ADJ_ESTERROR`).
     fn set_status(
         &mut self,
         synchronized: bool,
@@ -107,14 +142,11 @@ pub trait ClockControl {
 }
 
 impl ClockControl for rntp_sys::KernelClock {
-    fn step(&mut self, offset: f64) -> io::Result<()> {
-        rntp_sys::KernelClock::step(self, offset)
+    fn set_rate(&mut self, rate: ClockRate) -> io::Result<()> {
+        rntp_sys::KernelClock::set_rate(self, rate.tick_usec, rate.freq_scaled)
     }
-    fn slew(&mut self, offset: f64) -> io::Result<()> {
-        rntp_sys::KernelClock::slew(self, offset)
-    }
-    fn set_frequency(&mut self, ppm: f64) -> io::Result<()> {
-        rntp_sys::KernelClock::set_frequency(self, ppm)
+    fn step(&mut self, offset: f64, rate: ClockRate) -> io::Result<()> {
+        rntp_sys::KernelClock::step(self, offset, rate.tick_usec, rate.freq_scaled)
     }
     fn set_status(
         &mut self,
@@ -132,12 +164,8 @@ impl ClockControl for rntp_sys::KernelClock {
 /// node's status and the log.
 pub fn execute(clock: &mut dyn ClockControl, request: &ClockRequest) -> Result<(), String> {
     let result = match *request {
-        ClockRequest::Adjust(ClockAction::Step { offset }) => clock.step(offset),
-        ClockRequest::Adjust(ClockAction::Slew { offset, freq_ppm }) => {
-            // Frequency first: the slew's remaining phase is measured against the new rate.
-            clock.set_frequency(freq_ppm).and_then(|()| clock.slew(offset))
-        }
-        ClockRequest::Adjust(ClockAction::None | ClockAction::Panic { .. }) => Ok(()),
+        ClockRequest::Rate(rate) => clock.set_rate(rate),
+        ClockRequest::Step { offset, rate } => clock.step(offset, rate),
         ClockRequest::Status { synchronized, leap, max_error, est_error } => {
             let leap = match leap {
                 LeapIndicator::AddSecond => KernelLeap::Insert,
@@ -153,31 +181,53 @@ pub fn execute(clock: &mut dyn ClockControl, request: &ClockRequest) -> Result<(
 
 #[cfg(test)]
 pub mod fake {
-    //! A clock that records what it is told, for tests of the executor path.
+    //! A clock that records what it is told and keeps the kernel state that matters to the
+    //! executor, for tests of the executor path.
 
     use super::*;
 
     /// One call made on the fake clock.
     #[derive(Debug, Clone, PartialEq)]
     pub enum Call {
-        /// `step(offset)`.
-        Step(f64),
-        /// `slew(offset)`.
-        Slew(f64),
-        /// `set_frequency(ppm)`.
-        Frequency(f64),
-        /// `set_status(..)`.
+        /// `set_rate(rate)`.
+        Rate(ClockRate),
+        /// `step(offset, rate)`.
+        Step(f64, ClockRate),
+        /// `set_status(synchronized, leap, ..)`.
         Status(bool, KernelLeap),
     }
 
-    /// Records calls; fails every call once `fail` is set (as the kernel does without
-    /// CAP_SYS_TIME).
-    #[derive(Debug, Default)]
+    /// Records calls and follows the kernel state they set: rate, steps so far, the
+    /// synchronized flag and the leap second armed. A step clears the NTP state as Linux's
+    /// `ntp_clear()` does (unsynchronized, leap disarmed; the rate stays). Fails every call once
+    /// `fail` is set (as the kernel does without CAP_SYS_TIME).
+    #[derive(Debug)]
     pub struct FakeClock {
         /// Calls so far.
         pub calls: Vec<Call>,
         /// Refuse with EPERM.
         pub fail: bool,
+        /// The rate in force.
+        pub rate: ClockRate,
+        /// Sum of the steps (s).
+        pub stepped: f64,
+        /// The kernel's `STA_UNSYNC` is clear.
+        pub synchronized: bool,
+        /// The leap second armed (`STA_INS`/`STA_DEL`).
+        pub leap: KernelLeap,
+    }
+
+    impl Default for FakeClock {
+        fn default() -> Self {
+            FakeClock {
+                calls: Vec::new(),
+                fail: false,
+                rate: ClockRate::NOMINAL,
+                stepped: 0.0,
+                synchronized: false,
+                leap: KernelLeap::None,
+            }
+        }
     }
 
     impl FakeClock {
@@ -191,14 +241,18 @@ pub mod fake {
     }
 
     impl ClockControl for FakeClock {
-        fn step(&mut self, offset: f64) -> io::Result<()> {
-            self.record(Call::Step(offset))
+        fn set_rate(&mut self, rate: ClockRate) -> io::Result<()> {
+            self.record(Call::Rate(rate))?;
+            self.rate = rate;
+            Ok(())
         }
-        fn slew(&mut self, offset: f64) -> io::Result<()> {
-            self.record(Call::Slew(offset))
-        }
-        fn set_frequency(&mut self, ppm: f64) -> io::Result<()> {
-            self.record(Call::Frequency(ppm))
+        fn step(&mut self, offset: f64, rate: ClockRate) -> io::Result<()> {
+            self.record(Call::Step(offset, rate))?;
+            self.stepped += offset;
+            self.rate = rate;
+            self.synchronized = false;
+            self.leap = KernelLeap::None;
+            Ok(())
         }
         fn set_status(
             &mut self,
@@ -207,67 +261,13 @@ pub mod fake {
             _max_error: f64,
             _est_error: f64,
         ) -> io::Result<()> {
-            self.record(Call::Status(synchronized, leap))
+            self.record(Call::Status(synchronized, leap))?;
+            self.synchronized = synchronized;
+            self.leap = leap;
+            Ok(())
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::fake::{Call, FakeClock};
-    use super::*;
-
-    #[test]
-    fn until_saturates_and_counts_nanoseconds() {
-        let t = |ns| Instant::from_nanos(ns);
-        assert_eq!(until(t(5), t(3)), std::time::Duration::ZERO);
-        assert_eq!(
-            until(t(1_000), t(2_500_000_000)),
-            std::time::Duration::from_nanos(2_499_999_000)
-        );
-    }
-
-    #[test]
-    fn executor_maps_requests_to_clock_calls() {
-        let mut fake = FakeClock::default();
-        let requests = [
-            ClockRequest::Adjust(ClockAction::Step { offset: -0.5 }),
-            ClockRequest::Adjust(ClockAction::Slew { offset: 0.001, freq_ppm: -12.5 }),
-            ClockRequest::Adjust(ClockAction::Panic { offset: 2000.0 }),
-            ClockRequest::Status {
-                synchronized: true,
-                leap: LeapIndicator::AddSecond,
-                max_error: 0.01,
-                est_error: 0.001,
-            },
-            ClockRequest::SaveDrift { freq_ppm: 1.0 },
-        ];
-        for r in &requests {
-            assert_eq!(execute(&mut fake, r), Ok(()));
-        }
-        assert_eq!(
-            fake.calls,
-            vec![
-                Call::Step(-0.5),
-                Call::Frequency(-12.5),
-                Call::Slew(0.001),
-                Call::Status(true, KernelLeap::Insert),
-            ]
-        );
-    }
-
-    #[test]
-    fn executor_reports_the_os_error() {
-        let mut fake = FakeClock { fail: true, ..FakeClock::default() };
-        let err = execute(&mut fake, &ClockRequest::Adjust(ClockAction::Step { offset: 1.0 }))
-            .unwrap_err();
-        assert!(err.contains("not permitted"), "{err}");
-        // The slew is not attempted after the frequency write failed.
-        let err = execute(
-            &mut fake,
-            &ClockRequest::Adjust(ClockAction::Slew { offset: 0.1, freq_ppm: 1.0 }),
-        );
-        assert!(err.is_err());
-        assert!(fake.calls.is_empty());
-    }
-}
+mod tests;

@@ -21,7 +21,6 @@ use std::rc::Rc;
 
 use rntp_config::{Config, Loaded};
 use rntp_control::{ErrorCode, Reply};
-use rntp_proto::assoc::TIMER_SLACK;
 use rntp_proto::node::{ClockMode, ClockRequest, Local, Node, NodeEvent};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
@@ -239,6 +238,7 @@ fn node_config(
     let mut node = rntp_config::node::node_config(config, mode);
     node.precision_log2 = precision_log2;
     node.drift_file = driftfile.is_some();
+    node.leap.table = config.leapfile.as_deref().and_then(crate::clock::read_leapfile);
     node
 }
 
@@ -270,21 +270,39 @@ impl Driver {
         mut reload_rx: mpsc::UnboundedReceiver<ReloadDone>,
         mut signals: Signals,
     ) -> io::Result<()> {
+        // The node's one deadline on a CLOCK_BOOTTIME timerfd: one wakeup at the deadline (tokio's
+        // timer wheel cascades a long sleep through several), and suspend-proof like the node's
+        // clock.
+        #[allow(
+            deprecated,
+            reason = "tokio deprecates the safe constructors because an arbitrary AsRawFd could \
+                      hand out a different descriptor later; TimerFd owns its OwnedFd and always \
+                      returns that one, which is the `register` contract (and unsafe is not \
+                      allowed in this crate)"
+        )]
+        let timer = tokio::io::unix::AsyncFd::with_interest(
+            rntp_sys::TimerFd::new()?,
+            tokio::io::Interest::READABLE,
+        )?;
+        let mut armed = None;
         loop {
             self.drain();
             self.service.update_status(&self.shared, self.clock);
             let deadline = self.shared.with(|n| n.poll_timeout());
-            let clock = self.clock;
-            // tokio rounds sleeps up to its millisecond tick; waking up to TIMER_SLACK early
-            // (which the node accepts as due) sends requests on time.
-            let sleep = async move {
+            if deadline != armed {
                 match deadline {
-                    Some(d) => tokio::time::sleep(clock.until(d).saturating_sub(TIMER_SLACK)).await,
-                    None => std::future::pending().await,
+                    Some(d) => timer.get_ref().set_deadline(d.as_nanos())?,
+                    None => timer.get_ref().disarm()?,
                 }
-            };
+                armed = deadline;
+            }
             tokio::select! {
-                () = sleep => {
+                Ok(mut ready) = timer.readable() => {
+                    // Not expired (a deadline moved after the wakeup): wait again.
+                    if ready.try_io(|t| t.get_ref().expirations()).is_err() {
+                        continue;
+                    }
+                    armed = None;
                     let now = self.clock.now();
                     self.shared.with(|n| n.handle_timeout(now));
                 }

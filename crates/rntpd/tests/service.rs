@@ -566,7 +566,7 @@ fn logfile_is_reopened_on_hup_and_journal_lines_carry_priorities() {
         std::os::unix::fs::MetadataExt::ino(&meta)
     );
     let mut cmd = nocap(env!("CARGO_BIN_EXE_rntpd"));
-    fs::write(d.join("ntp.conf"), "leapfile /nonexistent\n").unwrap();
+    fs::write(d.join("ntp.conf"), "pidfile /nonexistent\n").unwrap();
     cmd.arg("-c").arg(d.join("ntp.conf")).arg("--observe");
     cmd.arg("--control-socket").arg(d.join("rntpd.sock")).env("JOURNAL_STREAM", &stream);
     cmd.env_remove("RUST_LOG");
@@ -578,7 +578,7 @@ fn logfile_is_reopened_on_hup_and_journal_lines_carry_priorities() {
     .unwrap();
     let t = fs::read_to_string(&stderr_log).unwrap();
     assert!(t.lines().all(|l| l.starts_with('<')), "every line has a priority:\n{t}");
-    assert!(t.contains("<4>") && t.contains("warning: `leapfile`"), "{t}");
+    assert!(t.contains("<4>") && t.contains("warning: `pidfile`"), "{t}");
     assert!(t.contains("<6>control socket ready"), "no timestamp, no level word:\n{t}");
     assert_eq!(journal.stop(support::STOP_GRACE).code(), Some(0));
 

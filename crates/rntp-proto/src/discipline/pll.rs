@@ -18,18 +18,16 @@
 //! answer the same configuration the same way); the RFC states map onto
 //! [`DisciplineState`] (NSET/FSET → `Unset`, FREQ, SPIK, SYNC).
 //!
-//! # How the RFC's continuous phase correction becomes [`ClockAction::Slew`]
+//! # How the RFC's continuous phase correction becomes a rate
 //! The RFC's `clock_adjust` removes `offset / (PLL × τ)` of the residual phase every second
 //! (τ = the poll interval, at most the Allan intercept), an exponential decay with time constant
-//! `PLL × τ`. Here every update emits a slew of what that decay removes over the next τ
-//! seconds, plus any shortfall against the decay so far; the driver amortizes it at its slew
-//! rate (seconds for these amounts). The residual the RFC's FLL and FREQ-state frequency
-//! measurement need is the measured offset minus what was actually slewed since, which the
-//! discipline knows by replaying its own actions on a private [`VirtualClock`].
+//! `PLL × τ`. Here every update slews what that decay removes over the next τ seconds, plus any
+//! shortfall against the decay so far, spread evenly over those τ seconds (a rate, through the
+//! shared [`Slewer`]). The residual the RFC's FLL and FREQ-state frequency measurement need is
+//! the measured offset minus what was actually slewed since, which the Slewer's model knows.
 
 use crate::discipline::{
-    first_checks, ClockAction, DisciplineConfig, DisciplineState, FirstCheck, VirtualClock,
-    MAX_FREQ_PPM,
+    first_checks, ClockAction, DisciplineConfig, DisciplineState, FirstCheck, Slewer, MAX_FREQ_PPM,
 };
 use crate::time::{Instant, PollInterval};
 
@@ -77,8 +75,8 @@ pub struct PllFll {
     last: Option<Instant>,
     /// Loop time constant τ (s) in force since `last`: the poll interval the caller told.
     tau: f64,
-    /// Our own actions replayed, to know how much phase was actually slewed.
-    model: VirtualClock,
+    /// The rate we set and its model, to know how much phase was actually slewed.
+    slewer: Slewer,
     /// Phase correction (s) applied by `model` at `last`, frequency part excluded.
     phase_at_last: f64,
     spike_since: Option<Instant>,
@@ -92,8 +90,7 @@ impl PllFll {
     pub fn new(config: DisciplineConfig, initial_freq_ppm: Option<f64>) -> Self {
         let file = initial_freq_ppm.filter(|f| f.is_finite());
         let freq = file.map_or(0.0, |f| f.clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM) * 1e-6);
-        let mut model = VirtualClock::with_slew_rate(config.slew_rate_ppm);
-        model.freq_ppm = freq * 1e6;
+        let slewer = Slewer::new(freq * 1e6, config.max_slew_ppm);
         let minpoll = config.minpoll.min(config.maxpoll);
         PllFll {
             config,
@@ -106,7 +103,7 @@ impl PllFll {
             wander: 0.0,
             last: None,
             tau: minpoll.as_secs_f64(),
-            model,
+            slewer,
             phase_at_last: 0.0,
             spike_since: None,
             updates: 0,
@@ -122,7 +119,22 @@ impl PllFll {
 
     /// The frequency correction currently set (ppm).
     pub fn frequency_ppm(&self) -> f64 {
-        self.model.freq_ppm
+        self.slewer.base().ppm()
+    }
+
+    /// The rate set and its model.
+    pub fn slewer(&self) -> &Slewer {
+        &self.slewer
+    }
+
+    /// When the running slew ends.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slewer.poll_timeout()
+    }
+
+    /// Ends the running slew once its time has come (a no-op before).
+    pub fn handle_timeout(&mut self, now: Instant) -> ClockAction {
+        self.slewer.handle_timeout(now)
     }
 
     /// Frequency uncertainty (ppm): the wander once synchronized, else the prior (1 ppm with a
@@ -257,10 +269,7 @@ impl PllFll {
 
     /// Phase correction (s) our actions applied by `now`, without the frequency part.
     fn phase_applied(&self, now: Instant) -> f64 {
-        // The model's correction minus its frequency contribution since `last`: the frequency
-        // is only changed at updates, so it was constant since then.
-        let dt = self.last.map_or(0.0, |l| now.secs_since(l).max(0.0));
-        self.model.offset_at(now) - self.model.freq_ppm * 1e-6 * dt
+        self.slewer.slewed_at(now)
     }
 
     /// The RFC's `c.offset` as it stands at `now`: the phase still to correct.
@@ -285,23 +294,18 @@ impl PllFll {
         let target = self.offset * (1.0 - (-horizon / time_constant).exp());
         let done = self.phase_applied(now) - self.phase_at_last;
         let slew = target - done;
-        let freq_ppm = (self.freq * 1e6).clamp(-MAX_FREQ_PPM, MAX_FREQ_PPM);
-        let action = if slew.is_finite() && freq_ppm.is_finite() {
-            ClockAction::Slew { offset: slew, freq_ppm }
-        } else {
-            ClockAction::None
-        };
-        self.apply_own(now, action);
-        action
+        if !slew.is_finite() || !self.freq.is_finite() {
+            return ClockAction::None;
+        }
+        self.slewer.correct(now, self.freq, slew, self.tau)
     }
 
     /// Steps by `offset` and restarts the phase loop (RFC: poll back to minpoll; NSET → FREQ).
     fn step(&mut self, now: Instant, offset: f64) -> ClockAction {
-        let action = ClockAction::Step { offset };
+        let action = self.slewer.step(now, offset);
         self.spike_since = None;
         self.count = 0;
         self.poll = self.config.minpoll.min(self.config.maxpoll);
-        self.apply_own(now, action);
         let was_unset = self.state == DisciplineState::Unset;
         self.state = if was_unset && !self.freq_from_file {
             DisciplineState::Freq
@@ -313,12 +317,6 @@ impl PllFll {
         }
         self.reset(now, 0.0);
         action
-    }
-
-    /// Replays `action` on the private model. A step is always followed by `reset`, so it
-    /// never counts as phase the loop slewed.
-    fn apply_own(&mut self, now: Instant, action: ClockAction) {
-        self.model.apply(now, action);
     }
 
     /// RFC 5905 poll adjustment: longer while the offset stays within PGATE × jitter.
@@ -350,6 +348,7 @@ impl PllFll {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discipline::{ClockRate, VirtualClock};
 
     fn at(secs: f64) -> Instant {
         Instant::from_nanos((secs * 1e9) as u64)
@@ -372,10 +371,15 @@ mod tests {
         let mut steps = 0;
         for i in 0..n {
             let t = t0 + i as f64 * POLL.as_secs_f64();
+            // Slews that end before the next update end on time, as the node's timer does.
+            while let Some(end) = l.poll_timeout().filter(|e| *e < at(t)) {
+                let a = l.handle_timeout(end);
+                vc.apply(end, a);
+            }
             theta = -(e0 + ppm * 1e-6 * t + vc.offset_at(at(t)));
             let a = l.update(at(t), theta, 1e-5, POLL);
-            if let ClockAction::Slew { offset, freq_ppm } = a {
-                assert!(offset.is_finite() && freq_ppm.is_finite(), "{a:?}");
+            if let ClockAction::Rate(rate) = a {
+                assert!(rate.ppm().is_finite(), "{a:?}");
             }
             steps += u32::from(matches!(a, ClockAction::Step { .. }));
             vc.apply(at(t), a);
@@ -388,7 +392,7 @@ mod tests {
         // Drift file right (RFC FSET): 50 ms is below the step threshold, so it is slewed.
         let mut l = PllFll::new(DisciplineConfig::default(), Some(-1.0));
         let mut vc = VirtualClock::new();
-        vc.apply(at(0.0), ClockAction::Slew { offset: 0.0, freq_ppm: -1.0 });
+        vc.apply(at(0.0), ClockAction::Rate(ClockRate::from_ppm(-1.0)));
         let (theta, steps) = run(&mut l, &mut vc, -0.05, 1.0, 0.0, 24 * 3600 / 64);
         assert_eq!(steps, 0);
         assert!(theta.abs() < 1e-4, "{theta}");
@@ -396,7 +400,7 @@ mod tests {
         // The phase loop's time constant is PLL × τ = 1024 s: 50 ms is not gone in 10 min.
         let mut l = PllFll::new(DisciplineConfig::default(), Some(-1.0));
         let mut vc = VirtualClock::new();
-        vc.apply(at(0.0), ClockAction::Slew { offset: 0.0, freq_ppm: -1.0 });
+        vc.apply(at(0.0), ClockAction::Rate(ClockRate::from_ppm(-1.0)));
         let (theta, _) = run(&mut l, &mut vc, -0.05, 1.0, 0.0, 10);
         assert!(theta.abs() > 0.01, "{theta}");
     }
@@ -411,19 +415,24 @@ mod tests {
         // One spike then normal again: ignored, back to SYNC.
         assert_eq!(l.update(at(t0), 0.5, 1e-5, POLL), ClockAction::None);
         assert_eq!(l.state(), DisciplineState::Spike);
-        assert!(matches!(l.update(at(t0 + 64.0), 0.0, 1e-5, POLL), ClockAction::Slew { .. }));
+        let a = l.update(at(t0 + 64.0), 0.0, 1e-5, POLL);
+        assert!(!matches!(a, ClockAction::Step { .. } | ClockAction::Panic { .. }), "{a:?}");
         assert_eq!(l.state(), DisciplineState::Sync);
         // Persistent: held until `stepout` (300 s) has passed, then stepped.
         let t1 = t0 + 128.0;
         assert_eq!(l.update(at(t1), 0.5, 1e-5, POLL), ClockAction::None);
         assert_eq!(l.update(at(t1 + 256.0), 0.5, 1e-5, POLL), ClockAction::None);
-        assert_eq!(l.update(at(t1 + 320.0), 0.5, 1e-5, POLL), ClockAction::Step { offset: 0.5 });
+        assert!(
+            matches!(l.update(at(t1 + 320.0), 0.5, 1e-5, POLL), ClockAction::Step { offset, .. } if offset == 0.5)
+        );
         assert_eq!(l.state(), DisciplineState::Sync);
         assert_eq!(l.suggested_poll(), DisciplineConfig::default().minpoll);
         // At start-up a large offset is stepped at once; beyond panic it is refused.
         let mut l = PllFll::new(DisciplineConfig::default(), None);
         assert_eq!(l.update(at(0.0), 2000.0, 1e-5, POLL), ClockAction::Panic { offset: 2000.0 });
-        assert_eq!(l.update(at(0.0), 0.5, 1e-5, POLL), ClockAction::Step { offset: 0.5 });
+        assert!(
+            matches!(l.update(at(0.0), 0.5, 1e-5, POLL), ClockAction::Step { offset, .. } if offset == 0.5)
+        );
         assert_eq!(l.state(), DisciplineState::Freq);
     }
 
@@ -451,8 +460,8 @@ mod tests {
         {
             for poll in [PollInterval::from_log2(-10), POLL, PollInterval::from_log2(17)] {
                 let a = l.update(at(i as f64 * 1e5), v, f64::NAN, poll);
-                if let ClockAction::Slew { offset, freq_ppm } = a {
-                    assert!(offset.is_finite() && freq_ppm.is_finite(), "{a:?}");
+                if let ClockAction::Rate(rate) = a {
+                    assert!(rate.ppm().is_finite(), "{a:?}");
                 }
             }
         }

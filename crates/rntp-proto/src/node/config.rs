@@ -8,6 +8,7 @@ use crate::discipline::DisciplineConfig;
 use crate::select::SelectConfig;
 use crate::server::ServerConfig;
 use crate::source::{ResolvePolicy, SourceSpec};
+use crate::steer::leap::LeapConfig;
 
 /// Members a pool aims for without `maxsources` (as chrony's default).
 pub const DEFAULT_MAXSOURCES: u8 = 4;
@@ -70,6 +71,8 @@ pub struct NodeConfig {
     pub auth: AuthConfig,
     /// The TTLs manycast solicitations step through (`ttl`); empty: ntpd's default.
     pub ttl_ring: Vec<u8>,
+    /// Leap seconds: the `leapfile` table (read by the driver) and `leapsmear`.
+    pub leap: LeapConfig,
     /// Benchmark-only knobs of the steering (simulator comparisons).
     #[cfg(feature = "research")]
     pub research: Research,
@@ -92,6 +95,7 @@ impl Default for NodeConfig {
             precision_log2: -20,
             auth: AuthConfig::default(),
             ttl_ring: Vec::new(),
+            leap: LeapConfig::default(),
             #[cfg(feature = "research")]
             research: Research::default(),
         }

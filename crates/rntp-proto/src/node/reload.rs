@@ -13,8 +13,10 @@
 //! * **Server settings** (`restrict`, `discard`) are replaced; the rate-limit table and the
 //!   counters are kept (see [`Responder::set_config`](crate::server::Responder::set_config)).
 //!   `tos orphan` changes at once.
+//! * **Leap seconds**: the `leapfile` table (the driver reads the file again) and `leapsmear`
+//!   apply from the reload on.
 //! * **Everything else** the node was built with (`tos maxclock/minclock/minsane`, `resolve`,
-//!   `tinker`/`makestep`, `interface listen`, `driftfile`, the clock mode) keeps its running value
+//!   `tinker`/`makestep`/`maxslewrate`, `interface listen`, `driftfile`, the clock mode) keeps its running value
 //!   and is named in [`ReloadReport::restart_needed`].
 //!
 //! A configuration that does not parse never reaches the node: the driver keeps the running one.
@@ -129,6 +131,11 @@ impl Node {
             }
             report.orphan_changed = true;
         }
+        if config.leap != self.applied.settings.leap {
+            // A new leap table (`leapfile` re-read) or smear setting applies from now on.
+            self.steering.set_leap_config(config.leap.clone());
+            self.applied.settings.leap = config.leap.clone();
+        }
         self.reload_sources(now, config.sources, &mut report);
         self.process(now);
         report
@@ -160,7 +167,7 @@ impl Node {
             needed.push("resolve");
         }
         if config.discipline != old.discipline {
-            needed.push("tinker/makestep");
+            needed.push("tinker/makestep/maxslewrate");
         }
         if config.listen != old.listen {
             needed.push("interface listen");

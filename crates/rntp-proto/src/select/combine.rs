@@ -8,12 +8,15 @@
 //!   jitter are used instead of the combination (ntpd's documented prefer semantics; the
 //!   operator asked for that source, and clustering has already shown it to be consistent).
 //! * Hysteresis: the previous system peer ([`super::SelectConfig::current`]) is kept while it
-//!   survives, has the best survivor's stratum, and its λ is no more than max(its jitter,
-//!   [`MINDISP`]) above the best λ. λ moves by about the jitter from round to round as
-//!   samples change, so a smaller difference is noise and a hop would only add a step of
-//!   (offset difference) to the clock. RFC 5905 keeps the old peer whenever its stratum ties,
-//!   however much worse it is; bounding that by the jitter keeps the benefit without ever
-//!   sticking with a clearly worse source.
+//!   survives, has the best survivor's stratum, and its λ is no more than the reselect margin
+//!   above the best λ: the largest of [`RESELECT_RATIO`] × its own λ, its jitter and
+//!   [`MINDISP`]. Between equally good servers λ moves from round to round with their filters'
+//!   minimum delays and jitter, so smaller differences are noise, and every hop changes which
+//!   source's variables clients are told. RFC 5905 keeps the old peer whenever its stratum
+//!   ties, however much worse it is; the margin keeps that benefit without ever sticking with a
+//!   clearly worse source (one whose root distance is a third larger than the best's, or that
+//!   left the survivors, is replaced at once). Measured with three equal servers over a day
+//!   (`rntp-sim bench`, docs/accuracy.md).
 //!
 //! **Combining.** Θ = Σ(θᵢ/λᵢ) / Σ(1/λᵢ) over the survivors. The system jitter is
 //! √(ψ_p² + φ²) where ψ_p is the system peer's jitter and φ² = Σ((θᵢ − θ_p)²/λᵢ) / Σ(1/λᵢ) is
@@ -32,6 +35,11 @@ use core::cmp::Ordering;
 use super::{fitness::MINDISP, AssocId, Candidate, Combined, Fit};
 use crate::assoc::filter::PHI;
 use crate::time::Instant;
+
+/// The system peer is replaced by a survivor of its stratum only when the survivor's root
+/// distance is smaller by more than this fraction of the system peer's (and by more than the
+/// system peer's jitter and [`MINDISP`]).
+pub const RESELECT_RATIO: f64 = 0.25;
 
 /// The system peer among `survivors` (see the module docs), or `None` if there are none.
 pub(super) fn choose_peer(
@@ -52,7 +60,7 @@ pub(super) fn choose_peer(
         current.and_then(|id| survivors.iter().find(|f| candidates[f.index].id == id)).copied();
     if let Some(cur) = incumbent {
         let (c, b) = (&candidates[cur.index], &candidates[best.index]);
-        let margin = c.jitter.max(MINDISP);
+        let margin = (RESELECT_RATIO * cur.lambda).max(c.jitter).max(MINDISP);
         if c.stratum == b.stratum && cur.lambda - best.lambda <= margin {
             return Some(cur);
         }

@@ -41,6 +41,7 @@ mod intersect;
 #[cfg(test)]
 mod tests;
 
+pub use combine::RESELECT_RATIO;
 pub use fitness::{root_distance, MINDISP};
 
 use crate::assoc::AssocId;

@@ -220,6 +220,26 @@ fn hysteresis_keeps_current_peer_unless_clearly_worse() {
     assert_eq!(select(now(), &cands, &config).system_peer, Some(AssocId(2)));
 }
 
+/// Issue 10: three equal servers took turns as system peer ~240 times a day because λ moved by
+/// more than the jitter from round to round. The margin is a quarter of the system peer's λ
+/// (22 ms here): 4 ms better is noise, 8 ms better replaces it.
+#[test]
+fn regression_issue10_system_peer_is_kept_within_a_quarter_of_its_root_distance() {
+    let config = SelectConfig { current: Some(AssocId(1)), ..SelectConfig::default() };
+    let lambda = |c: &Candidate| root_distance(now(), c);
+    let mut slightly = cand(2, 0.0);
+    slightly.delay = 0.012;
+    let cands = [cand(1, 0.0), slightly, cand(3, 0.0)];
+    let (l1, l2) = (lambda(&cands[0]), lambda(&cands[1]));
+    assert!(l1 - l2 > 0.003 && l1 - l2 < RESELECT_RATIO * l1, "{l1} {l2}");
+    assert_eq!(select(now(), &cands, &config).system_peer, Some(AssocId(1)));
+    let mut clearly = cand(2, 0.0);
+    clearly.delay = 0.002;
+    let cands = [cand(1, 0.0), clearly, cand(3, 0.0)];
+    assert!(l1 - lambda(&cands[1]) > RESELECT_RATIO * l1);
+    assert_eq!(select(now(), &cands, &config).system_peer, Some(AssocId(2)));
+}
+
 #[test]
 fn unusable_reasons() {
     let mut noselect = cand(1, 0.0);

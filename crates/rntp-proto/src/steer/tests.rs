@@ -2,7 +2,7 @@
 //! sweep.
 
 use super::*;
-use crate::discipline::MakeStep;
+use crate::discipline::{ClockRate, MakeStep};
 
 fn at(secs: f64) -> Instant {
     Instant::from_nanos((secs * 1e9) as u64)
@@ -188,7 +188,7 @@ fn stepped(reference: Reference) -> Steering {
     st.handle_sample(t, AssocId(1), &sample(0.5, t), true);
     let _ = st.handle_round(t, &[input(1, 0.5, t)]);
     assert_eq!(st.last_offset(), Some(0.5));
-    let Some(ClockAction::Step { offset }) = st.poll_action() else { panic!("no step") };
+    let Some(ClockAction::Step { offset, .. }) = st.poll_action() else { panic!("no step") };
     assert!((offset - 0.5).abs() < 1e-9, "{offset}");
     assert!((st.offset_at(at(10.0)) - offset).abs() < 1e-12);
     st
@@ -268,7 +268,7 @@ fn filter_best_feed_updates_only_on_a_new_best_sample() {
 #[test]
 fn drift_file_frequency_is_the_first_action() {
     let mut st = Steering::new(config(), Some(-12.5));
-    assert_eq!(st.poll_action(), Some(ClockAction::Slew { offset: 0.0, freq_ppm: -12.5 }));
+    assert_eq!(st.poll_action(), Some(ClockAction::Rate(ClockRate::from_ppm(-12.5))));
     assert_eq!(st.poll_action(), None);
     assert_eq!(st.frequency_ppm(), -12.5);
     // Not settled yet: nothing to save.
