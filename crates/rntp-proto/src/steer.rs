@@ -270,6 +270,9 @@ pub struct Steering {
     peer: Option<AssocId>,
     /// Survivors (system peer included) of the latest counted round.
     survivors: Vec<AssocId>,
+    /// The survivors whose samples go to the discipline: those whose root distance is within
+    /// [`FEED_LAMBDA_RATIO`] of the system peer's (see [`Steering::feedable`]).
+    fed: Vec<AssocId>,
     selection: Option<Selection>,
     /// When a candidate first passed fitness (for the start-up hold).
     first_fit: Option<Instant>,
@@ -323,6 +326,7 @@ impl Steering {
             due: false,
             peer: None,
             survivors: Vec::new(),
+            fed: Vec::new(),
             selection: None,
             first_fit: None,
             last_round: None,
@@ -753,6 +757,7 @@ impl Steering {
                 }
             }
             self.falseticker_runs = runs;
+            self.fed = feedable(now, &list, &self.survivors, sel.system_peer, config.phi);
             if sel.system_peer != self.peer {
                 self.push_event(SteeringEvent::SystemPeer { from: self.peer, to: sel.system_peer });
             }
@@ -824,7 +829,7 @@ impl Steering {
 
     fn feed_survivors(&mut self, now: Instant, pending: &[(AssocId, Measurement)]) {
         for (id, m) in pending {
-            if self.survivors.contains(id) {
+            if self.fed.contains(id) {
                 self.feed(now, *m);
             }
         }
@@ -837,7 +842,7 @@ impl Steering {
         pending: &[(AssocId, Measurement)],
         leap: LeapIndicator,
     ) {
-        if pending.iter().any(|(id, _)| self.survivors.contains(id)) {
+        if pending.iter().any(|(id, _)| self.fed.contains(id)) {
             self.leap = Some(leap);
         }
         self.feed_survivors(now, pending);
@@ -887,6 +892,43 @@ impl Steering {
         }
         self.events.push_back(event);
     }
+}
+
+/// How much larger than the system peer's root distance a survivor's may be for its samples to
+/// reach the discipline.
+pub const FEED_LAMBDA_RATIO: f64 = 8.0;
+/// ... but a survivor within this root distance (s) is always fed (on a LAN every λ is a few
+/// hundred microseconds, and a factor means nothing there).
+pub const FEED_LAMBDA_FLOOR: f64 = 0.01;
+
+/// The survivors whose raw samples may steer the clock.
+///
+/// A survivor is a truechimer: its correctness interval overlaps the majority's. A source that
+/// has just joined (a pool replacement, iburst) holds one or two samples, so its interval is
+/// seconds wide (empty filter stages count as 16 s of dispersion) and overlaps everything,
+/// whatever its offset; and clustering keeps it while there are no more than `minclock`
+/// survivors. Feeding its samples would let a fresh falseticker move the clock before its
+/// filter is full enough for intersection to reject it (measured: a +50 ms pool member joining
+/// two good ones at maxpoll 8 took the clock 50 ms off for 12 minutes, its samples reopening
+/// the discipline's outlier gate). So only survivors whose root distance is comparable to the
+/// system peer's feed the discipline; the others are used once their filters have filled.
+fn feedable(
+    now: Instant,
+    list: &[Candidate],
+    survivors: &[AssocId],
+    peer: Option<AssocId>,
+    phi: f64,
+) -> Vec<AssocId> {
+    let lambda = |id: AssocId| {
+        list.iter().find(|c| c.id == id).map(|c| select::root_distance_at(now, c, phi))
+    };
+    let Some(peer_lambda) = peer.and_then(lambda) else { return survivors.to_vec() };
+    let bound = (peer_lambda * FEED_LAMBDA_RATIO).max(FEED_LAMBDA_FLOOR);
+    survivors
+        .iter()
+        .copied()
+        .filter(|id| Some(*id) == peer || lambda(*id).is_some_and(|l| l <= bound))
+        .collect()
 }
 
 /// Median of the reachable candidates' offsets (jitter and leap from the median one).

@@ -530,9 +530,11 @@ impl Association {
             return;
         }
         self.next = Next::Poll;
-        // Up to 1/16 earlier than the nominal interval: never later, so `maxpoll` holds. (One
-        // draw serves the probe timer too.)
-        let early = 1.0 - rng.next_f64() / 16.0;
+        // Within ±1/32 of the nominal interval, so associations started together drift apart
+        // while requests average exactly one per poll (a one-sided spread sent 3 % more than
+        // configured). A poll at most 1/32 past `maxpoll` is what ntpd's and chrony's
+        // randomization allow too. (One draw serves the probe timer too.)
+        let early = 1.0 + (rng.next_f64() - 0.5) / 16.0;
         let full = now.add_secs_f64(poll_secs * early);
         let probe = self.probe_interval().as_secs_f64();
         if self.first_burst {

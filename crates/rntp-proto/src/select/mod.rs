@@ -44,6 +44,12 @@ mod tests;
 pub use combine::RESELECT_RATIO;
 pub use fitness::{root_distance, MINDISP};
 
+/// [`root_distance`] with the age term growing at `phi` (see [`SelectConfig::phi`]): the λ
+/// selection itself uses.
+pub fn root_distance_at(now: Instant, c: &Candidate, phi: f64) -> f64 {
+    fitness::root_distance_with(now, c, phi)
+}
+
 use crate::assoc::AssocId;
 use crate::time::Instant;
 use crate::wire::{LeapIndicator, ReferenceId};
