@@ -1,6 +1,6 @@
-//! `rntpctl validate` as an administrator runs it: real-world ntp.conf files from Debian's
-//! NTPsec package and a typical ntpd 4.2.8 setup load with warnings only (exit 0); a broken file
-//! is rejected (exit 1) with file:line:col and what was expected.
+//! `rntpctl validate` as an administrator runs it: Debian's NTPsec default ntp.conf loads
+//! cleanly and a typical ntpd 4.2.8 setup with warnings only (exit 0); a broken file is rejected
+//! (exit 1) with file:line:col and what was expected.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,12 +22,13 @@ fn stdout(o: &Output) -> String {
 }
 
 #[test]
-fn debian_ntpsec_default_config_is_accepted_with_warnings() {
+fn debian_ntpsec_default_config_is_accepted() {
+    // Every directive in it (driftfile, leapfile, tos, pool, restrict) is implemented; the
+    // leap file may be missing on a minimal system, which is a warning, never an error.
     let file = fixture("ntpsec-debian.conf");
     let out = validate(&file);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains(": warning: "), "{text}");
     assert!(!text.contains(": error: "), "{text}");
     assert!(text.contains(&format!("{}: OK (4 sources", file.display())), "{text}");
 }
