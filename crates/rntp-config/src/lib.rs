@@ -394,12 +394,11 @@
 //! ## Directives accepted with a warning
 //!
 //! Everything else that ntpd 4.2.8 or NTPsec understand is reported as
-//! "`leapfile` is not supported by rntpd yet; line ignored" and the file
+//! "`pidfile` is not supported by rntpd yet; line ignored" and the file
 //! still loads: `authenticate`, `automax`, `broadcast`, `broadcastclient`,
 //! `broadcastdelay`, `calldelay`, `crypto`, `delrestrict`,
 //! `device`, `disable`, `dscp`, `enable`, `end`, `extra`,
-//! `fudge`, `ident`, `keysdir`, `leapfile`, `leapsmearinterval`,
-//! `mdnstries`,
+//! `fudge`, `ident`, `keysdir`, `mdnstries`,
 //! `mru`, `multicastclient`, `nic`, `nonvolatile`, `nts`, `ntsport`,
 //! `ntpsigndsocket`, `phone`, `pidfile`, `pollskewlist`, `qos`,
 //! `refclock`, `reset`, `revoke`, `rlimit`, `saveconfigdir`,
