@@ -310,15 +310,16 @@ pub struct PeerInfo {
     pub id: Option<u32>,
     /// The owning source's id (see `rntpctl sources`).
     pub source_id: u32,
-    /// `"server"` (association of a server line), `"pool-member"`, or for source rows
-    /// `"pool"` / `"unresolved"`.
+    /// `"server"` (association of a server line), `"pool-member"` (also a manycast client's
+    /// member), or for source rows `"pool"` / `"manycastclient"` / `"unresolved"`.
     pub kind: String,
     /// The source as configured: a hostname or an address literal.
     pub source: String,
     /// Remote address as `ip:port` (IPv6 in brackets); empty on source rows.
     pub address: String,
     /// Association state: `"init"`, `"reachable"`, `"unreachable"` or `"demobilized"`; on
-    /// source rows `"resolving"`, `"unresolved"` or, for pools, `"pool"`.
+    /// source rows `"resolving"`, `"unresolved"` or, for pools, `"pool"` (manycast clients:
+    /// `"manycast"`).
     pub state: String,
     /// On source rows: the last resolution error, if the last attempt failed.
     pub last_error: Option<String>,

@@ -50,8 +50,9 @@ enum Cmd {
     /// List associations, like `ntpq -p`.
     ///
     /// The tally column shows the selection verdict: `*` system peer, `+` survivor, `-` outlier,
-    /// `x` falseticker. There is a row per pool (`.POOL.`) and per name that has not resolved
-    /// (with the last error). Times are in milliseconds; reach is in octal.
+    /// `x` falseticker. There is a row per pool (`.POOL.`), per manycastclient (`.MCST.`) and
+    /// per name that has not resolved (with the last error). Times are in milliseconds; reach
+    /// is in octal.
     Peers {
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -22,6 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
+use rntp_proto::auth::AuthError;
 use rntp_proto::node::{Node, PeerKind, StatusView};
 use rntp_proto::select::Verdict;
 use rntp_proto::source::SourceKind;
@@ -222,6 +223,33 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
 }
 
+/// One `reason`-labelled sample per reason of `counts`, plus a zero for each reason of
+/// `always` not counted yet: an alert on a reason (`auth_bad_mac`) has a series to watch
+/// before the first event.
+fn by_reason(
+    counts: &std::collections::BTreeMap<&'static str, u64>,
+    always: &[&[&'static str]],
+) -> Vec<(Labels, u64)> {
+    let mut all = counts.clone();
+    for name in always.iter().flat_map(|names| names.iter()) {
+        all.entry(name).or_default();
+    }
+    all.into_iter().map(|(k, v)| (labels(&[("reason", k)]), v)).collect()
+}
+
+/// Reasons a `:config` request is refused (node/remote.rs).
+const CONFIG_REFUSALS: &[&str] = &[
+    "nomodify",
+    "no_controlkey",
+    "unauthenticated",
+    "wrong_key",
+    "auth_unknown_key",
+    "auth_untrusted_key",
+    "auth_bad_mac",
+    "parse_error",
+    "command_failed",
+];
+
 /// Every metric, as OpenMetrics text.
 pub fn render(
     node: &Node,
@@ -234,6 +262,8 @@ pub fn render(
     peers(&mut m, node, now);
     sources(&mut m, node, now);
     server(&mut m, node, &status);
+    auth(&mut m, node);
+    manycast(&mut m, node);
     if let Some(dropped) = dropped_lines {
         m.counter(
             "statistics_lines_dropped",
@@ -353,9 +383,9 @@ fn system(m: &mut Metrics, node: &Node, s: &StatusView) {
     );
     m.counter(
         "client_replies_dropped",
-        "Datagrams from servers not used, by reason.",
+        "Datagrams from servers not used, by reason (auth_*: the reply's MAC did not verify).",
         None,
-        c.dropped.iter().map(|(k, v)| (labels(&[("reason", k)]), *v)).collect(),
+        by_reason(&c.dropped, &[AuthError::COUNTER_NAMES, &["auth_key_unusable"]]),
     );
 }
 
@@ -441,8 +471,12 @@ fn sources(m: &mut Metrics, node: &Node, now: Instant) {
     for view in node.sources() {
         let s = &view.snapshot;
         let name = s.spec.target.to_string();
-        let is_pool = matches!(s.spec.kind, SourceKind::Pool { .. });
-        let kind = if is_pool { "pool" } else { "server" };
+        let is_pool = s.spec.kind.has_members();
+        let kind = match s.spec.kind {
+            SourceKind::Server => "server",
+            SourceKind::Pool { .. } => "pool",
+            SourceKind::Manycast { .. } => "manycastclient",
+        };
         let l = labels(&[("source", &name), ("kind", kind)]);
         let totals = node.source_totals(s.id);
         let named = matches!(s.spec.target, rntp_proto::source::Target::Name(_));
@@ -557,6 +591,24 @@ fn server(m: &mut Metrics, node: &Node, s: &StatusView) {
             None,
             c.dropped().map(|(k, v)| (labels(&[("reason", k)]), v)).collect(),
         );
+        m.counter(
+            "server_authenticated_replies",
+            "Time replies signed because the request was authenticated with a trusted key.",
+            None,
+            vec![(Vec::new(), c.authenticated)],
+        );
+        m.counter(
+            "server_crypto_nak",
+            "Time replies sent as a crypto-NAK because the request's MAC did not verify.",
+            None,
+            vec![(Vec::new(), c.crypto_naks)],
+        );
+        m.counter(
+            "server_auth_failures",
+            "Time requests whose MAC did not verify, by reason (answered with a crypto-NAK or dropped).",
+            None,
+            c.auth_failures().map(|(k, v)| (labels(&[("reason", k)]), v)).collect(),
+        );
         m.one(
             "server_rate_table_used",
             "Clients in the rate-limit table.",
@@ -618,5 +670,88 @@ fn server(m: &mut Metrics, node: &Node, s: &StatusView) {
         "Datagrams of mode 6 answers.",
         None,
         vec![(Vec::new(), c.datagrams_out)],
+    );
+    m.counter(
+        "control_signed",
+        "Mode 6 answers signed because the request was authenticated.",
+        None,
+        vec![(Vec::new(), c.signed)],
+    );
+    m.counter(
+        "control_config_accepted",
+        "ntpq :config requests applied.",
+        None,
+        vec![(Vec::new(), c.config_accepted)],
+    );
+    m.counter(
+        "control_config_refused",
+        "ntpq :config requests refused (PERMISSION or an error text sent), by reason.",
+        None,
+        by_reason(&c.config_refused, &[CONFIG_REFUSALS]),
+    );
+}
+
+fn auth(m: &mut Metrics, node: &Node) {
+    let keys = node.keys();
+    m.one("auth_keys", "Keys loaded from the key file.", None, keys.len() as f64);
+    m.one(
+        "auth_trusted_keys",
+        "Loaded keys that are trusted (trustedkey): only these authenticate.",
+        None,
+        keys.keys().filter(|k| keys.is_trusted(k.id())).count() as f64,
+    );
+}
+
+fn manycast(m: &mut Metrics, node: &Node) {
+    let c = node.manycast_counters();
+    m.counter(
+        "manycast_solicitations_sent",
+        "Manycast client: solicitations sent to the groups.",
+        None,
+        vec![(Vec::new(), c.solicitations)],
+    );
+    m.counter(
+        "manycast_answers_received",
+        "Manycast client: datagrams received in answer to solicitations.",
+        None,
+        vec![(Vec::new(), c.received)],
+    );
+    m.counter(
+        "manycast_answers_accepted",
+        "Manycast client: authenticated answers whose server became a candidate.",
+        None,
+        vec![(Vec::new(), c.offers)],
+    );
+    m.counter(
+        "manycast_answers_dropped",
+        "Manycast client: answers not used, by reason (auth_*: the MAC or key did not match).",
+        None,
+        by_reason(&c.dropped, &[AuthError::COUNTER_NAMES, &["bogus_origin", "unsynchronized"]]),
+    );
+    let s = node.manycast_server_counters();
+    m.counter(
+        "manycast_server_requests",
+        "Manycast server: solicitations received on the group sockets.",
+        None,
+        vec![(Vec::new(), s.requests)],
+    );
+    m.counter(
+        "manycast_server_replies",
+        "Manycast server: solicitations answered (signed, by unicast).",
+        None,
+        vec![(Vec::new(), s.replies)],
+    );
+    m.counter(
+        "manycast_server_declined",
+        "Manycast server: solicitations not answered, by reason.",
+        None,
+        by_reason(
+            &s.dropped,
+            &[
+                &["restricted", "unauthenticated"],
+                AuthError::COUNTER_NAMES,
+                &["unsynchronized", "stratum", "rate_limited"],
+            ],
+        ),
     );
 }

@@ -188,12 +188,15 @@ pub fn peer_info(row: &PeerView) -> PeerInfo {
     let state = match (snap, row.kind) {
         (Some(s), _) => s.state.name(),
         (None, node::PeerKind::Pool) => "pool",
+        (None, node::PeerKind::Manycast) => "manycast",
         (None, _) if row.resolving => "resolving",
         (None, _) => "unresolved",
     };
     let refid = match (snap, row.kind) {
         (Some(s), _) => s.server.map(|v| v.reference_id.display_for_stratum(v.stratum)),
         (None, node::PeerKind::Pool) => Some(".POOL.".to_string()),
+        // As ntpd (and our mode 6: ntpq) shows a manycastclient's own row.
+        (None, node::PeerKind::Manycast) => Some(".MCST.".to_string()),
         (None, _) => Some(".DNS.".to_string()),
     };
     PeerInfo {
@@ -427,5 +430,44 @@ fn auth_info(node: &Node, s: &rntp_proto::node::StatusView) -> rntp_control::Aut
         manycast_requests: served.requests,
         manycast_replies: served.replies,
         manycast_declined: pairs(&served.dropped),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rntp_proto::node::ClockMode;
+
+    use super::*;
+
+    /// Regression: `rntpctl peers` showed a manycastclient's own row as a pool (`.POOL.`)
+    /// where ntpd and `ntpq -p` show `.MCST.`.
+    #[test]
+    fn manycastclient_row_shows_mcst_as_ntpd() {
+        use rntp_proto::auth::{Digest, Key, KeyId, KeyStore};
+        let text = "keys /etc/rntpd/ntp.keys\ntrustedkey 5\n\
+                    manycastclient 239.1.1.1 key 5\npool pool.example\n";
+        let loaded = rntp_config::parse_str(std::path::Path::new("ntp.conf"), text, &mut |_| {
+            Err(std::io::Error::other("no includes"))
+        })
+        .expect("the config parses");
+        let mut config = rntp_config::node::node_config(&loaded.config, ClockMode::Observe);
+        // The daemon reads the key file (keys.rs); here the key is made directly.
+        let mut keys = KeyStore::new();
+        keys.insert(Key::new(KeyId(5), Digest::Md5, b"secret").expect("key 5"));
+        keys.trust(KeyId(5));
+        config.auth.keys = keys;
+        let rng = Box::new(rntp_proto::rng::SplitMix64::new(1));
+        let node = Node::new(Instant::ZERO, config, rng);
+        let rows: Vec<PeerInfo> = node.peers(Instant::ZERO).iter().map(peer_info).collect();
+        let row = |source: &str| {
+            rows.iter().find(|r| r.source == source).unwrap_or_else(|| panic!("{rows:?}"))
+        };
+        let manycast = row("239.1.1.1");
+        assert_eq!(
+            (manycast.kind.as_str(), manycast.state.as_str(), manycast.refid.as_deref()),
+            ("manycastclient", "manycast", Some(".MCST.")),
+        );
+        let pool = row("pool.example");
+        assert_eq!((pool.kind.as_str(), pool.refid.as_deref()), ("pool", Some(".POOL.")));
     }
 }

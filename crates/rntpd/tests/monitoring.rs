@@ -285,6 +285,32 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The secret of key 1 (MD5) in the metrics test's key file.
+const KEY1_SECRET: &str = "monitoringKey1";
+
+/// Sends rntpd (port 123) from `from` a client request signed with key 1, with a valid MAC or
+/// a wrong digest; the length of the reply (68: signed, 52: crypto-NAK).
+fn signed_exchange(from: Ipv4Addr, addr: Ipv4Addr, valid: bool) -> usize {
+    use rntp_proto::auth::{Digest, Key, KeyId};
+    let key = Key::new(KeyId(1), Digest::Md5, KEY1_SECRET.as_bytes()).expect("key 1");
+    let mut request = rntp_testkit::ntp::request(rntp_testkit::ntp::now_ntp()).to_vec();
+    key.append_mac(&mut request);
+    if !valid {
+        let last = request.len() - 1;
+        request[last] ^= 0xff;
+    }
+    let socket = std::net::UdpSocket::bind((from, 0)).expect("bind");
+    socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let mut buf = [0u8; 1024];
+    for _ in 0..3 {
+        socket.send_to(&request, (addr, 123)).expect("send");
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            return len;
+        }
+    }
+    panic!("no answer from {addr}:123 to a keyed request");
+}
+
 /// Non-empty lines of every `STEM.YYYYMMDD` file in `dir`.
 fn stats_lines(dir: &Path, stem: &str) -> Vec<String> {
     let mut lines = Vec::new();
@@ -306,10 +332,16 @@ fn metrics_and_statistics_files_are_read_by_prometheus_and_ntpviz() {
     let dir = TestDir::new();
     let stats = dir.sub("stats");
     let stats_dir = stats.display().to_string();
+    let keys = dir.path().join("ntp.keys");
+    std::fs::write(&keys, format!("1 MD5 {KEY1_SECRET}\n")).expect("write the key file");
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod the key file");
     let setup = synchronized_rntpd(&dir, |addr| {
         format!(
             "metrics {addr} port {METRICS_PORT}\nstatsdir {stats_dir}\n\
-             statistics peerstats loopstats sysstats sourcestats\n"
+             statistics peerstats loopstats sysstats sourcestats\n\
+             keys {}\ntrustedkey 1\n",
+            keys.display()
         )
     });
     let (rntpd, addr) = (&setup.rntpd, setup.addr);
@@ -365,6 +397,40 @@ fn metrics_and_statistics_files_are_read_by_prometheus_and_ntpviz() {
     if Path::new(NTPQ).exists() {
         assert!(after > before, "control requests {before} -> {after}");
     }
+    // Authentication: a request signed with key 1 gets a signed reply, one with a wrong
+    // digest a crypto-NAK; both show in the server's counters. Every key and manycast family
+    // is there, zeros included.
+    // Each from its own address: the default `restrict` rate-limits one client's burst.
+    let (good, bad) = (setup._block.addr(100), setup._block.addr(101));
+    assert_eq!(signed_exchange(good, addr, true), 68, "a signed reply to a signed request");
+    assert_eq!(signed_exchange(bad, addr, false), 52, "a crypto-NAK to a bad MAC");
+    let body = scrape(addr);
+    for (series, at_least) in [
+        ("rntpd_server_auth_failures_total{reason=\"auth_bad_mac\"}", 1.0),
+        ("rntpd_server_crypto_nak_total", 1.0),
+        ("rntpd_server_authenticated_replies_total", 1.0),
+        ("rntpd_auth_keys", 1.0),
+        ("rntpd_auth_trusted_keys", 1.0),
+    ] {
+        assert!(sample(&body, series).is_some_and(|v| v >= at_least), "{series} in\n{body}");
+    }
+    for series in [
+        "rntpd_server_auth_failures_total{reason=\"auth_unknown_key\"}",
+        "rntpd_client_replies_dropped_total{reason=\"auth_bad_mac\"}",
+        "rntpd_control_signed_total",
+        "rntpd_control_config_accepted_total",
+        "rntpd_control_config_refused_total{reason=\"wrong_key\"}",
+        "rntpd_manycast_solicitations_sent_total",
+        "rntpd_manycast_answers_received_total",
+        "rntpd_manycast_answers_accepted_total",
+        "rntpd_manycast_answers_dropped_total{reason=\"auth_wrong_key\"}",
+        "rntpd_manycast_server_requests_total",
+        "rntpd_manycast_server_replies_total",
+        "rntpd_manycast_server_declined_total{reason=\"unauthenticated\"}",
+    ] {
+        assert_eq!(sample(&body, series), Some(0.0), "{series} in\n{body}");
+    }
+
     // Anything but /metrics is a 404.
     let out = support::run(Command::new("curl").args([
         "-s",

@@ -860,7 +860,11 @@ impl Node {
             rows.push(PeerView {
                 assoc: None,
                 source: s.id,
-                kind: if is_pool { PeerKind::Pool } else { PeerKind::Unresolved },
+                kind: match s.spec.kind {
+                    SourceKind::Manycast { .. } => PeerKind::Manycast,
+                    _ if is_pool => PeerKind::Pool,
+                    _ => PeerKind::Unresolved,
+                },
                 source_name: s.spec.target.to_string(),
                 snapshot: None,
                 resolving: s.resolving || s.last_resolution.is_none(),

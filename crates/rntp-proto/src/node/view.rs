@@ -20,6 +20,9 @@ pub enum PeerKind {
     PoolMember,
     /// The pool itself (ntpd shows it as `.POOL.`).
     Pool,
+    /// A `manycastclient GROUP` itself (ntpd shows it as `.MCST.`); its members are
+    /// [`PeerKind::PoolMember`] rows.
+    Manycast,
     /// A `server NAME` with no association yet (resolving or failed).
     Unresolved,
 }
@@ -31,6 +34,7 @@ impl PeerKind {
             PeerKind::Server => "server",
             PeerKind::PoolMember => "pool-member",
             PeerKind::Pool => "pool",
+            PeerKind::Manycast => "manycastclient",
             PeerKind::Unresolved => "unresolved",
         }
     }
