@@ -355,18 +355,9 @@ fn write_loop(rx: Receiver<Line>, mut files: HashMap<StatsKind, Output>) {
     }
 }
 
-/// `YYYYMMDD` of a day number since 1970-01-01 (proleptic Gregorian; Howard Hinnant's
-/// `civil_from_days`).
+/// `YYYYMMDD` of a day number since 1970-01-01 (UTC, proleptic Gregorian).
 fn yyyymmdd(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = rntp_proto::time::civil_from_days(days);
     format!("{y:04}{m:02}{d:02}")
 }
 
