@@ -91,13 +91,17 @@
 //! This module deliberately does **not**: read clocks or sockets; read key files; answer mode
 //! 6/7 queries (the node does mode 6, see [`crate::mode6`]); decide the system state
 //! (orphan mode, leap smearing, `local` clocks are the daemon's business; the responder serves
-//! what it is given); or keep ntpd's MRU list.
+//! what it is given). ntpd's MRU list of clients (`ntpq -c mrulist`) is [`MruList`], which the
+//! node fills from [`Responder::respond_flagged`].
 
+pub mod mru;
 mod ratelimit;
 mod restrict;
 
 use core::net::IpAddr;
 
+pub use mru::MruList;
+pub(crate) use ratelimit::siphash;
 pub use ratelimit::RateLimit;
 pub use restrict::{RestrictFlags, RestrictRule};
 
@@ -663,10 +667,26 @@ impl Responder {
         sys: &SystemState,
         out: &mut [u8],
     ) -> ServerAction {
+        self.respond_flagged(now, rx, src, request, sys, out).0
+    }
+
+    /// [`respond`](Self::respond), also returning the `restrict` flags that applied to `src`
+    /// (for the MRU list), from the same lookup.
+    pub fn respond_flagged(
+        &mut self,
+        now: Instant,
+        rx: NtpTimestamp,
+        src: IpAddr,
+        request: &[u8],
+        sys: &SystemState,
+        out: &mut [u8],
+    ) -> (ServerAction, RestrictFlags) {
         self.counters.requests = self.counters.requests.saturating_add(1);
-        let action = self.decide(now, rx, src, request, sys, out);
+        let client = Key::new(src);
+        let flags = self.restrict.lookup(&client);
+        let action = self.decide(now, rx, client, flags, request, sys, out);
         self.counters.record(&action);
-        action
+        (action, flags)
     }
 
     /// Answers a solicitation that arrived on a `manycastserver` group socket: the reply is
@@ -751,19 +771,19 @@ impl Responder {
         }
     }
 
-    /// [`respond`](Self::respond) without the counting.
+    /// [`respond`](Self::respond) without the counting, for `client` with `flags`.
+    #[allow(clippy::too_many_arguments)] // One private step of `respond_flagged`.
     fn decide(
         &mut self,
         now: Instant,
         rx: NtpTimestamp,
-        src: IpAddr,
+        client: Key,
+        flags: RestrictFlags,
         request: &[u8],
         sys: &SystemState,
         out: &mut [u8],
     ) -> ServerAction {
         use ServerAction::Ignore;
-        let client = Key::new(src);
-        let flags = self.restrict.lookup(&client);
         if flags.contains(RestrictFlags::IGNORE) {
             return Ignore(IgnoreReason::RestrictIgnore);
         }

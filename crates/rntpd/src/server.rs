@@ -100,7 +100,7 @@ pub async fn serve(socket: UdpSocket, shared: Shared, clock: Clock) {
                     continue;
                 }
                 let rx = meta.rx_time.map(wall_to_ntp).unwrap_or_else(|| clock.wall());
-                let action = node.respond(now, rx, meta.from.ip(), data, &mut out);
+                let action = node.respond_from(now, rx, meta.from, data, &mut out);
                 if let ServerAction::Reply { len, kind } = action {
                     let Some(reply) = out.get_mut(..len) else { continue };
                     node.finish_reply(now, reply, clock.wall());

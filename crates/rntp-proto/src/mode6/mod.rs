@@ -20,10 +20,15 @@
 //! CONFIGURE (`ntpq :config`) is answered by the node, which checks the control key and parses
 //! the text ([`Replies::text`], [`Replies::signed`] are its building blocks).
 //!
-//! This module deliberately does **not**: write anything (no WRITEVAR), keep an MRU list (`ntpq -c mrulist` gets `BADOP`), look up `restrict`
+//! READ_MRU and REQ_NONCE (`ntpq -c mrulist`): [`mru`] parses the request, issues and checks
+//! the nonces and writes the answer; the node keeps the list ([`crate::server::MruList`]) and
+//! answers them itself, since a valid nonce changes the reply budget.
+//!
+//! This module deliberately does **not**: write anything (no WRITEVAR), keep the MRU list, look up `restrict`
 //! rules or rate-limit (the node does both before calling the responder; [`query_allowed`]
 //! and [`ReplyBudget::for_source`] encode the policy), or read clocks and sockets.
 
+pub mod mru;
 mod respond;
 pub mod status;
 mod vars;

@@ -90,6 +90,9 @@ pub enum DropReason {
     FragmentedRequest,
     /// The answer (even the error) exceeds the [`ReplyBudget`].
     OverBudget,
+    /// READ_MRU without a valid nonce of this source (missing, forged, for another address,
+    /// or older than 16 s): as ntpd, no answer at all, so a spoofed READ_MRU reflects nothing.
+    BadNonce,
 }
 
 impl DropReason {
@@ -102,6 +105,7 @@ impl DropReason {
             DropReason::NotARequest => "not_a_request",
             DropReason::FragmentedRequest => "fragmented_request",
             DropReason::OverBudget => "over_budget",
+            DropReason::BadNonce => "bad_nonce",
         }
     }
 }
@@ -173,7 +177,8 @@ const MAX_MAC_WIRE_LEN: usize = 24;
 pub const MAX_SIGNED_DATAGRAM_LEN: usize = MAX_DATAGRAM_LEN + MAX_MAC_WIRE_LEN;
 
 impl Replies {
-    fn none(reason: DropReason) -> Self {
+    /// No answer, for `reason`.
+    pub fn none(reason: DropReason) -> Self {
         Replies {
             header: ControlHeader {
                 leap: LeapIndicator::NoWarning,
@@ -347,19 +352,42 @@ fn names(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Joins text items as ntpd's `ctl_putdata` does.
-struct TextBody {
+pub(super) struct TextBody {
     out: Vec<u8>,
     line_len: usize,
-    item: String,
+    pub(super) item: String,
+}
+
+/// A length of a [`TextBody`] to come back to ([`TextBody::rewind`]).
+#[derive(Clone, Copy)]
+pub(super) struct Mark {
+    out: usize,
+    line_len: usize,
 }
 
 impl TextBody {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         TextBody { out: Vec::new(), line_len: 0, item: String::new() }
     }
 
+    /// Octets so far.
+    pub(super) fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The length now, for [`TextBody::rewind`].
+    pub(super) fn mark(&self) -> Mark {
+        Mark { out: self.out.len(), line_len: self.line_len }
+    }
+
+    /// Drops what was committed after `mark`.
+    pub(super) fn rewind(&mut self, mark: Mark) {
+        self.out.truncate(mark.out);
+        self.line_len = mark.line_len;
+    }
+
     /// Appends the item built in `self.item`, then clears it.
-    fn commit(&mut self) {
+    pub(super) fn commit(&mut self) {
         let len = self.item.len();
         if !self.out.is_empty() {
             self.out.push(b',');
@@ -378,7 +406,7 @@ impl TextBody {
     }
 
     /// The body, with ntpd's trailing `\r\n` when the last fragment has room for it.
-    fn finish(mut self) -> Vec<u8> {
+    pub(super) fn finish(mut self) -> Vec<u8> {
         let last = self.out.len() % MAX_DATA_LEN;
         if !self.out.is_empty() && last != 0 && last + 2 < MAX_DATA_LEN {
             self.out.extend_from_slice(b"\r\n");
@@ -398,7 +426,8 @@ impl Mode6Responder {
     /// Dropped without answer (as ntpd): shorter than 12 octets, not mode 6, version outside
     /// 1–4, R/E/M bits set, non-zero offset, or over budget even for an error. Answered with
     /// an error: `BADFMT` for a count beyond the datagram, above 468, or a length not a
-    /// multiple of 4; `BADOP` for unknown and unimplemented opcodes; `PERMISSION` for the
+    /// multiple of 4; `BADOP` for unknown and unimplemented opcodes (and READ_MRU and
+    /// REQ_NONCE, which need an MRU list: the node answers them itself); `PERMISSION` for the
     /// writing operations (WRITEVAR, READ_ORDLIST_A; and CONFIGURE, which the node answers
     /// itself before calling this, with the control key); `BADASSOC` for an unknown
     /// association and for READCLOCK (no reference clocks); `UNKNOWNVAR` when a requested name
@@ -523,7 +552,8 @@ fn answer(opcode: Opcode, assoc: AssocId, request: &[u8], data: &dyn Mode6Data) 
             Err(ErrorCode::Permission)
         }
         // Not implemented (NTPsec answers WRITECLOCK and the trap opcodes the same way);
-        // READ_MRU and REQ_NONCE: rntpd keeps no MRU list yet.
+        // READ_MRU and REQ_NONCE need the node's MRU list and nonce key: the node answers
+        // them (`node/mru.rs`, with [`super::mru`]) before calling this.
         Opcode::WriteClock
         | Opcode::SetTrap
         | Opcode::AsyncMessage

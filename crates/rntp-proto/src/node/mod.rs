@@ -43,6 +43,7 @@ mod config;
 mod loops;
 mod manycast;
 mod mode6;
+mod mru;
 mod reload;
 mod remote;
 mod stats;
@@ -470,7 +471,7 @@ impl Node {
             counters: ClientCounters::default(),
             drift_saved: None,
             clock_error: None,
-            control: mode6::Control::default(),
+            control: mode6::Control::new(seed),
             monitor: stats::Monitor::default(),
             applied: reload::Applied::new(&config),
             rng,
@@ -509,7 +510,7 @@ impl Node {
             Local::Manycast(source) => self.manycast_packet(now, source, remote, bytes),
             Local::Server(addr) if mode6::is_control(bytes) => {
                 let mut out = [0u8; crate::mode6::MAX_SIGNED_DATAGRAM_LEN];
-                let mut len = match self.respond(now, t4, remote.ip(), bytes, &mut out) {
+                let mut len = match self.respond_from(now, t4, remote, bytes, &mut out) {
                     ServerAction::Reply { len, .. } => Some(len),
                     ServerAction::Ignore(_) => None,
                 };
@@ -525,7 +526,7 @@ impl Node {
             Local::Server(addr) => {
                 let mut out = [0u8; SERVER_REPLY_MAX];
                 if let ServerAction::Reply { len, .. } =
-                    self.respond(now, t4, remote.ip(), bytes, &mut out)
+                    self.respond_from(now, t4, remote, bytes, &mut out)
                 {
                     let payload = out.get(..len).unwrap_or_default().to_vec();
                     push_bounded(
@@ -547,6 +548,10 @@ impl Node {
     /// the answer goes to `out` (which needs [`crate::mode6::MAX_DATAGRAM_LEN`] octets for
     /// them) with [`ReplyKind::Control`], and the driver
     /// sends the rest, from [`Node::poll_control_reply`], right after it.
+    ///
+    /// Every NTP packet `restrict` does not `ignore` is counted in the MRU list
+    /// (`ntpq -c mrulist`), under port 0 here: drivers that know the source port call
+    /// [`Node::respond_from`].
     pub fn respond(
         &mut self,
         now: Instant,
@@ -555,14 +560,32 @@ impl Node {
         request: &[u8],
         out: &mut [u8],
     ) -> ServerAction {
+        self.respond_from(now, rx, SocketAddr::new(client, 0), request, out)
+    }
+
+    /// [`Node::respond`] for a client whose source port is known (the MRU list shows it).
+    pub fn respond_from(
+        &mut self,
+        now: Instant,
+        rx: NtpTimestamp,
+        client: SocketAddr,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> ServerAction {
         if mode6::is_control(request) {
-            return self.respond_control(now, rx, client, request, out);
+            return self.respond_control(now, rx, client.ip(), request, out);
         }
+        let ip = client.ip();
         if let Some(assoc) = self.loops.request_from_us(request) {
-            self.own_request(now, assoc, client);
+            self.own_request(now, assoc, ip);
         }
-        let rx = self.served_time(now, rx);
-        self.responder.respond(now, rx, canonical(client), request, &self.system, out)
+        let served = self.served_time(now, rx);
+        let src = canonical(ip);
+        let (action, flags) =
+            self.responder.respond_flagged(now, served, src, request, &self.system, out);
+        let client = SocketAddr::new(src, client.port());
+        self.control.record_client(client, rx, request, &action, flags);
+        action
     }
 
     /// A request the driver dropped unread (from port 0, or longer than its buffer): counted

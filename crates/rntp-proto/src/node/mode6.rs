@@ -18,21 +18,25 @@
 //! Requests with a MAC of a trusted key are answered with every datagram signed by that key
 //! (as ntpd); CONFIGURE (`:config`) is `node/remote.rs`.
 //!
-//! This module deliberately does **not** keep an MRU list (`ntpq -c mrulist` gets `BADOP`) or
-//! write variables.
+//! READ_MRU and REQ_NONCE (`ntpq -c mrulist`) are `node/mru.rs`, which also fills the MRU list
+//! from the server fast path.
+//!
+//! This module deliberately does **not** write variables.
 
 use std::net::{IpAddr, SocketAddr};
 
 use super::remote::{ConfigParser, ControlAuth};
 use super::{canonical, Node};
 use crate::assoc::{AssocId, AssocState};
+use crate::mode6::mru::NonceKey;
 use crate::mode6::{
     self, AssocSummary, ClockSource, ControlPacket, Mode6Data, Mode6Responder, Opcode, Outcome,
     PeerEvent, PeerStatus, PeerVars, Replies, ReplyBudget, Selection, SystemEvent, SystemStatus,
     SystemVars, MAX_DATAGRAM_LEN, MAX_SIGNED_DATAGRAM_LEN,
 };
 use crate::select::Verdict;
-use crate::server::{IgnoreReason, QueryVerdict, ReplyKind, ServerAction};
+use crate::server::mru::MRU_CAPACITY;
+use crate::server::{IgnoreReason, MruList, QueryVerdict, ReplyKind, ServerAction};
 use crate::source::{SourceId, SourceKind, Target};
 use crate::time::{Instant, NtpDuration, NtpTimestamp};
 use crate::wire::ReferenceId;
@@ -83,8 +87,8 @@ impl ControlCounters {
     }
 }
 
-/// The node's mode 6 state: the responder, the rest of the answer being sent, counters.
-#[derive(Default)]
+/// The node's mode 6 state: the responder, the rest of the answer being sent, counters, the
+/// MRU list and its nonce key.
 pub(super) struct Control {
     responder: Mode6Responder,
     /// Datagrams of the current answer after the first, for [`Node::poll_control_reply`].
@@ -96,6 +100,32 @@ pub(super) struct Control {
     pub(super) control_key: Option<crate::auth::KeyId>,
     /// Parses `:config` text (injected by the driver).
     pub(super) parser: Option<Box<dyn ConfigParser + Send>>,
+    /// Recent NTP clients, for `ntpq -c mrulist`.
+    pub(super) mru: MruList,
+    /// Issues and checks the mrulist nonces.
+    pub(super) nonces: NonceKey,
+}
+
+/// Mixed into the node's seed for the MRU list's hash key and the nonce key, so that each
+/// gets its own key from the one draw of the node's RNG (drawing more would change the
+/// random sequence every seeded simulation depends on).
+const MRU_SEED: u64 = 0x6D72_755F_6C69_7374;
+const NONCE_SEED: u64 = 0x6E6F_6E63_655F_6B79;
+
+impl Control {
+    /// Mode 6 state with keys derived from `seed` (drawn from the node's RNG).
+    pub(super) fn new(seed: u64) -> Self {
+        Control {
+            responder: Mode6Responder::default(),
+            pending: None,
+            counters: ControlCounters::default(),
+            system: String::new(),
+            control_key: None,
+            parser: None,
+            mru: MruList::new(MRU_CAPACITY, seed ^ MRU_SEED),
+            nonces: NonceKey::new(seed ^ NONCE_SEED),
+        }
+    }
 }
 
 impl std::fmt::Debug for Control {
@@ -105,6 +135,7 @@ impl std::fmt::Debug for Control {
             .field("counters", &self.counters)
             .field("control_key", &self.control_key)
             .field("parser", &self.parser.is_some())
+            .field("mru", &self.mru.len())
             .finish_non_exhaustive()
     }
 }
@@ -136,10 +167,14 @@ impl Node {
         }
         let budget = ReplyBudget::for_source(client, request.len(), false);
         let auth = self.control_auth(request);
-        let configure = ControlPacket::new_checked(request)
-            .is_ok_and(|p| p.opcode() == Opcode::Configure && !p.is_response());
-        let mut replies = if configure {
+        let opcode = ControlPacket::new_checked(request)
+            .ok()
+            .filter(|p| !p.is_response())
+            .map(|p| p.opcode());
+        let mut replies = if opcode == Some(Opcode::Configure) {
             self.remote_config(now, client, request, auth, budget)
+        } else if let Some(op @ (Opcode::RequestNonce | Opcode::ReadMru)) = opcode {
+            self.mru_control(now, rx, client, request, op, budget)
         } else {
             let view = ControlView { node: self, now, clock: self.served_time(now, rx) };
             self.control.responder.respond(request, &view, budget)

@@ -14,7 +14,9 @@
 //! legitimate one. Memory is bounded whatever arrives.
 //!
 //! This module deliberately does **not** decide what to send (the responder does), track
-//! subnets (each address is its own client, as in ntpd), or keep ntpd's MRU list for `ntpq`.
+//! subnets (each address is its own client, as in ntpd), or keep ntpd's MRU list for `ntpq`
+//! (that is [`super::mru`]: it needs first-seen times, counts and ports, which this table,
+//! built to stay small under a flood, does not keep).
 
 use crate::rng::{RngSource, SplitMix64};
 use crate::time::Instant;
@@ -249,7 +251,7 @@ fn sip_round(v: &mut (u64, u64, u64, u64)) {
 /// SipHash-C-D of exactly 16 bytes under `key`. A keyed PRF is what stops an attacker from
 /// choosing sources that collide in one set; C = 1, D = 3 is the variant Rust's `HashMap` uses
 /// for the same purpose.
-fn siphash<const C: usize, const D: usize>(key: (u64, u64), msg: &[u8; 16]) -> u64 {
+pub(crate) fn siphash<const C: usize, const D: usize>(key: (u64, u64), msg: &[u8; 16]) -> u64 {
     let (k0, k1) = key;
     let mut v = (SIP_INIT[0] ^ k0, SIP_INIT[1] ^ k1, SIP_INIT[2] ^ k0, SIP_INIT[3] ^ k1);
     let words = u128::from_le_bytes(*msg);
