@@ -1,18 +1,23 @@
 //! Fuzzes the mode 6 codec and responder: parsing never panics and whatever parses re-emits to
 //! the same message; answering fixed data never panics, every reply datagram is a well-formed
 //! response of at most 480 bytes, and under the non-local budget the answer is never longer
-//! than the request.
+//! than the request. The same input as READ_MRU parameters (`ntpq -c mrulist`): parsing and
+//! nonce checks never panic, and an answer over a list of 300 clients fits the `frags` asked.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use rntp_proto::mode6::mru::{self, NonceKey};
+use rntp_proto::mode6::MAX_DATA_LEN;
 use rntp_proto::mode6::{
     AssocId, AssocSummary, ClockSource, ControlRepr, FilterStages, Mode6Data, Mode6Responder,
     PeerStatus, PeerVars, ReplyBudget, Selection, SystemStatus, SystemVars, MAX_DATAGRAM_LEN,
     MAX_FRAGMENTS,
 };
-use rntp_proto::time::NtpTimestamp;
+use rntp_proto::server::MruList;
+use rntp_proto::time::{Instant, NtpTimestamp};
 use rntp_proto::wire::{LeapIndicator, ReferenceId};
 
 /// A node with 300 associations (ids 1..=300: READSTAT needs three fragments), a named
@@ -65,7 +70,45 @@ impl Mode6Data for Node {
     }
 }
 
+/// 300 clients, IPv4 and IPv6, some seen several times.
+fn clients() -> &'static MruList {
+    static LIST: OnceLock<MruList> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let mut list = MruList::new(256, 1);
+        for i in 0..300u32 {
+            let ip = if i % 3 == 0 {
+                IpAddr::V6(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(0xC000_0200 + i % 200))
+            };
+            let rx = NtpTimestamp::from_bits(u64::from(0xE000_0000 + i) << 32);
+            list.record(SocketAddr::new(ip, 123), rx, 0x23, (i % 0x500) as u16);
+        }
+        list
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
+    let parsed = mru::parse_query(data);
+    if let Some(nonce) = parsed.nonce {
+        let client = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(
+            !NonceKey::new(1).check(nonce, client, Instant::from_nanos(1 << 40))
+                || nonce.len() == 24
+        );
+    }
+    if let Ok(q) = parsed.query {
+        let now = NtpTimestamp::from_bits(0xE000_1000 << 32);
+        if let Ok(body) = mru::body(&q, clients(), now, "000000000000000000000000") {
+            assert!(
+                body.len() <= q.frags * MAX_DATA_LEN,
+                "{} octets for {} frags",
+                body.len(),
+                q.frags
+            );
+        }
+    }
+
     if let Ok(repr) = ControlRepr::parse(data) {
         let mut out = vec![0u8; repr.buffer_len()];
         let len = repr.emit(&mut out).expect("a parsed message emits");
