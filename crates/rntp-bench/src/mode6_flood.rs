@@ -63,7 +63,8 @@ pub struct Mode6FloodArgs {
 }
 
 /// The requests of the flood: what ntpq and check_ntp_peer send (READSTAT, READVAR of the
-/// system and of a peer, a variable list), plus an unknown opcode.
+/// system and of a peer, a variable list), plus READ_MRU without a nonce (once `BADOP`; since
+/// the mrulist handshake, dropped unanswered as `bad_nonce`).
 fn requests() -> Vec<Vec<u8>> {
     let req = |opcode: u8, assoc: u16, data: &[u8]| {
         let mut b = vec![0x16, opcode, 0, 1, 0, 0];

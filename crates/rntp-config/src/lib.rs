@@ -263,9 +263,10 @@
 //!   | `nomodify` | refuse run-time configuration (`ntpq :config`), even signed with the `controlkey` |
 //!
 //!   These ntpd/NTPsec flags are accepted **silently and ignored**:
-//!   `notrap`, `nopeer`, `noepeer`, `nomrulist`, `lowpriotrap` and
+//!   `notrap`, `nopeer`, `noepeer`, `lowpriotrap` and
 //!   `ippeerlimit N` restrict features rntpd does not have (traps,
-//!   symmetric peers, the MRU list), so there is nothing to restrict. `ntpport` (match only clients sending from port
+//!   symmetric peers), so there is nothing to restrict. `nomrulist` is not enforced yet:
+//!   `ntpq -c mrulist` is answered to whoever may query (use `noquery`). `ntpport` (match only clients sending from port
 //!   123), `serverresponse fuzz` (blur the low bits of reply timestamps) and
 //!   `version` (refuse clients of other NTP versions) are ignored as well:
 //!   a line with `ntpport` applies to clients on any port, replies are not
