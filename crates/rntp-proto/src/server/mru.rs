@@ -15,7 +15,7 @@
 //! never allocates. Cost: [`ENTRY_BYTES`] per entry plus 4 bytes per hash bucket: 480 KiB at
 //! the default capacity, touched only as clients arrive.
 //!
-//! This module deliberately does **not** limit rates (that is [`super::ratelimit`], which
+//! This module deliberately does **not** limit rates (that is the rate limiter, `server::ratelimit`, which
 //! keys on addresses alone and keeps no first-seen time or count), read clocks (the caller
 //! passes the receive timestamp), or answer queries (see [`crate::mode6`] and the node).
 
