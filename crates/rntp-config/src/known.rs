@@ -176,8 +176,8 @@ pub(crate) const INTERFACE_ACTIONS: &[&str] = &["listen", "ignore", "drop"];
 /// Options of `interface listen ADDR`.
 pub(crate) const LISTEN_OPTIONS: &[&str] = &["port"];
 
-/// `restrict` flags that restrict features rntpd does not have (remote
-/// configuration, traps, peers, ...), so they need no action
+/// `restrict` flags that restrict features rntpd does not have (traps,
+/// symmetric peers, ...), so they need no action
 /// and are accepted silently (`nomrulist` is not enforced yet: mrulist follows `noquery`). `serverresponse` is followed by `fuzz`.
 pub(crate) const RESTRICT_MOOT_FLAGS: &[&str] = &[
     "notrap",
