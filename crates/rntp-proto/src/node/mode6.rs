@@ -520,7 +520,7 @@ pub(super) fn is_control(request: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
@@ -551,7 +551,8 @@ mod tests {
         Node::new(Instant::from_nanos(1), config, Box::new(SplitMix64::new(7)))
     }
 
-    fn request(opcode: Opcode, assoc: u16, data: &[u8]) -> Vec<u8> {
+    /// A mode 6 request for `assoc` (0: the system), as ntpq builds it.
+    pub(in crate::node) fn request(opcode: Opcode, assoc: u16, data: &[u8]) -> Vec<u8> {
         let repr = ControlRepr {
             header: ControlHeader {
                 leap: crate::wire::LeapIndicator::NoWarning,

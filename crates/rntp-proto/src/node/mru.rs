@@ -98,12 +98,11 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::mode6::{ControlHeader, ControlPacket, MAX_DATAGRAM_LEN};
+    use crate::mode6::ControlPacket;
     use crate::node::NodeConfig;
     use crate::rng::SplitMix64;
     use crate::server::mru::res;
     use crate::server::ServerConfig;
-    use crate::wire::LeapIndicator;
 
     const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
@@ -128,26 +127,7 @@ mod tests {
     }
 
     fn control(opcode: Opcode, data: &[u8]) -> Vec<u8> {
-        let repr = ControlRepr {
-            header: ControlHeader {
-                leap: LeapIndicator::NoWarning,
-                version: 2,
-                response: false,
-                error: false,
-                more: false,
-                opcode,
-                sequence: 3,
-                status: 0,
-                association_id: 0,
-                offset: 0,
-            },
-            data,
-            trailer: &[],
-        };
-        let mut buf = vec![0u8; MAX_DATAGRAM_LEN];
-        let len = repr.emit(&mut buf).expect("emit");
-        buf.truncate(len);
-        buf
+        crate::node::mode6::tests::request(opcode, 0, data)
     }
 
     /// All datagrams of the answer.
